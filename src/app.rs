@@ -1,0 +1,50 @@
+//! Wires settings into a running service: the upstream (real tenants or the
+//! built-in sandbox), the shared HTTP client, the listener and the server.
+
+use std::future::Future;
+use tokio::net::TcpListener;
+
+use crate::{
+    config::{DEFAULT_TENANT, Settings, Upstream},
+    sandbox::Sandbox,
+    server,
+    service::SsoGateway,
+    tenant::Tenants,
+    upstream::build_http_client,
+};
+
+/// Runs the service until `shutdown` resolves and the drain ends.
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let (tenants, default_tenant, sandbox) = match settings.upstream {
+        Upstream::Tenants { tenants, default_tenant } => (tenants, default_tenant, None),
+        Upstream::Sandbox(options) => {
+            let sandbox = Sandbox::start(options).await?;
+            tracing::warn!(
+                sandbox_url = %sandbox.base_url(),
+                "SANDBOX MODE: upstream is the built-in emulation of the vendor at {}; no real broker is called. \
+                 Demo user {} (broker id {}); its password and the sandbox API key are in the README",
+                sandbox.base_url(),
+                crate::sandbox::DEMO_EMAIL,
+                crate::sandbox::DEMO_BROKER_ID,
+            );
+            (vec![sandbox.tenant_settings(DEFAULT_TENANT)], DEFAULT_TENANT.to_string(), Some(sandbox))
+        }
+    };
+    for tenant in &tenants {
+        if tenant.cookie_domain.is_none() && sandbox.is_none() {
+            tracing::warn!(tenant = %tenant.name, "no cookie domain: session cookies are host-only and will not reach the platform from another host");
+        }
+    }
+    let http = build_http_client(&settings.http)?;
+    let tenants = Tenants::new(tenants, &default_tenant, http).map_err(anyhow::Error::msg)?;
+    let names = tenants.names();
+    let gateway = SsoGateway::new(tenants, settings.http.upstream_timeout);
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("invalid setting --listen: cannot bind {}: {e}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(grpc_addr = %addr, tenants = ?names, default_tenant = %default_tenant, "mtr-sso listening on {addr}");
+    server::serve(listener, gateway, settings.shutdown_grace, shutdown).await?;
+    drop(sandbox);
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! The service's error type and its one, exhaustive mapping to gRPC statuses.
+//! Every status carries a `google.rpc.ErrorInfo` whose reason callers branch
+//! on; invalid input also carries `google.rpc.BadRequest` field violations.
+//! Messages are written here, never copied from upstream bodies, so they
+//! cannot carry a password, token or key.
+
+use std::collections::HashMap;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt as _};
+
+use crate::upstream::{UpstreamError, UpstreamFault};
+
+/// The `domain` of every ErrorInfo this service sends.
+pub const ERROR_DOMAIN: &str = "mtr-sso";
+
+/// One invalid field of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The field path, e.g. `personal_details.firstname`.
+    pub field: String,
+    /// What is wrong with it (never its value, which may be secret).
+    pub description: String,
+}
+
+impl Violation {
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self { field: field.into(), description: description.into() }
+    }
+}
+
+/// Everything an RPC can fail with.
+#[derive(Debug)]
+pub enum SsoError {
+    /// The request is invalid; nothing was sent upstream.
+    InvalidArgument { reason: InvalidReason, violations: Vec<Violation> },
+    /// An upstream call failed.
+    Upstream { tenant: String, error: UpstreamError },
+    /// The create-account call failed in a way that leaves open whether the
+    /// vendor created the account; it was not retried.
+    AccountCreationOutcomeUnknown { tenant: String, error: UpstreamError },
+}
+
+/// Why a request was refused before any upstream call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidReason {
+    /// One or more fields are invalid.
+    InvalidRequest,
+    /// The `tenant` names no configured tenant.
+    UnknownTenant,
+}
+
+impl SsoError {
+    /// A single-field validation error.
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        SsoError::InvalidArgument {
+            reason: InvalidReason::InvalidRequest,
+            violations: vec![Violation::new(field, description)],
+        }
+    }
+
+    /// The gRPC code and ErrorInfo reason of this error.
+    pub fn code_and_reason(&self) -> (Code, &'static str) {
+        match self {
+            SsoError::InvalidArgument { reason: InvalidReason::InvalidRequest, .. } => {
+                (Code::InvalidArgument, "INVALID_REQUEST")
+            }
+            SsoError::InvalidArgument { reason: InvalidReason::UnknownTenant, .. } => {
+                (Code::InvalidArgument, "UNKNOWN_TENANT")
+            }
+            SsoError::Upstream { error, .. } => upstream_code_and_reason(&error.fault),
+            SsoError::AccountCreationOutcomeUnknown { error, .. } => {
+                (upstream_code_and_reason(&error.fault).0, "ACCOUNT_CREATION_OUTCOME_UNKNOWN")
+            }
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            SsoError::InvalidArgument { violations, .. } => {
+                let fields: Vec<String> =
+                    violations.iter().map(|v| format!("{}: {}", v.field, v.description)).collect();
+                format!("invalid request: {}", fields.join("; "))
+            }
+            SsoError::Upstream { error, .. } => error.to_string(),
+            SsoError::AccountCreationOutcomeUnknown { error, .. } => format!(
+                "the account may or may not have been created: {error}. It was not retried; look the email up before creating it again"
+            ),
+        }
+    }
+}
+
+/// The table from upstream fault to gRPC code and reason. No wildcard arm:
+/// a new fault does not compile until it is mapped here.
+pub fn upstream_code_and_reason(fault: &UpstreamFault) -> (Code, &'static str) {
+    match fault {
+        UpstreamFault::ConnectFailed => (Code::Unavailable, "UPSTREAM_UNAVAILABLE"),
+        UpstreamFault::ConnectionLost => (Code::Unavailable, "UPSTREAM_UNAVAILABLE"),
+        UpstreamFault::ServerError => (Code::Unavailable, "UPSTREAM_UNAVAILABLE"),
+        UpstreamFault::Timeout => (Code::DeadlineExceeded, "UPSTREAM_TIMEOUT"),
+        UpstreamFault::RateLimited { .. } => (Code::ResourceExhausted, "UPSTREAM_RATE_LIMITED"),
+        // Our own key or permissions: the operator must fix the deployment,
+        // the caller can do nothing, so this is not the caller's UNAUTHENTICATED.
+        UpstreamFault::ApiKeyRejected => (Code::Internal, "UPSTREAM_REJECTED_API_KEY"),
+        UpstreamFault::PermissionDenied => (Code::Internal, "UPSTREAM_PERMISSION_DENIED"),
+        UpstreamFault::EndpointNotFound => (Code::Internal, "UPSTREAM_ENDPOINT_NOT_FOUND"),
+        UpstreamFault::Protocol { .. } => (Code::Internal, "UPSTREAM_PROTOCOL_ERROR"),
+        UpstreamFault::CredentialsRejected => (Code::Unauthenticated, "UPSTREAM_REJECTED_CREDENTIALS"),
+        UpstreamFault::RefreshTokenRejected => (Code::Unauthenticated, "REFRESH_TOKEN_INVALID"),
+        UpstreamFault::OneTimeTokenRejected => (Code::FailedPrecondition, "ONE_TIME_TOKEN_INVALID"),
+        UpstreamFault::AccountAlreadyExists => (Code::AlreadyExists, "ACCOUNT_ALREADY_EXISTS"),
+        UpstreamFault::AccountNotFound => (Code::NotFound, "ACCOUNT_NOT_FOUND"),
+        UpstreamFault::RequestRejected => (Code::InvalidArgument, "UPSTREAM_REJECTED_REQUEST"),
+    }
+}
+
+impl From<SsoError> for Status {
+    fn from(error: SsoError) -> Self {
+        let (code, reason) = error.code_and_reason();
+        let mut metadata = HashMap::new();
+        let mut details = ErrorDetails::new();
+        match &error {
+            SsoError::InvalidArgument { violations, .. } => {
+                for violation in violations {
+                    details.add_bad_request_violation(violation.field.clone(), violation.description.clone());
+                }
+            }
+            SsoError::Upstream { tenant, error } | SsoError::AccountCreationOutcomeUnknown { tenant, error } => {
+                metadata.insert("tenant".to_string(), tenant.clone());
+                metadata.insert("endpoint".to_string(), error.endpoint.name().to_string());
+                if let Some(status) = error.status {
+                    metadata.insert("upstream_status".to_string(), status.to_string());
+                }
+                if let UpstreamFault::RateLimited { retry_after } = error.fault {
+                    details.set_retry_info(Some(retry_after.unwrap_or(std::time::Duration::from_secs(1))));
+                }
+                // The outcome-unknown reason hides what went wrong upstream; keep it visible.
+                metadata.insert("upstream_reason".to_string(), upstream_code_and_reason(&error.fault).1.to_string());
+            }
+        }
+        details.set_error_info(reason, ERROR_DOMAIN, metadata);
+        Status::with_error_details(code, error.message(), details)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::Endpoint;
+
+    #[test]
+    fn status_carries_reason_metadata_and_retry_info() {
+        let error = SsoError::Upstream {
+            tenant: "default".into(),
+            error: UpstreamError {
+                endpoint: Endpoint::Login,
+                status: Some(429),
+                fault: UpstreamFault::RateLimited { retry_after: Some(std::time::Duration::from_secs(3)) },
+            },
+        };
+        let status = Status::from(error);
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        let details = status.get_error_details();
+        let info = details.error_info().expect("error info");
+        assert_eq!(info.reason, "UPSTREAM_RATE_LIMITED");
+        assert_eq!(info.metadata.get("upstream_status").map(String::as_str), Some("429"));
+        assert_eq!(info.metadata.get("endpoint").map(String::as_str), Some("login"));
+        let retry = details.retry_info().expect("retry info");
+        assert_eq!(retry.retry_delay, Some(std::time::Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn invalid_argument_lists_every_violation() {
+        let status = Status::from(SsoError::InvalidArgument {
+            reason: InvalidReason::InvalidRequest,
+            violations: vec![Violation::new("email", "is required"), Violation::new("password", "is required")],
+        });
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let bad = status.get_details_bad_request().expect("bad request");
+        assert_eq!(bad.field_violations.len(), 2);
+    }
+}

@@ -1,0 +1,180 @@
+//! The sandbox's Broker-API: account creation and one-time tokens behind the
+//! API key (raw or Bearer), with the vendor's validation and error bodies.
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse as _, Response},
+    routing::{get, post},
+};
+use serde_json::{Map, Value, json};
+use std::{sync::Arc, time::Duration};
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use super::{SANDBOX_API_KEY, Shared, lock, problem, rate_limited, state};
+use crate::convert::is_plausible_email;
+
+pub(super) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/v1/accounts", post(create_account))
+        .route("/v1/accounts/by-email/{email}", get(account_by_email))
+        .route("/v1/one-time-token", post(one_time_token))
+        .route("/service-info", get(service_info))
+}
+
+/// Checks the key and the key's rate limit; `Some` is the refusal to send.
+fn refuse(shared: &Shared, headers: &HeaderMap, path: &str) -> Option<Response> {
+    let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let key = presented.strip_prefix("Bearer ").unwrap_or(presented);
+    if key != SANDBOX_API_KEY {
+        return Some(problem(StatusCode::UNAUTHORIZED, "Missing or invalid API key", path));
+    }
+    rate_limited(shared, &format!("key:{key}"), path)
+}
+
+fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+/// The first null or empty-string field, as a dotted path.
+fn first_empty_field(value: &Value, path: &str) -> Option<String> {
+    match value {
+        Value::Null => Some(path.to_string()),
+        Value::String(s) if s.is_empty() => Some(path.to_string()),
+        Value::Object(map) => map
+            .iter()
+            .find_map(|(k, v)| first_empty_field(v, &if path.is_empty() { k.clone() } else { format!("{path}.{k}") })),
+        Value::Array(items) => {
+            items.iter().enumerate().find_map(|(i, v)| first_empty_field(v, &format!("{path}[{i}]")))
+        }
+        _ => None,
+    }
+}
+
+fn text<'a>(map: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
+    map.get(key).and_then(Value::as_str)
+}
+
+fn account_json(account: &state::Account, one_time_token: Option<&str>) -> Value {
+    let mut body = account.sections.clone();
+    body.insert("uuid".into(), json!(account.uuid));
+    body.insert("email".into(), json!(account.email));
+    body.insert("created".into(), json!(rfc3339(account.created)));
+    body.insert("updated".into(), json!(rfc3339(account.created)));
+    body.insert("verificationStatus".into(), json!("NEW"));
+    body.insert("type".into(), json!(account.client_type));
+    if let Some(token) = one_time_token {
+        body.insert("oneTimeToken".into(), json!(token));
+    }
+    Value::Object(body)
+}
+
+async fn create_account(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    const PATH: &str = "/v1/accounts";
+    shared.count("create_account");
+    if let Some(refusal) = refuse(&shared, &headers, PATH) {
+        return refusal;
+    }
+    let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(&body) else {
+        return problem(StatusCode::BAD_REQUEST, "Body must be a JSON object", PATH);
+    };
+    if let Some(field) = first_empty_field(&Value::Object(request.clone()), "") {
+        return problem(StatusCode::BAD_REQUEST, &format!("Field '{field}' must not be null or empty"), PATH);
+    }
+    let email = text(&request, "email").unwrap_or("").to_string();
+    let password = text(&request, "password").unwrap_or("").to_string();
+    let personal = request.get("personalDetails").and_then(Value::as_object);
+    let names_given = personal.is_some_and(|p| text(p, "firstname").is_some() && text(p, "lastname").is_some());
+    if email.is_empty() || password.is_empty() || !names_given {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "email, password and personalDetails.firstname/lastname are required",
+            PATH,
+        );
+    }
+    if !is_plausible_email(&email) {
+        return problem(StatusCode::BAD_REQUEST, "Field 'email' is not a valid email address", PATH);
+    }
+    let client_type = match text(&request, "clientType") {
+        None => "RETAIL".to_string(),
+        Some(t @ ("RETAIL" | "PROFESSIONAL" | "EXPERIENCED")) => t.to_string(),
+        Some(_) => return problem(StatusCode::BAD_REQUEST, "Field 'clientType' has an unknown value", PATH),
+    };
+    request.remove("password");
+    request.remove("email");
+    request.remove("clientType");
+    let account = state::Account {
+        uuid: uuid::Uuid::new_v4().to_string(),
+        email: email.clone(),
+        password,
+        client_type,
+        created: OffsetDateTime::now_utc(),
+        sections: request,
+    };
+    let mut state = lock(&shared.state);
+    let Some(account) = state.add_account(account) else {
+        return problem(StatusCode::CONFLICT, "Account with this email already exists", PATH);
+    };
+    let token = state.issue_token(&email, state::ACCOUNT_TOKEN_VALIDITY);
+    Json(account_json(&account, token.as_deref())).into_response()
+}
+
+async fn account_by_email(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(email): Path<String>,
+) -> Response {
+    let path = format!("/v1/accounts/by-email/{email}");
+    shared.count("account_by_email");
+    if let Some(refusal) = refuse(&shared, &headers, &path) {
+        return refusal;
+    }
+    match lock(&shared.state).account(&email) {
+        Some(account) => Json(account_json(account, None)).into_response(),
+        None => problem(StatusCode::NOT_FOUND, "Account not found", &path),
+    }
+}
+
+async fn one_time_token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    const PATH: &str = "/v1/one-time-token";
+    shared.count("issue_one_time_token");
+    if let Some(refusal) = refuse(&shared, &headers, PATH) {
+        return refusal;
+    }
+    let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(&body) else {
+        return problem(StatusCode::BAD_REQUEST, "Body must be a JSON object", PATH);
+    };
+    let email = text(&request, "email").unwrap_or("");
+    let validity = request.get("validityTime").and_then(Value::as_u64).filter(|v| *v > 0);
+    let (Some(validity), false) = (validity, email.is_empty()) else {
+        return problem(StatusCode::BAD_REQUEST, "email and a positive validityTime are required", PATH);
+    };
+    match lock(&shared.state).issue_token(email, Duration::from_secs(validity)) {
+        Some(token) => Json(json!({ "token": token })).into_response(),
+        None => problem(StatusCode::NOT_FOUND, "Account not found", PATH),
+    }
+}
+
+async fn service_info(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    shared.count("service_info");
+    if let Some(refusal) = refuse(&shared, &headers, "/service-info") {
+        return refusal;
+    }
+    Json(json!({ "artifact": "broker-api", "name": "mtr-sso sandbox", "serviceVersion": env!("CARGO_PKG_VERSION") }))
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_nulls_and_empty_strings_are_found_with_their_path() {
+        let body = json!({"email": "a@b.co", "personalDetails": {"firstname": "A", "passport": {"number": ""}}});
+        assert_eq!(first_empty_field(&body, "").as_deref(), Some("personalDetails.passport.number"));
+        assert_eq!(first_empty_field(&json!({"a": [1, null]}), "").as_deref(), Some("a[1]"));
+        assert_eq!(first_empty_field(&json!({"a": {"b": false, "c": 0}}), ""), None);
+    }
+}

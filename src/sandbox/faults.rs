@@ -1,0 +1,120 @@
+//! Fault switches: latency, server errors, connection resets mid-body,
+//! malformed bodies and hangs, applied to the vendor endpoints (never to the
+//! control endpoints). All off by default.
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{Request, State},
+    http::{StatusCode, header},
+    middleware::Next,
+    response::{IntoResponse as _, Response},
+};
+use serde::{Deserialize, Serialize};
+use std::{sync::Arc, time::Duration};
+
+use super::{Shared, lock};
+
+/// What a faulty answer looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// No fault.
+    #[default]
+    None,
+    /// 503 with an HTML body, as a proxy in front of the vendor sends it.
+    ServerError,
+    /// The connection breaks after part of the body was sent.
+    Reset,
+    /// 200 with a body that is not JSON.
+    MalformedBody,
+    /// No answer at all, until the client gives up.
+    Hang,
+}
+
+/// The sandbox's runtime switches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Switches {
+    /// Latency added before every vendor answer.
+    #[serde(with = "millis")]
+    pub latency: Duration,
+    /// The fault to inject.
+    pub fault: FaultKind,
+    /// Share of requests that get the fault, 0.0 to 1.0.
+    pub fault_ratio: f64,
+    /// Only requests whose path starts with this get the fault (empty: all).
+    pub fault_path_prefix: String,
+    /// Requests per minute per API key and per platform; 0 switches the limit off.
+    pub rate_limit_per_minute: u32,
+    /// Answer logins in the older platforms' shape (`accounts`, `selectedAccount`).
+    pub legacy_login_shape: bool,
+}
+
+impl Default for Switches {
+    fn default() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            fault: FaultKind::None,
+            fault_ratio: 1.0,
+            fault_path_prefix: String::new(),
+            rate_limit_per_minute: 500,
+            legacy_login_shape: false,
+        }
+    }
+}
+
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+/// Middleware: delays, then either injects the fault or passes the request on.
+pub(super) async fn apply(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let switches = lock(&shared.switches).clone();
+    if !switches.latency.is_zero() {
+        tokio::time::sleep(switches.latency).await;
+    }
+    let hit = switches.fault != FaultKind::None
+        && request.uri().path().starts_with(&switches.fault_path_prefix)
+        && rand::random::<f64>() < switches.fault_ratio;
+    if !hit {
+        return next.run(request).await;
+    }
+    shared.count("fault");
+    match switches.fault {
+        FaultKind::None => next.run(request).await,
+        FaultKind::ServerError => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "text/html")],
+            "<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>",
+        )
+            .into_response(),
+        FaultKind::MalformedBody => {
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"token\": \"unterminated").into_response()
+        }
+        FaultKind::Reset => {
+            let chunks: Vec<Result<Bytes, std::io::Error>> = vec![
+                Ok(Bytes::from_static(b"{\"uuid\": \"")),
+                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "sandbox fault: reset")),
+            ];
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from_stream(futures_util::stream::iter(chunks)))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        }
+        FaultKind::Hang => {
+            // Dropped when the client disconnects; bounded so nothing lingers forever.
+            tokio::time::sleep(Duration::from_secs(300)).await;
+            StatusCode::GATEWAY_TIMEOUT.into_response()
+        }
+    }
+}

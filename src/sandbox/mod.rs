@@ -1,0 +1,238 @@
+//! A built-in sandbox of the vendor: a real HTTP server on 127.0.0.1 that
+//! speaks the Broker-API and Platform-API paths and JSON, quirks included
+//! (Problem-style errors, path-scoped `rt` cookies, refresh answered by
+//! `Set-Cookie` alone, a per-key rate limit), plus the browser landing
+//! `/?auth=` so login links really work. Fault switches (latency, 5xx,
+//! resets, malformed bodies, hangs) are off unless asked for.
+//!
+//! Control endpoints for tests and benchmarks in any language:
+//! `GET|PUT /_sandbox/switches` and `GET /_sandbox/stats`.
+
+mod broker;
+mod faults;
+mod platform;
+mod rate_limit;
+pub mod state;
+
+pub use faults::{FaultKind, Switches};
+
+use axum::{Json, Router, extract::State as AxumState, routing::get};
+use secrecy::SecretString;
+use serde::Serialize;
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+use time::OffsetDateTime;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use url::Url;
+
+use crate::config::{AuthScheme, TenantSettings, UpstreamPaths};
+
+/// The sandbox's Broker-API key (raw, or as `Bearer <key>`).
+pub const SANDBOX_API_KEY: &str = "sandbox-api-key";
+/// The seeded demo user, as in the vendor's own demo.
+pub const DEMO_EMAIL: &str = "test@match-trade.com";
+/// The demo user's password.
+pub const DEMO_PASSWORD: &str = "abcd1234";
+/// The sandbox platform's broker id (partner id).
+pub const DEMO_BROKER_ID: &str = "1";
+
+/// How to start the sandbox.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// Where its HTTP server listens; port 0 picks a free one.
+    pub addr: SocketAddr,
+    /// Requests per minute per API key and per platform; 0 switches the limit off.
+    pub rate_limit_per_minute: u32,
+    /// Latency added to every answer.
+    pub latency: Duration,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        Self { addr: SocketAddr::from(([127, 0, 0, 1], 0)), rate_limit_per_minute: 500, latency: Duration::ZERO }
+    }
+}
+
+/// Requests received, by endpoint name.
+pub type Stats = BTreeMap<String, u64>;
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<state::State>,
+    pub(crate) limiter: Mutex<rate_limit::RateLimiter>,
+    pub(crate) switches: Mutex<Switches>,
+    pub(crate) stats: Mutex<Stats>,
+}
+
+/// A lock that survives a panicked holder: the sandbox state stays usable.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shared {
+    pub(crate) fn count(&self, endpoint: &str) {
+        *lock(&self.stats).entry(endpoint.to_string()).or_default() += 1;
+    }
+}
+
+/// A running sandbox; stops when dropped.
+#[derive(Debug)]
+pub struct Sandbox {
+    base_url: Url,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Sandbox {
+    /// Starts the sandbox with the demo user seeded.
+    pub async fn start(options: SandboxOptions) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(options.addr).await?;
+        let addr = listener.local_addr()?;
+        let mut state = state::State::default();
+        state.add_account(state::Account {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            email: DEMO_EMAIL.into(),
+            password: DEMO_PASSWORD.into(),
+            client_type: "RETAIL".into(),
+            created: OffsetDateTime::now_utc(),
+            sections: Default::default(),
+        });
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            limiter: Mutex::new(rate_limit::RateLimiter::default()),
+            switches: Mutex::new(Switches {
+                latency: options.latency,
+                rate_limit_per_minute: options.rate_limit_per_minute,
+                ..Switches::default()
+            }),
+            stats: Mutex::new(Stats::new()),
+        });
+        let app = router(shared.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let server = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(error) = server.await {
+                tracing::error!(%error, "sandbox server failed");
+            }
+        });
+        let base_url = Url::parse(&format!("http://{addr}")).map_err(std::io::Error::other)?;
+        tracing::info!(%base_url, "sandbox listening");
+        Ok(Self { base_url, shared, stop: Some(stop), task })
+    }
+
+    /// The sandbox's base URL (it serves both APIs and the platform pages).
+    pub fn base_url(&self) -> &Url {
+        &self.base_url
+    }
+
+    /// A tenant profile wired to this sandbox.
+    pub fn tenant_settings(&self, name: &str) -> TenantSettings {
+        TenantSettings {
+            name: name.to_string(),
+            broker_api_url: self.base_url.clone(),
+            api_key: SecretString::from(SANDBOX_API_KEY),
+            auth_scheme: AuthScheme::Raw,
+            platform_url: self.base_url.clone(),
+            broker_id: Some(DEMO_BROKER_ID.into()),
+            cookie_domain: None,
+            paths: UpstreamPaths::default(),
+            session_lifetime: state::SESSION_LIFETIME,
+            one_time_token_validity: Duration::from_secs(60),
+            one_time_token_max_validity: Duration::from_secs(3600),
+        }
+    }
+
+    /// Replaces the fault and limit switches.
+    pub fn set_switches(&self, switches: Switches) {
+        *lock(&self.shared.switches) = switches;
+    }
+
+    /// The current switches.
+    pub fn switches(&self) -> Switches {
+        lock(&self.shared.switches).clone()
+    }
+
+    /// Requests received so far, by endpoint.
+    pub fn stats(&self) -> Stats {
+        lock(&self.shared.stats).clone()
+    }
+
+    /// Number of accounts (the demo user included).
+    pub fn account_count(&self) -> usize {
+        lock(&self.shared.state).account_count()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.abort();
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    let vendor = Router::new()
+        .merge(broker::routes())
+        .merge(platform::routes())
+        .layer(axum::middleware::from_fn_with_state(shared.clone(), faults::apply));
+    Router::new()
+        .merge(vendor)
+        .route("/_sandbox/switches", get(get_switches).put(put_switches))
+        .route("/_sandbox/stats", get(get_stats))
+        .with_state(shared)
+}
+
+async fn get_switches(AxumState(shared): AxumState<Arc<Shared>>) -> Json<Switches> {
+    Json(lock(&shared.switches).clone())
+}
+
+async fn put_switches(AxumState(shared): AxumState<Arc<Shared>>, Json(switches): Json<Switches>) -> Json<Switches> {
+    *lock(&shared.switches) = switches.clone();
+    Json(switches)
+}
+
+#[derive(Serialize)]
+struct StatsBody {
+    requests: Stats,
+    accounts: usize,
+}
+
+async fn get_stats(AxumState(shared): AxumState<Arc<Shared>>) -> Json<StatsBody> {
+    let requests = lock(&shared.stats).clone();
+    let accounts = lock(&shared.state).account_count();
+    Json(StatsBody { requests, accounts })
+}
+
+/// A Problem-style error answer, as the vendor sends them.
+pub(crate) fn problem(status: axum::http::StatusCode, detail: &str, path: &str) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let body = serde_json::json!({
+        "status": status.as_u16(),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "detail": detail,
+        "path": path,
+        "timestamp": OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+    });
+    (status, Json(body)).into_response()
+}
+
+/// 429 with `Retry-After`, when `key` is over the limit.
+pub(crate) fn rate_limited(shared: &Shared, key: &str, path: &str) -> Option<axum::response::Response> {
+    let per_minute = lock(&shared.switches).rate_limit_per_minute;
+    let wait = lock(&shared.limiter).take(key, per_minute).err()?;
+    let mut response = problem(axum::http::StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded", path);
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    if let Ok(value) = seconds.to_string().parse() {
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+    }
+    Some(response)
+}

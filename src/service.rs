@@ -1,0 +1,242 @@
+//! The four RPCs. Each handler resolves the tenant, validates the request at
+//! the edge, runs the vendor calls of its seed flow within the RPC's deadline,
+//! and logs one line with method, tenant, code, reason and latency.
+
+use std::{future::Future, sync::Arc, time::Duration};
+use time::OffsetDateTime;
+use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
+
+use crate::{
+    convert,
+    deadline::Deadline,
+    error::{SsoError, upstream_code_and_reason},
+    proto::{self, sso_service_server::SsoService},
+    session,
+    tenant::{Tenant, Tenants},
+    upstream::{CreatedAccount, UpstreamError, UpstreamFault},
+};
+
+/// The gRPC service.
+#[derive(Debug, Clone)]
+pub struct SsoGateway {
+    tenants: Arc<Tenants>,
+    upstream_timeout: Duration,
+}
+
+impl SsoGateway {
+    /// A gateway over the tenants; `upstream_timeout` caps every RPC's upstream time.
+    pub fn new(tenants: Tenants, upstream_timeout: Duration) -> Self {
+        Self { tenants: Arc::new(tenants), upstream_timeout }
+    }
+
+    fn deadline<T>(&self, request: &Request<T>) -> Deadline {
+        Deadline::for_request(request.metadata(), self.upstream_timeout)
+    }
+}
+
+fn upstream(tenant: &Tenant) -> impl Fn(UpstreamError) -> SsoError + '_ {
+    move |error| SsoError::Upstream { tenant: tenant.settings.name.clone(), error }
+}
+
+/// Runs one RPC inside its span and logs its outcome.
+async fn observe<T>(
+    method: &'static str,
+    tenant: &str,
+    call: impl Future<Output = Result<T, SsoError>>,
+) -> Result<Response<T>, Status> {
+    let tenant = if tenant.is_empty() { "(default)" } else { tenant };
+    let span = tracing::info_span!("rpc", rpc.method = method, tenant = tenant);
+    let started = std::time::Instant::now();
+    let result = call.instrument(span.clone()).await;
+    let latency_us = started.elapsed().as_micros() as u64;
+    let _entered = span.enter();
+    match result {
+        Ok(response) => {
+            tracing::info!(code = "OK", latency_us, "rpc finished");
+            Ok(Response::new(response))
+        }
+        Err(error) => {
+            let (code, reason) = error.code_and_reason();
+            tracing::info!(code = ?code, reason, latency_us, "rpc failed");
+            Err(error.into())
+        }
+    }
+}
+
+fn account_message(created: &CreatedAccount, requested_email: &str) -> proto::Account {
+    let verification_status = match created.verification_status.as_deref() {
+        Some("NEW") => proto::VerificationStatus::New,
+        Some("REJECTED") => proto::VerificationStatus::Rejected,
+        Some("VERIFIED") => proto::VerificationStatus::Verified,
+        Some("BLOCKED") => proto::VerificationStatus::Blocked,
+        Some("PENDING_VERIFICATION") => proto::VerificationStatus::PendingVerification,
+        Some("UNVERIFIED") => proto::VerificationStatus::Unverified,
+        _ => proto::VerificationStatus::Unspecified,
+    };
+    let client_type = match created.client_type.as_deref() {
+        Some("RETAIL") => proto::ClientType::Retail,
+        Some("PROFESSIONAL") => proto::ClientType::Professional,
+        Some("EXPERIENCED") => proto::ClientType::Experienced,
+        _ => proto::ClientType::Unspecified,
+    };
+    proto::Account {
+        uuid: created.uuid.clone().unwrap_or_default(),
+        email: created.email.clone().unwrap_or_else(|| requested_email.to_string()),
+        verification_status: verification_status as i32,
+        client_type: client_type as i32,
+        created: created.created.map(session::timestamp),
+        updated: created.updated.map(session::timestamp),
+    }
+}
+
+fn sign_in_error(error: &UpstreamError) -> proto::SignInError {
+    proto::SignInError { reason: upstream_code_and_reason(&error.fault).1.to_string(), message: error.to_string() }
+}
+
+impl SsoGateway {
+    async fn create_account(
+        &self,
+        request: proto::CreateAccountRequest,
+        deadline: Deadline,
+    ) -> Result<proto::CreateAccountResponse, SsoError> {
+        let tenant = self.tenants.get(&request.tenant)?;
+        let command = convert::create_account(request)?;
+        let email = command.account.email.clone();
+        let created = tenant.broker.create_account(&command.account, deadline).await.map_err(|error| {
+            if error.may_have_been_processed() {
+                SsoError::AccountCreationOutcomeUnknown { tenant: tenant.settings.name.clone(), error }
+            } else {
+                SsoError::Upstream { tenant: tenant.settings.name.clone(), error }
+            }
+        })?;
+        // From here on the account exists: every failure is reported inside an OK answer.
+        let account = account_message(&created, &email);
+        let mut response = proto::CreateAccountResponse { account: Some(account), ..Default::default() };
+        let token = match created.one_time_token {
+            Some(token) => Ok((token, None)),
+            // The vendor may omit the token: mint one so the caller still gets a link.
+            None => tenant
+                .broker
+                .issue_one_time_token(&email, tenant.settings.one_time_token_validity, deadline)
+                .await
+                .map(|issued| (issued.token, Some(issued.expires_at))),
+        };
+        let (token, expires_at) = match token {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::warn!(%error, account_uuid = %created.uuid.as_deref().unwrap_or(""), "account created, but no login token");
+                response.sign_in_error = Some(sign_in_error(&error));
+                return Ok(response);
+            }
+        };
+        if !command.start_session {
+            response.login_link = Some(session::login_link(&tenant.settings, &token, expires_at));
+            return Ok(response);
+        }
+        match tenant.platform.login_with_token(&token, deadline).await {
+            Ok(granted) => {
+                response.session =
+                    Some(session::browser_session(&tenant.settings, &granted, OffsetDateTime::now_utc()));
+            }
+            Err(error) => {
+                tracing::warn!(%error, account_uuid = %created.uuid.as_deref().unwrap_or(""), "account created, but its session could not be started");
+                // A token the platform never saw is still good: hand it on as a link.
+                if !error.may_have_been_processed() && error.fault != UpstreamFault::OneTimeTokenRejected {
+                    response.login_link = Some(session::login_link(&tenant.settings, &token, expires_at));
+                }
+                response.sign_in_error = Some(sign_in_error(&error));
+            }
+        }
+        Ok(response)
+    }
+
+    async fn issue_one_time_token(
+        &self,
+        request: proto::IssueOneTimeTokenRequest,
+        deadline: Deadline,
+    ) -> Result<proto::IssueOneTimeTokenResponse, SsoError> {
+        let tenant = self.tenants.get(&request.tenant)?;
+        let command = convert::issue_one_time_token(request, &tenant.settings)?;
+        let issued = tenant
+            .broker
+            .issue_one_time_token(&command.email, command.validity, deadline)
+            .await
+            .map_err(upstream(&tenant))?;
+        if !command.start_session {
+            let link = session::login_link(&tenant.settings, &issued.token, Some(issued.expires_at));
+            return Ok(proto::IssueOneTimeTokenResponse { login_link: Some(link), session: None });
+        }
+        let granted = tenant.platform.login_with_token(&issued.token, deadline).await.map_err(upstream(&tenant))?;
+        let session = session::browser_session(&tenant.settings, &granted, OffsetDateTime::now_utc());
+        Ok(proto::IssueOneTimeTokenResponse { login_link: None, session: Some(session) })
+    }
+
+    async fn login(&self, request: proto::LoginRequest, deadline: Deadline) -> Result<proto::LoginResponse, SsoError> {
+        let tenant = self.tenants.get(&request.tenant)?;
+        let command = convert::login(request, &tenant.settings)?;
+        let granted = tenant
+            .platform
+            .login(&command.email, &command.password, &command.broker_id, deadline)
+            .await
+            .map_err(upstream(&tenant))?;
+        Ok(proto::LoginResponse {
+            session: Some(session::browser_session(&tenant.settings, &granted, OffsetDateTime::now_utc())),
+            trading_accounts: granted.trading_accounts.iter().map(session::trading_account).collect(),
+            selected_trading_account: granted.selected_trading_account.as_ref().map(session::trading_account),
+        })
+    }
+
+    async fn refresh(
+        &self,
+        request: proto::RefreshRequest,
+        deadline: Deadline,
+    ) -> Result<proto::RefreshResponse, SsoError> {
+        let tenant = self.tenants.get(&request.tenant)?;
+        let command = convert::refresh(request)?;
+        let granted = tenant.platform.refresh(&command.refresh_token, deadline).await.map_err(upstream(&tenant))?;
+        Ok(proto::RefreshResponse {
+            session: Some(session::browser_session(&tenant.settings, &granted, OffsetDateTime::now_utc())),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl SsoService for SsoGateway {
+    async fn create_account(
+        &self,
+        request: Request<proto::CreateAccountRequest>,
+    ) -> Result<Response<proto::CreateAccountResponse>, Status> {
+        let deadline = self.deadline(&request);
+        let request = request.into_inner();
+        let tenant = request.tenant.clone();
+        observe("CreateAccount", &tenant, SsoGateway::create_account(self, request, deadline)).await
+    }
+
+    async fn issue_one_time_token(
+        &self,
+        request: Request<proto::IssueOneTimeTokenRequest>,
+    ) -> Result<Response<proto::IssueOneTimeTokenResponse>, Status> {
+        let deadline = self.deadline(&request);
+        let request = request.into_inner();
+        let tenant = request.tenant.clone();
+        observe("IssueOneTimeToken", &tenant, SsoGateway::issue_one_time_token(self, request, deadline)).await
+    }
+
+    async fn login(&self, request: Request<proto::LoginRequest>) -> Result<Response<proto::LoginResponse>, Status> {
+        let deadline = self.deadline(&request);
+        let request = request.into_inner();
+        let tenant = request.tenant.clone();
+        observe("Login", &tenant, SsoGateway::login(self, request, deadline)).await
+    }
+
+    async fn refresh(
+        &self,
+        request: Request<proto::RefreshRequest>,
+    ) -> Result<Response<proto::RefreshResponse>, Status> {
+        let deadline = self.deadline(&request);
+        let request = request.into_inner();
+        let tenant = request.tenant.clone();
+        observe("Refresh", &tenant, SsoGateway::refresh(self, request, deadline)).await
+    }
+}

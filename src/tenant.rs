@@ -1,0 +1,63 @@
+//! The configured tenants (upstream profiles), each with its two API clients
+//! on the one shared HTTP client, looked up by the request's `tenant` field.
+
+use std::{collections::HashMap, sync::Arc};
+
+use crate::{
+    config::TenantSettings,
+    error::{InvalidReason, SsoError, Violation},
+    upstream::{BrokerApi, PlatformApi},
+};
+
+/// One broker/platform profile and its clients.
+#[derive(Debug)]
+pub struct Tenant {
+    pub settings: TenantSettings,
+    pub broker: BrokerApi,
+    pub platform: PlatformApi,
+}
+
+/// All tenants, by name, and the default one.
+#[derive(Debug)]
+pub struct Tenants {
+    by_name: HashMap<String, Arc<Tenant>>,
+    default: Arc<Tenant>,
+}
+
+impl Tenants {
+    /// Builds the clients of every tenant. `default_tenant` must name one of them.
+    pub fn new(settings: Vec<TenantSettings>, default_tenant: &str, http: reqwest::Client) -> Result<Self, String> {
+        let by_name: HashMap<String, Arc<Tenant>> = settings
+            .into_iter()
+            .map(|settings| {
+                let tenant = Tenant {
+                    broker: BrokerApi::new(http.clone(), &settings),
+                    platform: PlatformApi::new(http.clone(), &settings),
+                    settings,
+                };
+                (tenant.settings.name.clone(), Arc::new(tenant))
+            })
+            .collect();
+        let default =
+            by_name.get(default_tenant).cloned().ok_or_else(|| format!("no tenant is named `{default_tenant}`"))?;
+        Ok(Self { by_name, default })
+    }
+
+    /// The tenant a request names; empty selects the default.
+    pub fn get(&self, name: &str) -> Result<Arc<Tenant>, SsoError> {
+        if name.is_empty() {
+            return Ok(self.default.clone());
+        }
+        self.by_name.get(name).cloned().ok_or_else(|| SsoError::InvalidArgument {
+            reason: InvalidReason::UnknownTenant,
+            violations: vec![Violation::new("tenant", "names no configured tenant")],
+        })
+    }
+
+    /// Names of all tenants, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.by_name.keys().cloned().collect();
+        names.sort();
+        names
+    }
+}

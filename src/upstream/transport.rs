@@ -1,0 +1,218 @@
+//! One HTTP exchange with the upstream: bounded by the RPC's deadline, with a
+//! bounded answer size, turned into either an [`Answer`] or an
+//! [`UpstreamError`] that says whether the request could have been processed.
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::HeaderMap;
+use std::time::Duration;
+use time::{OffsetDateTime, format_description::well_known::Rfc2822};
+use tracing::Instrument as _;
+
+use super::{Endpoint, UpstreamError, UpstreamFault, json::Problem};
+use crate::{config::HttpSettings, deadline::Deadline};
+
+/// Largest upstream answer read; anything bigger is a protocol error, not a memory spike.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// Installs the process-wide TLS crypto provider (ring). Idempotent.
+pub fn install_crypto_provider() {
+    // A second install fails harmlessly: the first provider stays.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The one HTTP client all upstream calls share, so connections are pooled.
+pub fn build_http_client(settings: &HttpSettings) -> Result<reqwest::Client, reqwest::Error> {
+    install_crypto_provider();
+    reqwest::Client::builder()
+        .user_agent(settings.user_agent.as_str())
+        .connect_timeout(settings.connect_timeout)
+        .timeout(settings.upstream_timeout)
+        // A redirect from these APIs means a login page or bot wall, never a result.
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .tcp_nodelay(true)
+        .build()
+}
+
+/// A complete upstream answer.
+#[derive(Debug)]
+pub(crate) struct Answer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// Sends `request` and reads the whole answer before `deadline`. A non-2xx
+/// status is classified for `endpoint` into an [`UpstreamError`].
+pub(crate) async fn exchange(
+    endpoint: Endpoint,
+    request: reqwest::RequestBuilder,
+    deadline: Deadline,
+) -> Result<Answer, UpstreamError> {
+    let span = tracing::debug_span!(
+        "upstream",
+        endpoint = endpoint.name(),
+        http.status = tracing::field::Empty,
+        latency_us = tracing::field::Empty
+    );
+    let started = std::time::Instant::now();
+    let result = async {
+        let budget = deadline.remaining();
+        if budget.is_zero() {
+            // Nothing was sent, so even a create is known not to have happened.
+            return Err(UpstreamError::new(endpoint, None, UpstreamFault::Timeout));
+        }
+        let call = async {
+            let response = request.timeout(budget).send().await.map_err(|e| transport_error(endpoint, None, &e))?;
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = read_bounded(endpoint, status, response).await?;
+            Ok(Answer { status, headers, body })
+        };
+        match tokio::time::timeout_at(deadline.instant(), call).await {
+            Ok(result) => result,
+            Err(_) => Err(UpstreamError::new(endpoint, None, UpstreamFault::Timeout)),
+        }
+    }
+    .instrument(span.clone())
+    .await;
+
+    let latency = started.elapsed();
+    span.record("latency_us", latency.as_micros() as u64);
+    let answer = match result {
+        Ok(answer) => answer,
+        Err(error) => {
+            span.in_scope(|| tracing::debug!(%error, "upstream call failed"));
+            return Err(error);
+        }
+    };
+    span.record("http.status", answer.status);
+    span.in_scope(|| tracing::debug!(status = answer.status, "upstream answered"));
+    if (200..300).contains(&answer.status) {
+        return Ok(answer);
+    }
+    Err(UpstreamError::new(endpoint, Some(answer.status), classify(endpoint, &answer)))
+}
+
+async fn read_bounded(
+    endpoint: Endpoint,
+    status: u16,
+    mut response: reqwest::Response,
+) -> Result<Bytes, UpstreamError> {
+    if response.content_length().is_some_and(|len| len > MAX_ANSWER_BYTES as u64) {
+        return Err(too_large(endpoint, status));
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(endpoint, Some(status), &e))? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(too_large(endpoint, status));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+fn too_large(endpoint: Endpoint, status: u16) -> UpstreamError {
+    UpstreamError::new(endpoint, Some(status), UpstreamFault::Protocol { problem: "the answer is larger than 1 MiB" })
+}
+
+fn transport_error(endpoint: Endpoint, status: Option<u16>, error: &reqwest::Error) -> UpstreamError {
+    // Connect failures come first: a connect timeout is also a timeout, but
+    // only "never connected" proves the request was not processed.
+    let fault = if error.is_connect() {
+        UpstreamFault::ConnectFailed
+    } else if error.is_timeout() {
+        UpstreamFault::Timeout
+    } else {
+        UpstreamFault::ConnectionLost
+    };
+    UpstreamError::new(endpoint, status, fault)
+}
+
+/// Interprets a non-2xx answer for the endpoint that gave it.
+fn classify(endpoint: Endpoint, answer: &Answer) -> UpstreamFault {
+    let problem = Problem::parse(&answer.body);
+    match answer.status {
+        429 => UpstreamFault::RateLimited { retry_after: retry_after(&answer.headers) },
+        500..=599 => UpstreamFault::ServerError,
+        300..=399 => UpstreamFault::Protocol { problem: "unexpected redirect (a login page or bot protection?)" },
+        401 | 403 => match endpoint {
+            Endpoint::CreateAccount | Endpoint::IssueOneTimeToken if answer.status == 401 => {
+                UpstreamFault::ApiKeyRejected
+            }
+            Endpoint::CreateAccount | Endpoint::IssueOneTimeToken => UpstreamFault::PermissionDenied,
+            Endpoint::Login => UpstreamFault::CredentialsRejected,
+            Endpoint::LoginWithToken => UpstreamFault::OneTimeTokenRejected,
+            Endpoint::Refresh => UpstreamFault::RefreshTokenRejected,
+        },
+        404 | 405 if problem.is_none() => UpstreamFault::EndpointNotFound,
+        409 if endpoint == Endpoint::CreateAccount => UpstreamFault::AccountAlreadyExists,
+        400 | 404 | 410 | 422 => match endpoint {
+            Endpoint::CreateAccount if problem.as_ref().is_some_and(Problem::says_already_exists) => {
+                UpstreamFault::AccountAlreadyExists
+            }
+            Endpoint::IssueOneTimeToken
+                if answer.status == 404 || problem.as_ref().is_some_and(Problem::says_not_found) =>
+            {
+                UpstreamFault::AccountNotFound
+            }
+            Endpoint::LoginWithToken => UpstreamFault::OneTimeTokenRejected,
+            Endpoint::Refresh => UpstreamFault::RefreshTokenRejected,
+            Endpoint::Login if answer.status == 404 => UpstreamFault::CredentialsRejected,
+            Endpoint::CreateAccount | Endpoint::IssueOneTimeToken | Endpoint::Login => UpstreamFault::RequestRejected,
+        },
+        _ => UpstreamFault::RequestRejected,
+    }
+}
+
+/// `Retry-After` as delta-seconds or an HTTP date.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = OffsetDateTime::parse(value, &Rfc2822).ok()?;
+    let wait = at - OffsetDateTime::now_utc();
+    Some(Duration::try_from(wait).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer { status, headers: HeaderMap::new(), body: Bytes::from(body.to_string()) }
+    }
+
+    #[test]
+    fn broker_api_401_is_our_key_and_403_our_permission() {
+        assert_eq!(classify(Endpoint::CreateAccount, &answer(401, "")), UpstreamFault::ApiKeyRejected);
+        assert_eq!(classify(Endpoint::IssueOneTimeToken, &answer(403, "")), UpstreamFault::PermissionDenied);
+        assert_eq!(classify(Endpoint::Login, &answer(401, "")), UpstreamFault::CredentialsRejected);
+    }
+
+    #[test]
+    fn duplicate_email_is_recognised_as_409_or_as_a_422_that_says_so() {
+        assert_eq!(classify(Endpoint::CreateAccount, &answer(409, "")), UpstreamFault::AccountAlreadyExists);
+        let body = r#"{"status":422,"title":"Unprocessable","detail":"Account with this email already exists"}"#;
+        assert_eq!(classify(Endpoint::CreateAccount, &answer(422, body)), UpstreamFault::AccountAlreadyExists);
+        let other = r#"{"status":422,"title":"Unprocessable","detail":"Offer is not active"}"#;
+        assert_eq!(classify(Endpoint::CreateAccount, &answer(422, other)), UpstreamFault::RequestRejected);
+    }
+
+    #[test]
+    fn a_404_without_a_problem_body_means_a_wrong_path() {
+        assert_eq!(classify(Endpoint::Login, &answer(404, "<html>Not Found</html>")), UpstreamFault::EndpointNotFound);
+        let problem = r#"{"status":404,"title":"Not Found","detail":"account not found"}"#;
+        assert_eq!(classify(Endpoint::IssueOneTimeToken, &answer(404, problem)), UpstreamFault::AccountNotFound);
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_a_date() {
+        let mut headers = HeaderMap::new();
+        headers.insert(reqwest::header::RETRY_AFTER, "7".parse().expect("ascii"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert(reqwest::header::RETRY_AFTER, "Sun, 06 Nov 1994 08:49:37 GMT".parse().expect("ascii"));
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO), "a past date means retry now");
+    }
+}

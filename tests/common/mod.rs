@@ -1,0 +1,134 @@
+//! Test harness: starts the gateway in-process on `127.0.0.1:0` (against a
+//! mock upstream or the built-in sandbox) and hands back a generated client.
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use mtr_sso::{
+    config::{AuthScheme, HttpSettings, TenantSettings, UpstreamPaths},
+    proto::sso_service_client::SsoServiceClient,
+    sandbox::{Sandbox, SandboxOptions},
+    service::SsoGateway,
+    tenant::Tenants,
+    upstream::build_http_client,
+};
+use secrecy::SecretString;
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::transport::Channel;
+use url::Url;
+
+pub const API_KEY: &str = "test-api-key";
+pub const USER_AGENT: &str = "mtr-sso-tests/1";
+
+/// A running gateway; stops when dropped.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub client: SsoServiceClient<Channel>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.abort();
+    }
+}
+
+/// The settings the tests' HTTP client uses.
+pub fn http_settings(upstream_timeout: Duration) -> HttpSettings {
+    HttpSettings { user_agent: USER_AGENT.into(), connect_timeout: Duration::from_secs(1), upstream_timeout }
+}
+
+/// A tenant whose Broker-API and platform are both served at `base`.
+pub fn tenant(name: &str, base: &str) -> TenantSettings {
+    let url = Url::parse(base).expect("mock url");
+    TenantSettings {
+        name: name.into(),
+        broker_api_url: url.clone(),
+        api_key: SecretString::from(API_KEY),
+        auth_scheme: AuthScheme::Raw,
+        platform_url: url,
+        broker_id: Some("7".into()),
+        cookie_domain: None,
+        paths: UpstreamPaths::default(),
+        session_lifetime: Duration::from_secs(900),
+        one_time_token_validity: Duration::from_secs(60),
+        one_time_token_max_validity: Duration::from_secs(3600),
+    }
+}
+
+/// Starts a gateway over `tenants` (the first is the default).
+pub async fn spawn_gateway(tenants: Vec<TenantSettings>, upstream_timeout: Duration) -> Gateway {
+    let default = tenants[0].name.clone();
+    let http = build_http_client(&http_settings(upstream_timeout)).expect("http client");
+    let gateway = SsoGateway::new(Tenants::new(tenants, &default, http).expect("tenants"), upstream_timeout);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        mtr_sso::server::serve(listener, gateway, Duration::from_secs(5), async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    let client = SsoServiceClient::connect(format!("http://{addr}")).await.expect("connect");
+    Gateway { addr, client, stop: Some(stop), task }
+}
+
+/// Starts the sandbox and a gateway wired to it.
+pub async fn spawn_sandbox_gateway(options: SandboxOptions) -> (Sandbox, Gateway) {
+    let sandbox = Sandbox::start(options).await.expect("sandbox starts");
+    let gateway = spawn_gateway(vec![sandbox.tenant_settings("default")], Duration::from_secs(5)).await;
+    (sandbox, gateway)
+}
+
+/// The ErrorInfo reason of a status.
+pub fn reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt as _;
+    status.get_error_details().error_info().map(|info| info.reason.clone()).unwrap_or_default()
+}
+
+/// An ErrorInfo metadata entry of a status.
+pub fn error_metadata(status: &tonic::Status, key: &str) -> Option<String> {
+    use tonic_types::StatusExt as _;
+    status.get_error_details().error_info().and_then(|info| info.metadata.get(key).cloned())
+}
+
+/// The BadRequest field names of a status.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt as _;
+    status
+        .get_details_bad_request()
+        .map(|bad| bad.field_violations.iter().map(|v| v.field.clone()).collect())
+        .unwrap_or_default()
+}
+
+/// A request with a client-side deadline (sent as `grpc-timeout`).
+pub fn with_deadline<T>(message: T, timeout: Duration) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(timeout);
+    request
+}
+
+/// A minimal valid CreateAccount request.
+pub fn new_account(email: &str) -> mtr_sso::proto::CreateAccountRequest {
+    mtr_sso::proto::CreateAccountRequest {
+        email: email.into(),
+        password: "S3cret-pass!".into(),
+        personal_details: Some(mtr_sso::proto::PersonalDetails {
+            firstname: "Ada".into(),
+            lastname: "Lovelace".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A plaintext channel to a local server.
+pub async fn channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await.expect("connect")
+}
