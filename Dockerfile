@@ -22,6 +22,6 @@ RUN touch src/main.rs src/lib.rs && cargo build --release --locked
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/mtr-sso /usr/local/bin/mtr-sso
-USER nonroot:nonroot
+USER 65532:65532
 EXPOSE 50051
 ENTRYPOINT ["/usr/local/bin/mtr-sso"]

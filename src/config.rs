@@ -24,6 +24,10 @@ pub struct Cli {
     #[arg(long, env = "MTR_SSO_LISTEN")]
     pub listen: Option<SocketAddr>,
 
+    /// Check the settings (files included), print `configuration OK` and exit, without serving.
+    #[arg(long)]
+    pub check_config: bool,
+
     /// Run against the built-in sandbox of the vendor's APIs instead of a real upstream.
     #[arg(long, env = "MTR_SSO_SANDBOX")]
     pub sandbox: bool,
@@ -185,6 +189,8 @@ pub enum Upstream {
 /// The whole, checked configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Only check the settings, then exit.
+    pub check_only: bool,
     pub listen: SocketAddr,
     pub upstream: Upstream,
     pub http: HttpSettings,
@@ -278,10 +284,14 @@ impl Cli {
         if reqwest::header::HeaderValue::from_str(&http.user_agent).is_err() || http.user_agent.is_empty() {
             return Err(invalid("--user-agent", "must be a non-empty, printable header value"));
         }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
+            return Err(invalid("--log", e.to_string()));
+        }
         let upstream = self.resolve_upstream()?;
         // A sandbox hands out sessions for a fake user: keep it on loopback unless asked otherwise.
         let default_host = if self.sandbox { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
         Ok(Settings {
+            check_only: self.check_config,
             listen: self.listen.unwrap_or(SocketAddr::from((default_host, 50051))),
             upstream,
             http,

@@ -27,6 +27,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_SETTING);
         }
     };
+    if settings.check_only {
+        println!("configuration OK");
+        return ExitCode::SUCCESS;
+    }
     if let Err(error) = telemetry::init(settings.log_format, &settings.log_filter) {
         eprintln!("mtr-sso: {error}");
         return ExitCode::from(EXIT_BAD_SETTING);

@@ -1,0 +1,87 @@
+"""Fixtures for the end-to-end checks: the real binary in sandbox mode, and
+Python stubs generated from proto/ at test time."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BINARY = Path(os.environ.get("MTR_SSO_BIN", ROOT / "target" / "debug" / "mtr-sso"))
+DEMO_EMAIL = "test@match-trade.com"
+DEMO_PASSWORD = "abcd1234"
+
+
+@dataclass
+class Gateway:
+    target: str
+    sandbox_url: str
+    process: subprocess.Popen
+
+
+def _read_lines(stream, lines: queue.Queue) -> None:
+    for line in stream:
+        lines.put(line)
+
+
+@pytest.fixture(scope="session")
+def gateway():
+    """mtr-sso --sandbox on OS-picked ports; stopped with SIGTERM at the end."""
+    assert BINARY.exists(), f"build the binary first: {BINARY}"
+    process = subprocess.Popen(
+        [str(BINARY), "--sandbox", "--listen", "127.0.0.1:0", "--log-format", "json", "--shutdown-grace", "5s"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
+    target = sandbox_url = None
+    seen = []
+    while target is None:
+        try:
+            line = lines.get(timeout=20)
+        except queue.Empty:
+            process.kill()
+            pytest.fail(f"mtr-sso did not start; output: {seen}")
+        seen.append(line)
+        event = json.loads(line)
+        sandbox_url = event.get("sandbox_url", sandbox_url)
+        target = event.get("grpc_addr")
+    yield Gateway(target=target, sandbox_url=sandbox_url, process=process)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+
+
+@pytest.fixture(scope="session")
+def python_stubs(tmp_path_factory):
+    """Generates the Python stubs from proto/ with grpcio-tools and imports them."""
+    import grpc_tools
+    from grpc_tools import protoc
+
+    out = tmp_path_factory.mktemp("gen")
+    well_known = Path(grpc_tools.__file__).parent / "_proto"
+    code = protoc.main(
+        [
+            "protoc",
+            f"-I{ROOT / 'proto'}",
+            f"-I{well_known}",
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+            str(ROOT / "proto" / "matchtrader" / "sso" / "v1" / "sso_service.proto"),
+        ]
+    )
+    assert code == 0, "protoc failed"
+    sys.path.insert(0, str(out))
+    sys.path.insert(0, str(ROOT / "examples" / "python"))
+    return out

@@ -1,0 +1,103 @@
+"""deploy/: every manifest validates against a current Kubernetes, and the
+settings the manifests pass are ones the binary accepts."""
+
+from __future__ import annotations
+
+import base64
+import re
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from conftest import BINARY, ROOT
+
+BASE = ROOT / "deploy" / "base"
+KUBERNETES_VERSION = "1.37.0"
+
+
+def manifest(name: str) -> dict:
+    return yaml.safe_load((BASE / name).read_text())
+
+
+def kustomize_resources() -> list[str]:
+    return manifest("kustomization.yaml")["resources"]
+
+
+def duration_seconds(text: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    match = re.fullmatch(r"(\d+)(ms|s|m|h)", text)
+    assert match, text
+    return int(match.group(1)) * units[match.group(2)]
+
+
+def test_kustomization_lists_every_manifest():
+    files = sorted(p.name for p in BASE.glob("*.yaml") if p.name != "kustomization.yaml")
+    assert sorted(kustomize_resources()) == files
+
+
+def test_every_manifest_validates_strictly_against_a_current_kubernetes():
+    for name in kustomize_resources():
+        result = subprocess.run(
+            ["kubernetes-validate", "--strict", "-k", KUBERNETES_VERSION, str(BASE / name)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0 and "passed" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_the_binary_accepts_the_settings_the_manifests_pass(tmp_path):
+    settings = manifest("configmap.yaml")["data"]
+    secret = manifest("secret.yaml")
+    key = secret.get("stringData", {}).get("api-key") or base64.b64decode(secret["data"]["api-key"]).decode()
+    # The Secret is mounted as a file at MTR_SSO_API_KEY_FILE; here it lives in a temp dir.
+    mounted = Path(settings["MTR_SSO_API_KEY_FILE"])
+    assert mounted.name == "api-key"
+    key_file = tmp_path / mounted.name
+    key_file.write_text(key + "\n")
+    env = dict(settings, MTR_SSO_API_KEY_FILE=str(key_file))
+    result = subprocess.run([str(BINARY), "--check-config"], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "configuration OK"
+
+    broken = dict(env, MTR_SSO_UPSTREAM_TIMEOUT="soon")
+    result = subprocess.run([str(BINARY), "--check-config"], env=broken, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 64 and "--upstream-timeout" in result.stderr
+
+
+def test_deployment_probes_security_and_shutdown_timing_fit_the_service():
+    deployment = manifest("deployment.yaml")
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    settings = manifest("configmap.yaml")["data"]
+    port = int(settings["MTR_SSO_LISTEN"].rsplit(":", 1)[1])
+    assert container["ports"][0]["containerPort"] == port
+    for probe in ["startupProbe", "readinessProbe", "livenessProbe"]:
+        assert container[probe]["grpc"]["port"] == port, probe
+    assert container["readinessProbe"]["grpc"]["service"] == "matchtrader.sso.v1.SsoService"
+
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    drain = duration_seconds(settings["MTR_SSO_SHUTDOWN_GRACE"])
+    assert pod["terminationGracePeriodSeconds"] > pre_stop + drain
+
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert "memory" in container["resources"]["limits"] and "cpu" in container["resources"]["requests"]
+
+    mount = container["volumeMounts"][0]
+    assert mount["mountPath"] == str(Path(settings["MTR_SSO_API_KEY_FILE"]).parent) and mount["readOnly"] is True
+    assert pod["volumes"][0]["secret"]["secretName"] == manifest("secret.yaml")["metadata"]["name"]
+
+
+def test_network_policy_admits_only_callers_namespaces_on_the_grpc_port():
+    policy = manifest("networkpolicy.yaml")["spec"]
+    (rule,) = policy["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 50051}]
+    assert list(rule["from"][0]) == ["namespaceSelector"]
+    assert manifest("service.yaml")["spec"]["ports"][0]["targetPort"] == "grpc"
+    assert manifest("poddisruptionbudget.yaml")["spec"]["minAvailable"] == 1
+    hpa = manifest("horizontalpodautoscaler.yaml")["spec"]
+    assert hpa["minReplicas"] >= 2 and hpa["scaleTargetRef"]["name"] == "mtr-sso"
