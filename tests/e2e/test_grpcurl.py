@@ -31,7 +31,7 @@ def test_list_shows_the_service_health_and_reflection(gateway):
 def test_describe_shows_the_four_rpcs_with_their_comments(gateway):
     description = grpcurl(gateway, "describe", SERVICE).stdout
     for rpc in ["CreateAccount", "IssueOneTimeToken", "Login", "Refresh"]:
-        assert f"rpc {rpc}(" in description
+        assert f"rpc {rpc} ( .matchtrader.sso.v1.{rpc}Request )" in description
     assert "// Mints a one-time login token" in description
     message = grpcurl(gateway, "describe", "matchtrader.sso.v1.BrowserCookie").stdout
     assert "string set_cookie_header = 9;" in message
