@@ -1,11 +1,12 @@
 //! Wires settings into a running service: the upstream (real tenants or the
 //! built-in sandbox), the shared HTTP client, the listener and the server.
 
-use std::future::Future;
-use tokio::net::TcpListener;
+use std::{future::Future, sync::Arc};
+use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
     config::{DEFAULT_TENANT, Settings, Upstream},
+    metrics::{self, Metrics},
     sandbox::Sandbox,
     server,
     service::SsoGateway,
@@ -36,15 +37,35 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         }
     }
     let http = build_http_client(&settings.http)?;
-    let tenants = Tenants::new(tenants, &default_tenant, http).map_err(anyhow::Error::msg)?;
+    let metrics = Arc::new(Metrics::new());
+    let tenants = Tenants::new(tenants, &default_tenant, http, metrics.clone()).map_err(anyhow::Error::msg)?;
     let names = tenants.names();
-    let gateway = SsoGateway::new(tenants, settings.http.upstream_timeout);
+    let gateway = SsoGateway::new(tenants, settings.http.upstream_timeout, metrics.clone());
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|e| anyhow::anyhow!("invalid setting --listen: cannot bind {}: {e}", settings.listen))?;
     let addr = listener.local_addr()?;
+
+    // The metrics endpoint outlives the gRPC drain, so the last scrape sees it.
+    let (stop_metrics, metrics_stopped) = watch::channel(false);
+    let metrics_task = match settings.metrics_addr {
+        Some(metrics_addr) => {
+            let metrics_listener = metrics::bind(metrics_addr).await?;
+            tracing::info!(metrics_addr = %metrics_listener.local_addr()?, "metrics on http://{}/metrics", metrics_listener.local_addr()?);
+            let mut stopped = metrics_stopped;
+            Some(tokio::spawn(metrics::serve(metrics_listener, metrics, async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })))
+        }
+        None => None,
+    };
+
     tracing::info!(grpc_addr = %addr, tenants = ?names, default_tenant = %default_tenant, "mtr-sso listening on {addr}");
     server::serve(listener, gateway, settings.shutdown_grace, shutdown).await?;
+    let _ = stop_metrics.send(true);
+    if let Some(task) = metrics_task {
+        task.await??;
+    }
     drop(sandbox);
     Ok(())
 }

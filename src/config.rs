@@ -24,6 +24,14 @@ pub struct Cli {
     #[arg(long, env = "MTR_SSO_LISTEN")]
     pub listen: Option<SocketAddr>,
 
+    /// Address of the Prometheus `/metrics` endpoint; no metrics endpoint when unset.
+    #[arg(long, env = "MTR_SSO_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// OTLP/gRPC collector to export spans to (e.g. `http://otel-collector:4317`); none when unset.
+    #[arg(long, env = "MTR_SSO_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     /// Check the settings (files included), print `configuration OK` and exit, without serving.
     #[arg(long)]
     pub check_config: bool,
@@ -192,6 +200,8 @@ pub struct Settings {
     /// Only check the settings, then exit.
     pub check_only: bool,
     pub listen: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub otlp_endpoint: Option<Url>,
     pub upstream: Upstream,
     pub http: HttpSettings,
     pub shutdown_grace: Duration,
@@ -287,12 +297,18 @@ impl Cli {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             return Err(invalid("--log", e.to_string()));
         }
+        let otlp_endpoint = match &self.otlp_endpoint {
+            Some(text) => Some(parse_base_url("--otlp-endpoint", text)?),
+            None => None,
+        };
         let upstream = self.resolve_upstream()?;
         // A sandbox hands out sessions for a fake user: keep it on loopback unless asked otherwise.
         let default_host = if self.sandbox { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
         Ok(Settings {
             check_only: self.check_config,
             listen: self.listen.unwrap_or(SocketAddr::from((default_host, 50051))),
+            metrics_addr: self.metrics_addr,
+            otlp_endpoint,
             upstream,
             http,
             shutdown_grace: self.shutdown_grace,

@@ -31,10 +31,6 @@ fn main() -> ExitCode {
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
-    if let Err(error) = telemetry::init(settings.log_format, &settings.log_filter) {
-        eprintln!("mtr-sso: {error}");
-        return ExitCode::from(EXIT_BAD_SETTING);
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -42,7 +38,19 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(app::run(settings, server::shutdown_signal())) {
+    // The span exporter needs the runtime, so logging starts inside it.
+    let telemetry = match runtime
+        .block_on(async { telemetry::init(settings.log_format, &settings.log_filter, settings.otlp_endpoint.as_ref()) })
+    {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("mtr-sso: {error}");
+            return ExitCode::from(EXIT_BAD_SETTING);
+        }
+    };
+    let outcome = runtime.block_on(app::run(settings, server::shutdown_signal()));
+    telemetry.shutdown();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");

@@ -4,16 +4,18 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 use time::OffsetDateTime;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 use tracing::Instrument as _;
 
 use crate::{
     convert,
     deadline::Deadline,
     error::{SsoError, upstream_code_and_reason},
+    metrics::{self, Metrics},
     proto::{self, sso_service_server::SsoService},
     session,
     tenant::{Tenant, Tenants},
+    trace_context::{self, TraceContext},
     upstream::{CreatedAccount, UpstreamError, UpstreamFault},
 };
 
@@ -22,16 +24,13 @@ use crate::{
 pub struct SsoGateway {
     tenants: Arc<Tenants>,
     upstream_timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl SsoGateway {
     /// A gateway over the tenants; `upstream_timeout` caps every RPC's upstream time.
-    pub fn new(tenants: Tenants, upstream_timeout: Duration) -> Self {
-        Self { tenants: Arc::new(tenants), upstream_timeout }
-    }
-
-    fn deadline<T>(&self, request: &Request<T>) -> Deadline {
-        Deadline::for_request(request.metadata(), self.upstream_timeout)
+    pub fn new(tenants: Tenants, upstream_timeout: Duration, metrics: Arc<Metrics>) -> Self {
+        Self { tenants: Arc::new(tenants), upstream_timeout, metrics }
     }
 }
 
@@ -39,28 +38,68 @@ fn upstream(tenant: &Tenant) -> impl Fn(UpstreamError) -> SsoError + '_ {
     move |error| SsoError::Upstream { tenant: tenant.settings.name.clone(), error }
 }
 
-/// Runs one RPC inside its span and logs its outcome.
-async fn observe<T>(
+/// What the boundary knows of an RPC before it runs.
+struct Rpc {
     method: &'static str,
-    tenant: &str,
-    call: impl Future<Output = Result<T, SsoError>>,
-) -> Result<Response<T>, Status> {
-    let tenant = if tenant.is_empty() { "(default)" } else { tenant };
-    let span = tracing::info_span!("rpc", rpc.method = method, tenant = tenant);
-    let started = std::time::Instant::now();
-    let result = call.instrument(span.clone()).await;
-    let latency_us = started.elapsed().as_micros() as u64;
-    let _entered = span.enter();
-    match result {
-        Ok(response) => {
-            tracing::info!(code = "OK", latency_us, "rpc finished");
-            Ok(Response::new(response))
+    tenant: String,
+    caller: String,
+    trace: TraceContext,
+    deadline: Deadline,
+}
+
+impl SsoGateway {
+    fn begin<T>(&self, method: &'static str, request: &Request<T>, tenant: &str) -> Rpc {
+        Rpc {
+            method,
+            tenant: if tenant.is_empty() { "(default)".into() } else { tenant.to_string() },
+            caller: request.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "unknown".into()),
+            trace: TraceContext::from_metadata(request.metadata()),
+            deadline: Deadline::for_request(request.metadata(), self.upstream_timeout),
         }
-        Err(error) => {
-            let (code, reason) = error.code_and_reason();
-            tracing::info!(code = ?code, reason, latency_us, "rpc failed");
-            Err(error.into())
-        }
+    }
+
+    /// Runs one RPC inside its span and trace, counts it, and logs one line
+    /// with method, tenant, caller, code, reason, latency and trace id.
+    async fn observe<T>(
+        &self,
+        rpc: Rpc,
+        call: impl Future<Output = Result<T, SsoError>>,
+    ) -> Result<Response<T>, Status> {
+        let span = tracing::info_span!(
+            "rpc",
+            rpc.method = rpc.method,
+            tenant = %rpc.tenant,
+            caller = %rpc.caller,
+            trace_id = tracing::field::Empty,
+        );
+        let trace = rpc.trace.attach(&span);
+        let trace_id = trace.trace_id();
+        span.record("trace_id", trace_id.as_str());
+        self.metrics.rpc_started(rpc.method);
+        let started = std::time::Instant::now();
+        let result = trace_context::scope(trace, call).instrument(span).await;
+        let elapsed = started.elapsed();
+        let latency_us = elapsed.as_micros() as u64;
+        let (code, reason, outcome) = match result {
+            Ok(response) => (Code::Ok, None, Ok(Response::new(response))),
+            Err(error) => {
+                let (code, reason) = error.code_and_reason();
+                (code, Some(reason), Err(Status::from(error)))
+            }
+        };
+        self.metrics.rpc_handled(rpc.method, code, reason, elapsed);
+        // One self-contained line per RPC, whatever the log pipeline does with spans.
+        tracing::info!(
+            rpc.method = rpc.method,
+            tenant = %rpc.tenant,
+            caller = %rpc.caller,
+            code = metrics::code_name(code),
+            reason = reason.unwrap_or(""),
+            latency_us,
+            trace_id = %trace_id,
+            "rpc finished"
+        );
+        outcome
     }
 }
 
@@ -207,36 +246,32 @@ impl SsoService for SsoGateway {
         &self,
         request: Request<proto::CreateAccountRequest>,
     ) -> Result<Response<proto::CreateAccountResponse>, Status> {
-        let deadline = self.deadline(&request);
-        let request = request.into_inner();
-        let tenant = request.tenant.clone();
-        observe("CreateAccount", &tenant, SsoGateway::create_account(self, request, deadline)).await
+        let rpc = self.begin("CreateAccount", &request, &request.get_ref().tenant);
+        let deadline = rpc.deadline;
+        self.observe(rpc, SsoGateway::create_account(self, request.into_inner(), deadline)).await
     }
 
     async fn issue_one_time_token(
         &self,
         request: Request<proto::IssueOneTimeTokenRequest>,
     ) -> Result<Response<proto::IssueOneTimeTokenResponse>, Status> {
-        let deadline = self.deadline(&request);
-        let request = request.into_inner();
-        let tenant = request.tenant.clone();
-        observe("IssueOneTimeToken", &tenant, SsoGateway::issue_one_time_token(self, request, deadline)).await
+        let rpc = self.begin("IssueOneTimeToken", &request, &request.get_ref().tenant);
+        let deadline = rpc.deadline;
+        self.observe(rpc, SsoGateway::issue_one_time_token(self, request.into_inner(), deadline)).await
     }
 
     async fn login(&self, request: Request<proto::LoginRequest>) -> Result<Response<proto::LoginResponse>, Status> {
-        let deadline = self.deadline(&request);
-        let request = request.into_inner();
-        let tenant = request.tenant.clone();
-        observe("Login", &tenant, SsoGateway::login(self, request, deadline)).await
+        let rpc = self.begin("Login", &request, &request.get_ref().tenant);
+        let deadline = rpc.deadline;
+        self.observe(rpc, SsoGateway::login(self, request.into_inner(), deadline)).await
     }
 
     async fn refresh(
         &self,
         request: Request<proto::RefreshRequest>,
     ) -> Result<Response<proto::RefreshResponse>, Status> {
-        let deadline = self.deadline(&request);
-        let request = request.into_inner();
-        let tenant = request.tenant.clone();
-        observe("Refresh", &tenant, SsoGateway::refresh(self, request, deadline)).await
+        let rpc = self.begin("Refresh", &request, &request.get_ref().tenant);
+        let deadline = rpc.deadline;
+        self.observe(rpc, SsoGateway::refresh(self, request.into_inner(), deadline)).await
     }
 }

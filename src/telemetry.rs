@@ -1,18 +1,62 @@
-//! Logging setup: readable lines locally, one JSON object per line in
-//! production. Nothing in this crate logs a secret; bodies are never logged.
+//! Logging and tracing setup: readable lines locally, one JSON object per line
+//! in production, and spans exported over OTLP/gRPC when an endpoint is set
+//! (nothing is exported otherwise). Nothing in this crate logs a secret;
+//! bodies are never logged.
 
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
+use std::time::Duration;
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use url::Url;
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber. `filter` uses `RUST_LOG` syntax.
-pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
+/// Keeps the span exporter alive; [`Telemetry::shutdown`] flushes it.
+#[derive(Debug, Default)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Sends the spans still buffered; call before the process exits.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("mtr-sso: flushing traces failed: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber. `filter` uses `RUST_LOG` syntax. With an
+/// OTLP endpoint, must run inside the tokio runtime (the exporter uses it).
+pub fn init(format: LogFormat, filter: &str, otlp_endpoint: Option<&Url>) -> Result<Telemetry, String> {
     let filter = EnvFilter::try_new(filter).map_err(|e| format!("invalid setting --log: {e}"))?;
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let registry = tracing_subscriber::registry().with(filter);
-    let result = match format {
-        LogFormat::Text => registry.with(fmt::layer().with_target(false).with_ansi(ansi)).try_init(),
-        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true).with_current_span(true)).try_init(),
+    let provider = match otlp_endpoint {
+        Some(endpoint) => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint.as_str())
+                .with_timeout(Duration::from_secs(3))
+                .build()
+                .map_err(|e| format!("invalid setting --otlp-endpoint: {e}"))?;
+            let resource = Resource::builder().with_service_name("mtr-sso").build();
+            Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build())
+        }
+        None => None,
     };
-    result.map_err(|e| format!("cannot install the logger: {e}"))
+    let export = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("mtr-sso")));
+    let text = (format == LogFormat::Text).then(|| fmt::layer().with_target(false).with_ansi(ansi));
+    let json = (format == LogFormat::Json)
+        .then(|| fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(json)
+        .with(export)
+        .try_init()
+        .map_err(|e| format!("cannot install the logger: {e}"))?;
+    Ok(Telemetry { provider })
 }

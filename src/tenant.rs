@@ -6,6 +6,7 @@ use std::{collections::HashMap, sync::Arc};
 use crate::{
     config::TenantSettings,
     error::{InvalidReason, SsoError, Violation},
+    metrics::Metrics,
     upstream::{BrokerApi, PlatformApi},
 };
 
@@ -26,13 +27,18 @@ pub struct Tenants {
 
 impl Tenants {
     /// Builds the clients of every tenant. `default_tenant` must name one of them.
-    pub fn new(settings: Vec<TenantSettings>, default_tenant: &str, http: reqwest::Client) -> Result<Self, String> {
+    pub fn new(
+        settings: Vec<TenantSettings>,
+        default_tenant: &str,
+        http: reqwest::Client,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, String> {
         let by_name: HashMap<String, Arc<Tenant>> = settings
             .into_iter()
             .map(|settings| {
                 let tenant = Tenant {
-                    broker: BrokerApi::new(http.clone(), &settings),
-                    platform: PlatformApi::new(http.clone(), &settings),
+                    broker: BrokerApi::new(http.clone(), &settings, metrics.clone()),
+                    platform: PlatformApi::new(http.clone(), &settings, metrics.clone()),
                     settings,
                 };
                 (tenant.settings.name.clone(), Arc::new(tenant))

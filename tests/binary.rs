@@ -3,18 +3,15 @@
 
 mod common;
 
+use common::{BINARY, Running};
 use mtr_sso::{
     proto::LoginRequest,
     sandbox::{DEMO_EMAIL, DEMO_PASSWORD},
 };
 use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    sync::mpsc,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
-
-const BINARY: &str = env!("CARGO_BIN_EXE_mtr-sso");
 
 fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
     let output = Command::new(BINARY).args(args).env_clear().stdin(Stdio::null()).output().expect("runs");
@@ -49,61 +46,6 @@ fn each_bad_setting_exits_64_with_one_line_naming_it() {
         assert_eq!(code, Some(64), "{args:?}: {stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?} printed: {stderr}");
         assert!(stderr.contains(setting), "{args:?}: `{stderr}` does not name {setting}");
-    }
-}
-
-/// A running binary whose stdout lines arrive on a channel.
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-}
-
-impl Running {
-    fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(BINARY)
-            .args(args)
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawns");
-        let stdout = child.stdout.take().expect("stdout");
-        let (send, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Self { child, lines }
-    }
-
-    /// The first line containing `needle`, with every line seen before it.
-    fn wait_for(&self, needle: &str) -> (String, Vec<String>) {
-        let mut seen = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return (line, seen),
-                Ok(line) => seen.push(line),
-                Err(_) => break,
-            }
-        }
-        panic!("no line with `{needle}`; saw {seen:#?}");
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
-        assert!(status.success());
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

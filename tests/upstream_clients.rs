@@ -22,7 +22,8 @@ fn clients(server: &MockServer, adjust: impl FnOnce(&mut mtr_sso::config::Tenant
     let mut settings = tenant("default", &server.uri());
     adjust(&mut settings);
     let http = build_http_client(&http_settings(Duration::from_secs(5))).expect("client");
-    (BrokerApi::new(http.clone(), &settings), PlatformApi::new(http, &settings))
+    let metrics = std::sync::Arc::new(mtr_sso::metrics::Metrics::new());
+    (BrokerApi::new(http.clone(), &settings, metrics.clone()), PlatformApi::new(http, &settings, metrics))
 }
 
 fn soon() -> Deadline {
@@ -290,7 +291,8 @@ async fn a_refused_connection_is_known_not_to_have_reached_the_vendor() {
     let closed = format!("http://{}", listener.local_addr().expect("addr"));
     drop(listener);
     let settings = tenant("default", &closed);
-    let broker = BrokerApi::new(build_http_client(&http_settings(Duration::from_secs(5))).expect("client"), &settings);
+    let http = build_http_client(&http_settings(Duration::from_secs(5))).expect("client");
+    let broker = BrokerApi::new(http, &settings, std::sync::Arc::new(mtr_sso::metrics::Metrics::new()));
     let error = broker.create_account(&full_account(), soon()).await.expect_err("refused");
     assert_eq!(error.fault, UpstreamFault::ConnectFailed);
     assert!(!error.may_have_been_processed());

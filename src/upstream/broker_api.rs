@@ -11,11 +11,12 @@ use url::Url;
 
 use super::{
     Endpoint, UpstreamError, UpstreamFault, json,
-    transport::{Answer, exchange},
+    transport::{Answer, Observer, exchange},
 };
 use crate::{
     config::{AuthScheme, TenantSettings},
     deadline::Deadline,
+    metrics::Metrics,
 };
 
 /// A validated account to create: the body of `POST /v1/accounts`.
@@ -223,13 +224,15 @@ pub struct BrokerApi {
     one_time_token_url: Url,
     api_key: SecretString,
     auth_scheme: AuthScheme,
+    observer: Observer,
 }
 
 impl BrokerApi {
     /// A client for the tenant's Broker-API on the shared HTTP client.
-    pub fn new(http: reqwest::Client, tenant: &TenantSettings) -> Self {
+    pub fn new(http: reqwest::Client, tenant: &TenantSettings, metrics: std::sync::Arc<Metrics>) -> Self {
         Self {
             http,
+            observer: Observer { tenant: tenant.name.clone(), metrics },
             create_account_url: endpoint_url(&tenant.broker_api_url, &tenant.paths.create_account),
             one_time_token_url: endpoint_url(&tenant.broker_api_url, &tenant.paths.one_time_token),
             api_key: tenant.api_key.clone(),
@@ -279,7 +282,9 @@ impl BrokerApi {
             lead_details: account.lead_details.as_ref(),
         };
         let bytes = serialize(Endpoint::CreateAccount, &body)?;
-        let answer = exchange(Endpoint::CreateAccount, self.post(&self.create_account_url, bytes), deadline).await?;
+        let answer =
+            exchange(Endpoint::CreateAccount, &self.observer, self.post(&self.create_account_url, bytes), deadline)
+                .await?;
         Ok(parse_created_account(&answer))
     }
 
@@ -295,7 +300,8 @@ impl BrokerApi {
         let bytes = serialize(Endpoint::IssueOneTimeToken, &body)?;
         let expires_at = OffsetDateTime::now_utc() + validity;
         let answer =
-            exchange(Endpoint::IssueOneTimeToken, self.post(&self.one_time_token_url, bytes), deadline).await?;
+            exchange(Endpoint::IssueOneTimeToken, &self.observer, self.post(&self.one_time_token_url, bytes), deadline)
+                .await?;
         let token = parse_one_time_token(&answer.body).ok_or_else(|| {
             UpstreamError::new(
                 Endpoint::IssueOneTimeToken,

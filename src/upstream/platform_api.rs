@@ -14,9 +14,9 @@ use super::{
     broker_api::endpoint_url,
     cookies::{self, REFRESH_COOKIE, SESSION_COOKIE, UpstreamCookie},
     json,
-    transport::{Answer, exchange},
+    transport::{Answer, Observer, exchange},
 };
-use crate::{config::TenantSettings, deadline::Deadline};
+use crate::{config::TenantSettings, deadline::Deadline, metrics::Metrics};
 
 /// A platform session as the platform granted it.
 #[derive(Debug)]
@@ -65,13 +65,15 @@ pub struct PlatformApi {
     login_url: Url,
     login_with_token_url: Url,
     refresh_url: Url,
+    observer: Observer,
 }
 
 impl PlatformApi {
     /// A client for the tenant's platform on the shared HTTP client.
-    pub fn new(http: reqwest::Client, tenant: &TenantSettings) -> Self {
+    pub fn new(http: reqwest::Client, tenant: &TenantSettings, metrics: std::sync::Arc<Metrics>) -> Self {
         Self {
             http,
+            observer: Observer { tenant: tenant.name.clone(), metrics },
             login_url: endpoint_url(&tenant.platform_url, &tenant.paths.login),
             login_with_token_url: endpoint_url(&tenant.platform_url, &tenant.paths.login_with_token),
             refresh_url: endpoint_url(&tenant.platform_url, &tenant.paths.refresh),
@@ -105,7 +107,7 @@ impl PlatformApi {
     ) -> Result<PlatformSession, UpstreamError> {
         let body = LoginBody { email, password: password.expose_secret(), broker_id };
         let request = self.post_json(&self.login_url, &body, Endpoint::Login)?;
-        let answer = exchange(Endpoint::Login, request, deadline).await?;
+        let answer = exchange(Endpoint::Login, &self.observer, request, deadline).await?;
         self.session_from(Endpoint::Login, &answer, None)
     }
 
@@ -118,7 +120,7 @@ impl PlatformApi {
     ) -> Result<PlatformSession, UpstreamError> {
         let body = TokenLoginBody { token: token.expose_secret() };
         let request = self.post_json(&self.login_with_token_url, &body, Endpoint::LoginWithToken)?;
-        let answer = exchange(Endpoint::LoginWithToken, request, deadline).await?;
+        let answer = exchange(Endpoint::LoginWithToken, &self.observer, request, deadline).await?;
         self.session_from(Endpoint::LoginWithToken, &answer, None)
     }
 
@@ -140,7 +142,7 @@ impl PlatformApi {
         cookie.set_sensitive(true);
         let request =
             self.http.post(self.refresh_url.clone()).header(ACCEPT, "application/json").header(COOKIE, cookie);
-        let answer = exchange(Endpoint::Refresh, request, deadline).await?;
+        let answer = exchange(Endpoint::Refresh, &self.observer, request, deadline).await?;
         self.session_from(Endpoint::Refresh, &answer, Some(refresh_token))
     }
 

@@ -9,7 +9,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc2822};
 use tracing::Instrument as _;
 
 use super::{Endpoint, UpstreamError, UpstreamFault, json::Problem};
-use crate::{config::HttpSettings, deadline::Deadline};
+use crate::{config::HttpSettings, deadline::Deadline, metrics::Metrics, trace_context};
 
 /// Largest upstream answer read; anything bigger is a protocol error, not a memory spike.
 pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
@@ -34,6 +34,13 @@ pub fn build_http_client(settings: &HttpSettings) -> Result<reqwest::Client, req
         .build()
 }
 
+/// Where a client's calls are accounted: its tenant, and the metrics to count them in.
+#[derive(Debug, Clone)]
+pub(crate) struct Observer {
+    pub tenant: String,
+    pub metrics: std::sync::Arc<Metrics>,
+}
+
 /// A complete upstream answer.
 #[derive(Debug)]
 pub(crate) struct Answer {
@@ -46,15 +53,22 @@ pub(crate) struct Answer {
 /// status is classified for `endpoint` into an [`UpstreamError`].
 pub(crate) async fn exchange(
     endpoint: Endpoint,
+    observer: &Observer,
     request: reqwest::RequestBuilder,
     deadline: Deadline,
 ) -> Result<Answer, UpstreamError> {
-    let span = tracing::debug_span!(
+    let span = tracing::info_span!(
         "upstream",
+        tenant = %observer.tenant,
         endpoint = endpoint.name(),
         http.status = tracing::field::Empty,
         latency_us = tracing::field::Empty
     );
+    // The vendor call continues the caller's trace.
+    let request = match trace_context::outgoing_traceparent(&span) {
+        Some(traceparent) => request.header("traceparent", traceparent),
+        None => request,
+    };
     let started = std::time::Instant::now();
     let result = async {
         let budget = deadline.remaining();
@@ -82,10 +96,12 @@ pub(crate) async fn exchange(
     let answer = match result {
         Ok(answer) => answer,
         Err(error) => {
+            observer.metrics.upstream_call(&observer.tenant, endpoint, error.status, Some(&error.fault), latency);
             span.in_scope(|| tracing::debug!(%error, "upstream call failed"));
             return Err(error);
         }
     };
+    observer.metrics.upstream_call(&observer.tenant, endpoint, Some(answer.status), None, latency);
     span.record("http.status", answer.status);
     span.in_scope(|| tracing::debug!(status = answer.status, "upstream answered"));
     if (200..300).contains(&answer.status) {

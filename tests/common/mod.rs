@@ -2,7 +2,13 @@
 //! mock upstream or the built-in sandbox) and hands back a generated client.
 #![allow(dead_code)]
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
 
 use mtr_sso::{
     config::{AuthScheme, HttpSettings, TenantSettings, UpstreamPaths},
@@ -64,7 +70,9 @@ pub fn tenant(name: &str, base: &str) -> TenantSettings {
 pub async fn spawn_gateway(tenants: Vec<TenantSettings>, upstream_timeout: Duration) -> Gateway {
     let default = tenants[0].name.clone();
     let http = build_http_client(&http_settings(upstream_timeout)).expect("http client");
-    let gateway = SsoGateway::new(Tenants::new(tenants, &default, http).expect("tenants"), upstream_timeout);
+    let metrics = std::sync::Arc::new(mtr_sso::metrics::Metrics::new());
+    let tenants = Tenants::new(tenants, &default, http, metrics.clone()).expect("tenants");
+    let gateway = SsoGateway::new(tenants, upstream_timeout, metrics);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
@@ -131,4 +139,62 @@ pub fn new_account(email: &str) -> mtr_sso::proto::CreateAccountRequest {
 /// A plaintext channel to a local server.
 pub async fn channel(addr: SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await.expect("connect")
+}
+
+/// The binary under test.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_mtr-sso");
+
+/// A running binary whose stdout lines arrive on a channel.
+pub struct Running {
+    pub child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Running {
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(BINARY)
+            .args(args)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawns");
+        let stdout = child.stdout.take().expect("stdout");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// The first line containing `needle`, with every line seen before it.
+    pub fn wait_for(&self, needle: &str) -> (String, Vec<String>) {
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return (line, seen),
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!("no line with `{needle}`; saw {seen:#?}");
+    }
+
+    pub fn terminate(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

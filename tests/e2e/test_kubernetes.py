@@ -92,11 +92,24 @@ def test_deployment_probes_security_and_shutdown_timing_fit_the_service():
     assert pod["volumes"][0]["secret"]["secretName"] == manifest("secret.yaml")["metadata"]["name"]
 
 
-def test_network_policy_admits_only_callers_namespaces_on_the_grpc_port():
+def test_metrics_are_served_and_scraped_on_the_same_port():
+    settings = manifest("configmap.yaml")["data"]
+    port = int(settings["MTR_SSO_METRICS_ADDR"].rsplit(":", 1)[1])
+    template = manifest("deployment.yaml")["spec"]["template"]
+    ports = {p["name"]: p["containerPort"] for p in template["spec"]["containers"][0]["ports"]}
+    assert ports["metrics"] == port
+    annotations = template["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true"
+    assert int(annotations["prometheus.io/port"]) == port and annotations["prometheus.io/path"] == "/metrics"
+
+
+def test_network_policy_admits_callers_on_grpc_and_monitoring_on_metrics_only():
     policy = manifest("networkpolicy.yaml")["spec"]
-    (rule,) = policy["ingress"]
-    assert rule["ports"] == [{"protocol": "TCP", "port": 50051}]
-    assert list(rule["from"][0]) == ["namespaceSelector"]
+    grpc_rule, metrics_rule = policy["ingress"]
+    assert grpc_rule["ports"] == [{"protocol": "TCP", "port": 50051}]
+    assert list(grpc_rule["from"][0]) == ["namespaceSelector"]
+    assert metrics_rule["ports"] == [{"protocol": "TCP", "port": 9090}]
+    assert metrics_rule["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
     assert manifest("service.yaml")["spec"]["ports"][0]["targetPort"] == "grpc"
     assert manifest("poddisruptionbudget.yaml")["spec"]["minAvailable"] == 1
     hpa = manifest("horizontalpodautoscaler.yaml")["spec"]

@@ -1,0 +1,230 @@
+//! Prometheus metrics, named after the usual gRPC server conventions
+//! (`grpc_server_handled_total`, `grpc_server_handling_seconds`, labels
+//! `grpc_service`, `grpc_method`, `grpc_type`, `grpc_code`), plus the upstream
+//! calls per endpoint and HTTP status, and build info. One registry per
+//! server instance, served on `--metrics-addr` at `/metrics`.
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+use tokio::net::TcpListener;
+use tonic::Code;
+
+use crate::upstream::{Endpoint, UpstreamFault};
+
+/// The gRPC service name used as `grpc_service`.
+const SERVICE: &str = "matchtrader.sso.v1.SsoService";
+
+/// Latency buckets from 100 µs to 10 s: the gateway's own overhead sits at
+/// the bottom, slow vendor calls at the top.
+const LATENCY_BUCKETS: [f64; 16] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    grpc_type: &'static str,
+    grpc_service: &'static str,
+    grpc_method: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandledLabels {
+    grpc_type: &'static str,
+    grpc_service: &'static str,
+    grpc_method: &'static str,
+    grpc_code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    grpc_method: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    tenant: String,
+    endpoint: &'static str,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLatencyLabels {
+    tenant: String,
+    endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// All metrics of one server.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    started: Family<RpcLabels, Counter>,
+    handled: Family<HandledLabels, Counter>,
+    handling_seconds: Family<RpcLabels, Histogram>,
+    errors: Family<ReasonLabels, Counter>,
+    upstream_requests: Family<UpstreamLabels, Counter>,
+    upstream_seconds: Family<UpstreamLatencyLabels, Histogram>,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let started = Family::<RpcLabels, Counter>::default();
+        registry.register("grpc_server_started", "RPCs started on the server", started.clone());
+        let handled = Family::<HandledLabels, Counter>::default();
+        registry.register("grpc_server_handled", "RPCs completed on the server, by gRPC code", handled.clone());
+        let handling_seconds =
+            Family::<RpcLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "grpc_server_handling_seconds",
+            "Time to handle an RPC, until the answer",
+            handling_seconds.clone(),
+        );
+        let errors = Family::<ReasonLabels, Counter>::default();
+        registry.register("mtr_sso_rpc_errors", "Failed RPCs by ErrorInfo reason", errors.clone());
+        let upstream_requests = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "mtr_sso_upstream_requests",
+            "Vendor calls by tenant, endpoint and HTTP status (or timeout, connect_error, connection_lost)",
+            upstream_requests.clone(),
+        );
+        let upstream_seconds =
+            Family::<UpstreamLatencyLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "mtr_sso_upstream_request_duration_seconds",
+            "Time of a vendor call, until its whole answer",
+            upstream_seconds.clone(),
+        );
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
+        registry.register("mtr_sso_build_info", "Build information; always 1", build_info);
+        Self { registry, started, handled, handling_seconds, errors, upstream_requests, upstream_seconds }
+    }
+
+    fn rpc(method: &'static str) -> RpcLabels {
+        RpcLabels { grpc_type: "unary", grpc_service: SERVICE, grpc_method: method }
+    }
+
+    /// An RPC started.
+    pub fn rpc_started(&self, method: &'static str) {
+        self.started.get_or_create(&Self::rpc(method)).inc();
+    }
+
+    /// An RPC finished with `code` (and `reason` when it failed).
+    pub fn rpc_handled(&self, method: &'static str, code: Code, reason: Option<&'static str>, elapsed: Duration) {
+        let labels = HandledLabels {
+            grpc_type: "unary",
+            grpc_service: SERVICE,
+            grpc_method: method,
+            grpc_code: code_name(code),
+        };
+        self.handled.get_or_create(&labels).inc();
+        self.handling_seconds.get_or_create(&Self::rpc(method)).observe(elapsed.as_secs_f64());
+        if let Some(reason) = reason {
+            self.errors.get_or_create(&ReasonLabels { grpc_method: method, reason }).inc();
+        }
+    }
+
+    /// A vendor call ended with an HTTP status, or without one (`fault`).
+    pub fn upstream_call(
+        &self,
+        tenant: &str,
+        endpoint: Endpoint,
+        status: Option<u16>,
+        fault: Option<&UpstreamFault>,
+        elapsed: Duration,
+    ) {
+        let status = match (status, fault) {
+            (Some(status), _) => status.to_string(),
+            (None, Some(UpstreamFault::ConnectFailed)) => "connect_error".into(),
+            (None, Some(UpstreamFault::Timeout)) => "timeout".into(),
+            (None, _) => "connection_lost".into(),
+        };
+        let tenant = tenant.to_string();
+        self.upstream_requests
+            .get_or_create(&UpstreamLabels { tenant: tenant.clone(), endpoint: endpoint.name(), status })
+            .inc();
+        self.upstream_seconds
+            .get_or_create(&UpstreamLatencyLabels { tenant, endpoint: endpoint.name() })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The metrics in the OpenMetrics text format Prometheus scrapes.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// Go-style gRPC code names, as the conventional `grpc_code` label spells them.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::{http::header, routing::get};
+    let app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let metrics = metrics.clone();
+            async move {
+                (
+                    [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    metrics.render(),
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// Binds the metrics address, naming the setting on failure.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("invalid setting --metrics-addr: cannot bind {addr}: {e}"))
+}
