@@ -10,8 +10,11 @@ WORKDIR /src
 # protos change, not on every source edit.
 COPY Cargo.toml Cargo.lock build.rs rustfmt.toml ./
 COPY proto ./proto
-RUN mkdir src \
+# The workspace names the benchmark crate; its manifest is enough (it is not built).
+COPY bench/Cargo.toml ./bench/
+RUN mkdir -p src bench/src \
     && echo 'fn main() {}' > src/main.rs \
+    && echo 'fn main() {}' > bench/src/main.rs \
     && touch src/lib.rs \
     && cargo build --release --locked \
     && rm -rf src

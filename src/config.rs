@@ -24,6 +24,11 @@ pub struct Cli {
     #[arg(long, env = "MTR_SSO_LISTEN")]
     pub listen: Option<SocketAddr>,
 
+    /// Runtime worker threads [default: the number of CPUs]. Match it to the pod's CPU limit:
+    /// one worker on one CPU avoids cross-thread wake-ups (see BENCHMARKS.md).
+    #[arg(long, env = "MTR_SSO_WORKER_THREADS")]
+    pub worker_threads: Option<usize>,
+
     /// Address of the Prometheus `/metrics` endpoint; no metrics endpoint when unset.
     #[arg(long, env = "MTR_SSO_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -200,6 +205,7 @@ pub struct Settings {
     /// Only check the settings, then exit.
     pub check_only: bool,
     pub listen: SocketAddr,
+    pub worker_threads: Option<usize>,
     pub metrics_addr: Option<SocketAddr>,
     pub otlp_endpoint: Option<Url>,
     pub upstream: Upstream,
@@ -307,6 +313,10 @@ impl Cli {
         Ok(Settings {
             check_only: self.check_config,
             listen: self.listen.unwrap_or(SocketAddr::from((default_host, 50051))),
+            worker_threads: match self.worker_threads {
+                Some(0) => return Err(invalid("--worker-threads", "must be at least 1")),
+                other => other,
+            },
             metrics_addr: self.metrics_addr,
             otlp_endpoint,
             upstream,

@@ -5,8 +5,7 @@
 
 use std::{future::Future, time::Duration};
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::ServingStatus;
 
 use crate::{proto::sso_service_server::SsoServiceServer, service::SsoGateway};
@@ -40,15 +39,17 @@ pub async fn serve(
     let sso = SsoServiceServer::new(gateway).max_decoding_message_size(MAX_REQUEST_BYTES);
 
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
+    // Nagle's algorithm would hold back the later frames of an answer (headers,
+    // data and trailers go out as separate writes) until the client ACKs.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = Server::builder()
-        .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(sso)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        .serve_with_incoming_shutdown(incoming, async {
             let _ = stopped.await;
         });
     tokio::pin!(server);

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 from conftest import ROOT
 
@@ -62,7 +63,8 @@ def test_the_build_stage_steps_build_the_binary_here(tmp_path):
         elif keyword == "COPY":
             *sources, destination = rest.split()
             for source in sources:
-                target = workdir / destination / source if destination.endswith("/") else workdir / destination
+                # Docker semantics: into a directory (trailing slash) under the source's own name.
+                target = workdir / destination / Path(source).name if destination.endswith("/") else workdir / destination
                 if (ROOT / source).is_dir():
                     shutil.copytree(ROOT / source, target, dirs_exist_ok=True)
                 else:
