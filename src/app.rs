@@ -40,7 +40,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     let metrics = Arc::new(Metrics::new());
     let tenants = Tenants::new(tenants, &default_tenant, http, metrics.clone()).map_err(anyhow::Error::msg)?;
     let names = tenants.names();
-    let gateway = SsoGateway::new(tenants, settings.http.upstream_timeout, metrics.clone());
+    let gateway = SsoGateway::new(tenants, settings.http.upstream_timeout, metrics.clone())
+        .with_max_in_flight(settings.max_in_flight);
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|e| anyhow::anyhow!("invalid setting --listen: cannot bind {}: {e}", settings.listen))?;

@@ -29,6 +29,10 @@ pub struct Cli {
     #[arg(long, env = "MTR_SSO_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
 
+    /// RPCs in flight at most; more are refused at once with RESOURCE_EXHAUSTED (OVERLOADED).
+    #[arg(long, env = "MTR_SSO_MAX_IN_FLIGHT", default_value_t = crate::service::DEFAULT_MAX_IN_FLIGHT)]
+    pub max_in_flight: usize,
+
     /// Address of the Prometheus `/metrics` endpoint; no metrics endpoint when unset.
     #[arg(long, env = "MTR_SSO_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
@@ -206,6 +210,7 @@ pub struct Settings {
     pub check_only: bool,
     pub listen: SocketAddr,
     pub worker_threads: Option<usize>,
+    pub max_in_flight: usize,
     pub metrics_addr: Option<SocketAddr>,
     pub otlp_endpoint: Option<Url>,
     pub upstream: Upstream,
@@ -316,6 +321,10 @@ impl Cli {
             worker_threads: match self.worker_threads {
                 Some(0) => return Err(invalid("--worker-threads", "must be at least 1")),
                 other => other,
+            },
+            max_in_flight: match self.max_in_flight {
+                0 => return Err(invalid("--max-in-flight", "must be at least 1")),
+                limit => limit,
             },
             metrics_addr: self.metrics_addr,
             otlp_endpoint,

@@ -38,6 +38,8 @@ pub enum SsoError {
     /// The create-account call failed in a way that leaves open whether the
     /// vendor created the account; it was not retried.
     AccountCreationOutcomeUnknown { tenant: String, error: UpstreamError },
+    /// Too many RPCs in flight: shed at once rather than queued.
+    Overloaded { limit: usize },
 }
 
 /// Why a request was refused before any upstream call.
@@ -71,6 +73,7 @@ impl SsoError {
             SsoError::AccountCreationOutcomeUnknown { error, .. } => {
                 (upstream_code_and_reason(&error.fault).0, "ACCOUNT_CREATION_OUTCOME_UNKNOWN")
             }
+            SsoError::Overloaded { .. } => (Code::ResourceExhausted, "OVERLOADED"),
         }
     }
 
@@ -85,6 +88,9 @@ impl SsoError {
             SsoError::AccountCreationOutcomeUnknown { error, .. } => format!(
                 "the account may or may not have been created: {error}. It was not retried; look the email up before creating it again"
             ),
+            SsoError::Overloaded { limit } => {
+                format!("the service is at its limit of {limit} RPCs in flight; retry shortly")
+            }
         }
     }
 }
@@ -135,6 +141,9 @@ impl From<SsoError> for Status {
                 }
                 // The outcome-unknown reason hides what went wrong upstream; keep it visible.
                 metadata.insert("upstream_reason".to_string(), upstream_code_and_reason(&error.fault).1.to_string());
+            }
+            SsoError::Overloaded { .. } => {
+                details.set_retry_info(Some(std::time::Duration::from_millis(100)));
             }
         }
         details.set_error_info(reason, ERROR_DOMAIN, metadata);

@@ -4,6 +4,7 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 use time::OffsetDateTime;
+use tokio::sync::Semaphore;
 use tonic::{Code, Request, Response, Status};
 use tracing::Instrument as _;
 
@@ -25,12 +26,30 @@ pub struct SsoGateway {
     tenants: Arc<Tenants>,
     upstream_timeout: Duration,
     metrics: Arc<Metrics>,
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
 }
+
+/// Default limit of RPCs in flight; each holds about 40 KB (see BENCHMARKS.md).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
 impl SsoGateway {
     /// A gateway over the tenants; `upstream_timeout` caps every RPC's upstream time.
     pub fn new(tenants: Tenants, upstream_timeout: Duration, metrics: Arc<Metrics>) -> Self {
-        Self { tenants: Arc::new(tenants), upstream_timeout, metrics }
+        Self {
+            tenants: Arc::new(tenants),
+            upstream_timeout,
+            metrics,
+            in_flight: Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        }
+    }
+
+    /// Sheds RPCs beyond `limit` in flight with RESOURCE_EXHAUSTED, never queueing them.
+    pub fn with_max_in_flight(mut self, limit: usize) -> Self {
+        self.in_flight = Arc::new(Semaphore::new(limit));
+        self.max_in_flight = limit;
+        self
     }
 }
 
@@ -77,7 +96,12 @@ impl SsoGateway {
         span.record("trace_id", trace_id.as_str());
         self.metrics.rpc_started(rpc.method);
         let started = std::time::Instant::now();
-        let result = trace_context::scope(trace, call).instrument(span).await;
+        // A full service answers at once: an unbounded queue would only turn
+        // overload into timeouts for everyone.
+        let result = match self.in_flight.clone().try_acquire_owned() {
+            Ok(_permit) => trace_context::scope(trace, call).instrument(span).await,
+            Err(_) => Err(SsoError::Overloaded { limit: self.max_in_flight }),
+        };
         let elapsed = started.elapsed();
         let latency_us = elapsed.as_micros() as u64;
         let (code, reason, outcome) = match result {

@@ -463,3 +463,43 @@ async fn reflection_v1alpha_lists_the_service_for_grpcurl() {
         assert!(names.iter().any(|n| n == expected), "{expected} not in {names:?}");
     }
 }
+
+#[tokio::test]
+async fn rpcs_beyond_the_in_flight_limit_are_shed_at_once_and_health_still_answers() {
+    let server = MockServer::start().await;
+    Mock::given(path("/manager/mtr-login"))
+        .respond_with(session_answer().set_delay(Duration::from_millis(800)))
+        .mount(&server)
+        .await;
+    let gateway =
+        common::spawn_gateway_limited(vec![tenant("default", &server.uri())], Duration::from_secs(5), 2).await;
+    let login = || LoginRequest { email: "a@b.co".into(), password: "pw".into(), ..Default::default() };
+    let mut calls = Vec::new();
+    for _ in 0..5 {
+        let mut client = gateway.client.clone();
+        calls.push(tokio::spawn(async move {
+            let started = Instant::now();
+            (client.login(login()).await, started.elapsed())
+        }));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut health = tonic_health::pb::health_client::HealthClient::new(common::channel(gateway.addr).await);
+    let answer = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.expect("health");
+    assert_eq!(answer.into_inner().status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
+
+    let (mut ok, mut shed) = (0, 0);
+    for call in calls {
+        let (result, elapsed) = call.await.expect("task");
+        match result {
+            Ok(_) => ok += 1,
+            Err(status) => {
+                assert_eq!((status.code(), reason(&status).as_str()), (Code::ResourceExhausted, "OVERLOADED"));
+                assert!(status.get_error_details().retry_info().is_some());
+                assert!(elapsed < Duration::from_millis(300), "shed at once, not queued: {elapsed:?}");
+                shed += 1;
+            }
+        }
+    }
+    assert_eq!((ok, shed), (2, 3));
+    assert_eq!(upstream_calls(&server, "/manager/mtr-login").await, 2, "shed RPCs never reach the vendor");
+}

@@ -1,6 +1,6 @@
 //! Every RPC, successful and failing, with all logging of every crate on at
 //! TRACE: no password, API key, one-time token, session or refresh token may
-//! appear in any log line or any gRPC error message. One test in this binary,
+//! appear in any log line, any gRPC error message or any metric. One test in this binary,
 //! because it owns the process-wide subscriber.
 
 mod common;
@@ -37,7 +37,7 @@ impl<'a> MakeWriter<'a> for Captured {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_secret_appears_in_any_log_line_or_error_message_at_trace_level() {
+async fn no_secret_appears_in_any_log_line_error_message_or_metric_at_trace_level() {
     let captured = Captured::default();
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -103,6 +103,8 @@ async fn no_secret_appears_in_any_log_line_or_error_message_at_trace_level() {
     errors.push(
         gateway.client.create_account(new_account("reset@example.com")).await.expect_err("reset").message().to_string(),
     );
+    let metrics = gateway.metrics.render();
+    assert!(metrics.contains("grpc_server_handled_total"), "metrics were recorded");
     drop(gateway);
     drop(sandbox);
 
@@ -113,6 +115,9 @@ async fn no_secret_appears_in_any_log_line_or_error_message_at_trace_level() {
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         if logs.contains(secret.as_str()) {
             hits.push(format!("log contains {secret}"));
+        }
+        if metrics.contains(secret.as_str()) {
+            hits.push(format!("metrics contain {secret}"));
         }
         for message in &errors {
             if message.contains(secret.as_str()) {

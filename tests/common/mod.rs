@@ -30,6 +30,7 @@ pub const USER_AGENT: &str = "mtr-sso-tests/1";
 pub struct Gateway {
     pub addr: SocketAddr,
     pub client: SsoServiceClient<Channel>,
+    pub metrics: std::sync::Arc<mtr_sso::metrics::Metrics>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -68,11 +69,20 @@ pub fn tenant(name: &str, base: &str) -> TenantSettings {
 
 /// Starts a gateway over `tenants` (the first is the default).
 pub async fn spawn_gateway(tenants: Vec<TenantSettings>, upstream_timeout: Duration) -> Gateway {
+    spawn_gateway_limited(tenants, upstream_timeout, mtr_sso::service::DEFAULT_MAX_IN_FLIGHT).await
+}
+
+/// Starts a gateway that sheds RPCs beyond `max_in_flight`.
+pub async fn spawn_gateway_limited(
+    tenants: Vec<TenantSettings>,
+    upstream_timeout: Duration,
+    max_in_flight: usize,
+) -> Gateway {
     let default = tenants[0].name.clone();
     let http = build_http_client(&http_settings(upstream_timeout)).expect("http client");
     let metrics = std::sync::Arc::new(mtr_sso::metrics::Metrics::new());
     let tenants = Tenants::new(tenants, &default, http, metrics.clone()).expect("tenants");
-    let gateway = SsoGateway::new(tenants, upstream_timeout, metrics);
+    let gateway = SsoGateway::new(tenants, upstream_timeout, metrics.clone()).with_max_in_flight(max_in_flight);
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
@@ -84,7 +94,7 @@ pub async fn spawn_gateway(tenants: Vec<TenantSettings>, upstream_timeout: Durat
         .expect("server runs");
     });
     let client = SsoServiceClient::connect(format!("http://{addr}")).await.expect("connect");
-    Gateway { addr, client, stop: Some(stop), task }
+    Gateway { addr, client, metrics, stop: Some(stop), task }
 }
 
 /// Starts the sandbox and a gateway wired to it.
