@@ -40,8 +40,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     let metrics = Arc::new(Metrics::new());
     let tenants = Tenants::new(tenants, &default_tenant, http, metrics.clone()).map_err(anyhow::Error::msg)?;
     let names = tenants.names();
-    let gateway = SsoGateway::new(tenants, settings.http.upstream_timeout, metrics.clone())
+    let mut gateway = SsoGateway::new(tenants, settings.http.upstream_timeout, metrics.clone())
         .with_max_in_flight(settings.max_in_flight);
+    match &settings.callers {
+        Some(callers) => gateway = gateway.with_caller_auth(callers.clone()),
+        None => tracing::warn!("callers are not authenticated: anyone who reaches this port can sign any user in"),
+    }
     let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|e| anyhow::anyhow!("invalid setting --listen: cannot bind {}: {e}", settings.listen))?;
@@ -61,8 +65,28 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         None => None,
     };
 
-    tracing::info!(grpc_addr = %addr, tenants = ?names, default_tenant = %default_tenant, "mtr-sso listening on {addr}");
-    server::serve(listener, gateway, settings.shutdown_grace, shutdown).await?;
+    let health_listener = match settings.health_listen {
+        Some(health_addr) => {
+            let health_listener = TcpListener::bind(health_addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("invalid setting --health-listen: cannot bind {health_addr}: {e}"))?;
+            let bound = health_listener.local_addr()?;
+            tracing::info!(health_addr = %bound, "plaintext health on {bound}");
+            Some(health_listener)
+        }
+        None => None,
+    };
+    let exposure = server::Exposure {
+        // With tokens accepted too, a caller may come without a certificate.
+        client_certificate_optional: settings.callers.as_ref().is_some_and(|c| c.accepts_tokens()),
+        tls: settings.tls.clone(),
+        health_listener,
+    };
+    let scheme = if exposure.tls.is_some() { "TLS" } else { "plaintext" };
+    tracing::info!(grpc_addr = %addr, tenants = ?names, default_tenant = %default_tenant, %scheme, "mtr-sso listening on {addr}");
+    server::serve_exposed(listener, exposure, gateway, settings.shutdown_grace, shutdown)
+        .await
+        .map_err(|e| anyhow::anyhow!("the server failed (check --tls-cert, --tls-key, --tls-client-ca): {e}"))?;
     let _ = stop_metrics.send(true);
     if let Some(task) = metrics_task {
         task.await??;

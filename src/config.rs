@@ -29,6 +29,25 @@ pub struct Cli {
     #[arg(long, env = "MTR_SSO_WORKER_THREADS")]
     pub worker_threads: Option<usize>,
 
+    /// Server certificate chain (PEM) for TLS; needs --tls-key.
+    #[arg(long, env = "MTR_SSO_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM) for TLS.
+    #[arg(long, env = "MTR_SSO_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) of the callers' client certificates: enables mTLS, callers named by their certificate's SAN.
+    #[arg(long, env = "MTR_SSO_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Secret file of per-caller bearer tokens, one `<caller> <token>` per line.
+    #[arg(long, env = "MTR_SSO_CALLER_TOKENS_FILE")]
+    pub caller_tokens_file: Option<PathBuf>,
+    /// TOML policy: which caller may call which RPC, for which tenants (see README).
+    #[arg(long, env = "MTR_SSO_POLICY_FILE")]
+    pub policy_file: Option<PathBuf>,
+    /// Plaintext address serving only grpc.health.v1, for probes that cannot present certificates.
+    #[arg(long, env = "MTR_SSO_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
+
     /// RPCs in flight at most; more are refused at once with RESOURCE_EXHAUSTED (OVERLOADED).
     #[arg(long, env = "MTR_SSO_MAX_IN_FLIGHT", default_value_t = crate::service::DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
@@ -203,9 +222,27 @@ pub enum Upstream {
     Sandbox(SandboxOptions),
 }
 
+/// TLS material, read at start.
+#[derive(Clone)]
+pub struct TlsFiles {
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
+    /// With it, callers must present a certificate it signed (unless tokens are also accepted).
+    pub client_ca_pem: Option<Vec<u8>>,
+}
+
+impl fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsFiles").field("key_pem", &"<redacted>").field("mtls", &self.client_ca_pem.is_some()).finish()
+    }
+}
+
 /// The whole, checked configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    pub tls: Option<TlsFiles>,
+    pub callers: Option<std::sync::Arc<crate::auth::CallerAuth>>,
+    pub health_listen: Option<SocketAddr>,
     /// Only check the settings, then exit.
     pub check_only: bool,
     pub listen: SocketAddr,
@@ -315,7 +352,11 @@ impl Cli {
         let upstream = self.resolve_upstream()?;
         // A sandbox hands out sessions for a fake user: keep it on loopback unless asked otherwise.
         let default_host = if self.sandbox { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
+        let (tls, callers) = self.resolve_callers()?;
         Ok(Settings {
+            tls,
+            callers,
+            health_listen: self.health_listen,
             check_only: self.check_config,
             listen: self.listen.unwrap_or(SocketAddr::from((default_host, 50051))),
             worker_threads: match self.worker_threads {
@@ -334,6 +375,62 @@ impl Cli {
             log_format: self.log_format,
             log_filter: self.log,
         })
+    }
+
+    /// TLS files and the caller policy, checked together: every way to
+    /// authenticate needs a policy, and a policy needs a way to authenticate.
+    fn resolve_callers(
+        &self,
+    ) -> Result<(Option<TlsFiles>, Option<std::sync::Arc<crate::auth::CallerAuth>>), ConfigError> {
+        let read = |setting: &str, path: &PathBuf| {
+            std::fs::read(path).map_err(|e| invalid(setting, format!("cannot read {}: {e}", path.display())))
+        };
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert_pem: read("--tls-cert", cert)?,
+                key_pem: read("--tls-key", key)?,
+                client_ca_pem: self.tls_client_ca.as_ref().map(|ca| read("--tls-client-ca", ca)).transpose()?,
+            }),
+            (Some(_), None) => return Err(invalid("--tls-key", "is required with --tls-cert")),
+            (None, Some(_)) => return Err(invalid("--tls-cert", "is required with --tls-key")),
+            (None, None) if self.tls_client_ca.is_some() => {
+                return Err(invalid("--tls-client-ca", "needs --tls-cert and --tls-key"));
+            }
+            (None, None) => None,
+        };
+        if let Some(files) = &tls {
+            crate::server::check_tls(files).map_err(|e| invalid("--tls-cert/--tls-key/--tls-client-ca", e))?;
+        }
+        let mechanisms = self.tls_client_ca.is_some() || self.caller_tokens_file.is_some();
+        let callers = match (&self.policy_file, mechanisms) {
+            (Some(policy), true) => {
+                let policy_text = String::from_utf8(read("--policy-file", policy)?)
+                    .map_err(|_| invalid("--policy-file", "is not UTF-8"))?;
+                let tokens = match &self.caller_tokens_file {
+                    Some(path) => Some(
+                        String::from_utf8(read("--caller-tokens-file", path)?)
+                            .map_err(|_| invalid("--caller-tokens-file", "is not UTF-8"))?,
+                    ),
+                    None => None,
+                };
+                let setting = if tokens.is_some() { "--policy-file or --caller-tokens-file" } else { "--policy-file" };
+                let auth =
+                    crate::auth::CallerAuth::parse(&policy_text, tokens.as_deref()).map_err(|e| invalid(setting, e))?;
+                Some(std::sync::Arc::new(auth))
+            }
+            (Some(_), false) => {
+                return Err(invalid(
+                    "--policy-file",
+                    "needs a way to authenticate callers: --tls-client-ca or --caller-tokens-file",
+                ));
+            }
+            (None, true) => {
+                let flag = if self.tls_client_ca.is_some() { "--tls-client-ca" } else { "--caller-tokens-file" };
+                return Err(invalid(flag, "needs --policy-file to say what each caller may do"));
+            }
+            (None, false) => None,
+        };
+        Ok((tls, callers))
     }
 
     fn single_tenant_flags_given(&self) -> Vec<&'static str> {
@@ -703,6 +800,30 @@ mod tests {
         .expect("write");
         let err = cli(&["--tenants-file", path]).into_settings().expect_err("bad url");
         assert!(err.setting.starts_with("tenants.acme.broker_api_url"), "{err}");
+    }
+
+    #[test]
+    fn caller_authentication_needs_a_policy_and_a_policy_needs_a_way_to_authenticate() {
+        let dir = std::env::temp_dir().join(format!("mtr-sso-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let policy = dir.join("policy.toml");
+        std::fs::write(&policy, "[callers.crm]\nrpcs = [\"Login\"]\n").expect("write");
+        let tokens = dir.join("tokens");
+        std::fs::write(&tokens, format!("crm {}\n", "x".repeat(32))).expect("write");
+        let (policy, tokens) = (policy.to_str().expect("utf8"), tokens.to_str().expect("utf8"));
+        let with = |extra: &[&str]| {
+            let mut args = vec!["--sandbox"];
+            args.extend_from_slice(extra);
+            cli(&args).into_settings()
+        };
+        assert_eq!(with(&["--policy-file", policy]).expect_err("no mechanism").setting, "--policy-file");
+        assert_eq!(with(&["--caller-tokens-file", tokens]).expect_err("no policy").setting, "--caller-tokens-file");
+        assert_eq!(with(&["--tls-cert", tokens]).expect_err("no key").setting, "--tls-key");
+        assert_eq!(with(&["--tls-client-ca", tokens]).expect_err("no server cert").setting, "--tls-client-ca");
+        let settings = with(&["--policy-file", policy, "--caller-tokens-file", tokens]).expect("valid");
+        assert!(settings.callers.is_some_and(|c| c.accepts_tokens()));
+        let bad_pem = with(&["--tls-cert", tokens, "--tls-key", tokens]).expect_err("not PEM");
+        assert!(bad_pem.setting.starts_with("--tls-cert"), "{bad_pem}");
     }
 
     #[test]

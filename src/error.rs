@@ -40,6 +40,10 @@ pub enum SsoError {
     AccountCreationOutcomeUnknown { tenant: String, error: UpstreamError },
     /// Too many RPCs in flight: shed at once rather than queued.
     Overloaded { limit: usize },
+    /// The caller presented no valid credentials.
+    CallerUnauthenticated,
+    /// The caller is known, but the policy does not let it make this call.
+    CallerNotPermitted { caller: String },
 }
 
 /// Why a request was refused before any upstream call.
@@ -74,6 +78,8 @@ impl SsoError {
                 (upstream_code_and_reason(&error.fault).0, "ACCOUNT_CREATION_OUTCOME_UNKNOWN")
             }
             SsoError::Overloaded { .. } => (Code::ResourceExhausted, "OVERLOADED"),
+            SsoError::CallerUnauthenticated => (Code::Unauthenticated, "CALLER_UNAUTHENTICATED"),
+            SsoError::CallerNotPermitted { .. } => (Code::PermissionDenied, "CALLER_NOT_PERMITTED"),
         }
     }
 
@@ -90,6 +96,12 @@ impl SsoError {
             ),
             SsoError::Overloaded { limit } => {
                 format!("the service is at its limit of {limit} RPCs in flight; retry shortly")
+            }
+            SsoError::CallerUnauthenticated => {
+                "this service requires a client certificate or a bearer token it knows".to_string()
+            }
+            SsoError::CallerNotPermitted { caller } => {
+                format!("caller `{caller}` may not make this call for this tenant")
             }
         }
     }
@@ -144,6 +156,10 @@ impl From<SsoError> for Status {
             }
             SsoError::Overloaded { .. } => {
                 details.set_retry_info(Some(std::time::Duration::from_millis(100)));
+            }
+            SsoError::CallerUnauthenticated => {}
+            SsoError::CallerNotPermitted { caller } => {
+                metadata.insert("caller".to_string(), caller.clone());
             }
         }
         details.set_error_info(reason, ERROR_DOMAIN, metadata);

@@ -5,6 +5,7 @@
 //! emulates the vendor for local use and tests.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod convert;
 pub mod deadline;

@@ -8,7 +8,35 @@ use tokio::net::TcpListener;
 use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::ServingStatus;
 
-use crate::{proto::sso_service_server::SsoServiceServer, service::SsoGateway};
+use crate::{config::TlsFiles, proto::sso_service_server::SsoServiceServer, service::SsoGateway};
+
+/// How the server is exposed beyond its main listener.
+#[derive(Debug, Default)]
+pub struct Exposure {
+    /// TLS (and mTLS) on the main listener.
+    pub tls: Option<TlsFiles>,
+    /// Callers may authenticate by token instead of a certificate.
+    pub client_certificate_optional: bool,
+    /// A plaintext listener serving only grpc.health.v1, for the kubelet.
+    pub health_listener: Option<TcpListener>,
+}
+
+/// Checks that the TLS files hold a usable certificate, key and CA.
+pub fn check_tls(files: &TlsFiles) -> Result<(), String> {
+    Server::builder()
+        .tls_config(tls_config(files, false))
+        .map(|_| ())
+        .map_err(|e| format!("unusable TLS material: {e}"))
+}
+
+fn tls_config(files: &TlsFiles, client_certificate_optional: bool) -> tonic::transport::ServerTlsConfig {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(&files.cert_pem, &files.key_pem));
+    if let Some(ca) = &files.client_ca_pem {
+        config = config.client_ca_root(Certificate::from_pem(ca)).client_auth_optional(client_certificate_optional);
+    }
+    config
+}
 
 /// The health service name of the SSO service.
 pub const SERVICE_NAME: &str = "matchtrader.sso.v1.SsoService";
@@ -16,14 +44,36 @@ pub const SERVICE_NAME: &str = "matchtrader.sso.v1.SsoService";
 /// Largest request accepted; the biggest legitimate one (a full account form) is a few KiB.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-/// Serves until `shutdown` resolves, then drains for at most `grace`.
+/// Serves plaintext until `shutdown` resolves, then drains for at most `grace`.
 pub async fn serve(
     listener: TcpListener,
     gateway: SsoGateway,
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    serve_exposed(listener, Exposure::default(), gateway, grace, shutdown).await
+}
+
+/// Serves until `shutdown` resolves, then drains for at most `grace`.
+pub async fn serve_exposed(
+    listener: TcpListener,
+    exposure: Exposure,
+    gateway: SsoGateway,
+    grace: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
+    let (stop_health, health_stopped) = tokio::sync::watch::channel(false);
+    let health_task = exposure.health_listener.map(|listener| {
+        let service = tonic_health::pb::health_server::HealthServer::new(
+            tonic_health::server::HealthService::from_health_reporter(health.clone()),
+        );
+        let mut stopped = health_stopped;
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        tokio::spawn(Server::builder().add_service(service).serve_with_incoming_shutdown(incoming, async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }))
+    });
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -42,7 +92,11 @@ pub async fn serve(
     // Nagle's algorithm would hold back the later frames of an answer (headers,
     // data and trailers go out as separate writes) until the client ACKs.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(files) = &exposure.tls {
+        builder = builder.tls_config(tls_config(files, exposure.client_certificate_optional))?;
+    }
+    let server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .add_service(health_service)
@@ -58,14 +112,17 @@ pub async fn serve(
     health.set_service_status("", ServingStatus::Serving).await;
 
     tokio::select! {
-        result = &mut server => return result,
+        result = &mut server => {
+            let _ = stop_health.send(true);
+            return result;
+        }
         () = shutdown => {}
     }
     tracing::info!(grace_ms = grace.as_millis() as u64, "shutting down: NOT_SERVING, draining in-flight RPCs");
     health.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
     health.set_service_status("", ServingStatus::NotServing).await;
     let _ = stop_accepting.send(());
-    match tokio::time::timeout(grace, server).await {
+    let drained = match tokio::time::timeout(grace, server).await {
         Ok(result) => {
             tracing::info!("drained, stopped");
             result
@@ -74,7 +131,13 @@ pub async fn serve(
             tracing::warn!("grace elapsed with RPCs still in flight; stopping anyway");
             Ok(())
         }
+    };
+    // Probes keep getting NOT_SERVING until the main server is down.
+    let _ = stop_health.send(true);
+    if let Some(task) = health_task {
+        let _ = task.await;
     }
+    drained
 }
 
 /// Resolves on SIGTERM (Kubernetes) or SIGINT (Ctrl-C).

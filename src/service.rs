@@ -9,6 +9,7 @@ use tonic::{Code, Request, Response, Status};
 use tracing::Instrument as _;
 
 use crate::{
+    auth::CallerAuth,
     convert,
     deadline::Deadline,
     error::{SsoError, upstream_code_and_reason},
@@ -28,6 +29,7 @@ pub struct SsoGateway {
     metrics: Arc<Metrics>,
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
+    callers: Option<Arc<CallerAuth>>,
 }
 
 /// Default limit of RPCs in flight; each holds about 40 KB (see BENCHMARKS.md).
@@ -42,7 +44,14 @@ impl SsoGateway {
             metrics,
             in_flight: Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            callers: None,
         }
+    }
+
+    /// Requires every caller to authenticate and to be allowed by the policy.
+    pub fn with_caller_auth(mut self, callers: Arc<CallerAuth>) -> Self {
+        self.callers = Some(callers);
+        self
     }
 
     /// Sheds RPCs beyond `limit` in flight with RESOURCE_EXHAUSTED, never queueing them.
@@ -60,8 +69,12 @@ fn upstream(tenant: &Tenant) -> impl Fn(UpstreamError) -> SsoError + '_ {
 /// What the boundary knows of an RPC before it runs.
 struct Rpc {
     method: &'static str,
+    /// The request's `tenant` field as sent.
+    tenant_field: String,
     tenant: String,
-    caller: String,
+    /// The authenticated caller; `anonymous` when callers are not authenticated.
+    caller: Result<String, SsoError>,
+    peer: String,
     trace: TraceContext,
     deadline: Deadline,
 }
@@ -70,11 +83,27 @@ impl SsoGateway {
     fn begin<T>(&self, method: &'static str, request: &Request<T>, tenant: &str) -> Rpc {
         Rpc {
             method,
+            tenant_field: tenant.to_string(),
             tenant: if tenant.is_empty() { "(default)".into() } else { tenant.to_string() },
-            caller: request.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "unknown".into()),
+            caller: match &self.callers {
+                Some(callers) => callers.authenticate(request),
+                None => Ok("anonymous".into()),
+            },
+            peer: request.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "unknown".into()),
             trace: TraceContext::from_metadata(request.metadata()),
             deadline: Deadline::for_request(request.metadata(), self.upstream_timeout),
         }
+    }
+
+    /// Authentication first, then the tenant, then the policy.
+    fn admit(&self, rpc: &Rpc) -> Result<(), SsoError> {
+        let Some(callers) = &self.callers else { return Ok(()) };
+        let caller = match &rpc.caller {
+            Ok(caller) => caller,
+            Err(_) => return Err(SsoError::CallerUnauthenticated),
+        };
+        let tenant = self.tenants.get(&rpc.tenant_field)?;
+        callers.authorize(caller, rpc.method, &tenant.settings.name)
     }
 
     /// Runs one RPC inside its span and trace, counts it, and logs one line
@@ -84,11 +113,13 @@ impl SsoGateway {
         rpc: Rpc,
         call: impl Future<Output = Result<T, SsoError>>,
     ) -> Result<Response<T>, Status> {
+        let caller = rpc.caller.as_deref().unwrap_or("unauthenticated").to_string();
         let span = tracing::info_span!(
             "rpc",
             rpc.method = rpc.method,
             tenant = %rpc.tenant,
-            caller = %rpc.caller,
+            caller = %caller,
+            peer = %rpc.peer,
             trace_id = tracing::field::Empty,
         );
         let trace = rpc.trace.attach(&span);
@@ -98,9 +129,10 @@ impl SsoGateway {
         let started = std::time::Instant::now();
         // A full service answers at once: an unbounded queue would only turn
         // overload into timeouts for everyone.
-        let result = match self.in_flight.clone().try_acquire_owned() {
-            Ok(_permit) => trace_context::scope(trace, call).instrument(span).await,
-            Err(_) => Err(SsoError::Overloaded { limit: self.max_in_flight }),
+        let result = match (self.in_flight.clone().try_acquire_owned(), self.admit(&rpc)) {
+            (Ok(_permit), Ok(())) => trace_context::scope(trace, call).instrument(span).await,
+            (Err(_), _) => Err(SsoError::Overloaded { limit: self.max_in_flight }),
+            (Ok(_), Err(refused)) => Err(refused),
         };
         let elapsed = started.elapsed();
         let latency_us = elapsed.as_micros() as u64;
@@ -116,7 +148,8 @@ impl SsoGateway {
         tracing::info!(
             rpc.method = rpc.method,
             tenant = %rpc.tenant,
-            caller = %rpc.caller,
+            caller = %caller,
+            peer = %rpc.peer,
             code = metrics::code_name(code),
             reason = reason.unwrap_or(""),
             latency_us,

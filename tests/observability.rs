@@ -128,7 +128,8 @@ async fn metrics_scraped_after_a_sandbox_session_count_exactly_the_calls_made() 
     assert_eq!(event["tenant"], "(default)");
     assert_eq!(event["code"], "Unauthenticated");
     assert_eq!(event["trace_id"], TRACE_ID);
-    assert!(event["caller"].as_str().is_some_and(|c| c.starts_with("127.0.0.1:")));
+    assert_eq!(event["caller"], "anonymous", "callers are not authenticated in this run");
+    assert!(event["peer"].as_str().is_some_and(|p| p.starts_with("127.0.0.1:")));
     assert!(event["latency_us"].as_u64().is_some());
 }
 

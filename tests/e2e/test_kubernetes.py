@@ -47,16 +47,43 @@ def test_every_manifest_validates_strictly_against_a_current_kubernetes():
         assert result.returncode == 0 and "passed" in result.stdout + result.stderr, result.stdout + result.stderr
 
 
+def mounted_files(tmp_path: Path) -> dict[str, Path]:
+    """Every file the Deployment mounts, written under tmp_path from its
+    ConfigMap or Secret; maps the in-pod mount path to the local directory."""
+    pod = manifest("deployment.yaml")["spec"]["template"]["spec"]
+    sources = {}
+    for name in kustomize_resources():
+        resource = manifest(name)
+        if resource["kind"] in ("ConfigMap", "Secret"):
+            data = dict(resource.get("data", {}))
+            if resource["kind"] == "Secret":
+                data = {k: base64.b64decode(v).decode() for k, v in data.items()}
+                data.update(resource.get("stringData", {}))
+            sources[(resource["kind"], resource["metadata"]["name"])] = data
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {}
+    for mount in pod["containers"][0]["volumeMounts"]:
+        volume = volumes[mount["name"]]
+        key = ("Secret", volume["secret"]["secretName"]) if "secret" in volume else ("ConfigMap", volume["configMap"]["name"])
+        local = tmp_path / mount["name"]
+        local.mkdir()
+        for filename, content in sources[key].items():
+            (local / filename).write_text(content)
+        mounts[mount["mountPath"]] = local
+    return mounts
+
+
 def test_the_binary_accepts_the_settings_the_manifests_pass(tmp_path):
     settings = manifest("configmap.yaml")["data"]
-    secret = manifest("secret.yaml")
-    key = secret.get("stringData", {}).get("api-key") or base64.b64decode(secret["data"]["api-key"]).decode()
-    # The Secret is mounted as a file at MTR_SSO_API_KEY_FILE; here it lives in a temp dir.
-    mounted = Path(settings["MTR_SSO_API_KEY_FILE"])
-    assert mounted.name == "api-key"
-    key_file = tmp_path / mounted.name
-    key_file.write_text(key + "\n")
-    env = dict(settings, MTR_SSO_API_KEY_FILE=str(key_file))
+    mounts = mounted_files(tmp_path)
+    env = {}
+    for key, value in settings.items():
+        for mount_path, local in mounts.items():
+            if value.startswith(mount_path + "/"):
+                value = str(local) + value[len(mount_path):]
+        env[key] = value
+    for setting in ["MTR_SSO_API_KEY_FILE", "MTR_SSO_CALLER_TOKENS_FILE", "MTR_SSO_POLICY_FILE"]:
+        assert Path(env[setting]).is_file(), f"{setting} points into a mounted volume"
     result = subprocess.run([str(BINARY), "--check-config"], env=env, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "configuration OK"
@@ -72,9 +99,12 @@ def test_deployment_probes_security_and_shutdown_timing_fit_the_service():
     container = pod["containers"][0]
     settings = manifest("configmap.yaml")["data"]
     port = int(settings["MTR_SSO_LISTEN"].rsplit(":", 1)[1])
-    assert container["ports"][0]["containerPort"] == port
+    health_port = int(settings["MTR_SSO_HEALTH_LISTEN"].rsplit(":", 1)[1])
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert (ports["grpc"], ports["health"]) == (port, health_port)
+    # Probes use the plaintext health port: the kubelet cannot authenticate as a caller.
     for probe in ["startupProbe", "readinessProbe", "livenessProbe"]:
-        assert container[probe]["grpc"]["port"] == port, probe
+        assert container[probe]["grpc"]["port"] == health_port, probe
     assert container["readinessProbe"]["grpc"]["service"] == "matchtrader.sso.v1.SsoService"
 
     pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
@@ -87,9 +117,9 @@ def test_deployment_probes_security_and_shutdown_timing_fit_the_service():
     assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert "memory" in container["resources"]["limits"] and "cpu" in container["resources"]["requests"]
 
-    mount = container["volumeMounts"][0]
-    assert mount["mountPath"] == str(Path(settings["MTR_SSO_API_KEY_FILE"]).parent) and mount["readOnly"] is True
-    assert pod["volumes"][0]["secret"]["secretName"] == manifest("secret.yaml")["metadata"]["name"]
+    mount_paths = {m["mountPath"] for m in container["volumeMounts"] if m["readOnly"] is True}
+    for setting in ["MTR_SSO_API_KEY_FILE", "MTR_SSO_CALLER_TOKENS_FILE", "MTR_SSO_POLICY_FILE"]:
+        assert str(Path(settings[setting]).parent) in mount_paths, setting
 
 
 def test_metrics_are_served_and_scraped_on_the_same_port():

@@ -1,0 +1,216 @@
+//! Caller authentication and per-RPC authorization over real TLS: callers
+//! named by their client certificate (a SPIFFE id) or by a bearer token, a
+//! policy deciding per RPC and tenant, health reachable in plaintext on its own
+//! port, and every decision logged with the caller's name, never its credential.
+//! One test in this binary, because it owns the process-wide log subscriber.
+
+mod common;
+
+use common::{reason, tenant};
+use mtr_sso::{
+    auth::CallerAuth,
+    config::TlsFiles,
+    metrics::Metrics,
+    proto::{IssueOneTimeTokenRequest, LoginRequest, sso_service_client::SsoServiceClient},
+    server::{Exposure, serve_exposed},
+    service::SsoGateway,
+    tenant::Tenants,
+    upstream::build_http_client,
+};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use std::{
+    io::Write,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tonic::{
+    Code,
+    transport::{Certificate, Channel, ClientTlsConfig, Identity},
+};
+use tracing_subscriber::fmt::MakeWriter;
+use wiremock::{Mock, MockServer, ResponseTemplate, matchers::path};
+
+const SPIFFE_CRM: &str = "spiffe://cluster.local/ns/crm/sa/crm";
+const SIGNUP_TOKEN: &str = "signup-token-0123456789abcdef0123456789";
+
+struct Pki {
+    ca_pem: String,
+    server: (String, String),
+    crm: (String, String),
+    stranger: (String, String),
+}
+
+fn ca(name: &str) -> (CertificateParams, KeyPair, String) {
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    let pem = params.self_signed(&key).expect("self-signed").pem();
+    (params, key, pem)
+}
+
+fn leaf(issuer: &Issuer<'_, KeyPair>, names: Vec<SanType>) -> (String, String) {
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.subject_alt_names = names;
+    (params.signed_by(&key, issuer).expect("signed").pem(), key.serialize_pem())
+}
+
+fn pki() -> Pki {
+    let (ca_params, ca_key, ca_pem) = ca("mtr-sso test CA");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let (other_params, other_key, _) = ca("someone else's CA");
+    let other = Issuer::new(other_params, other_key);
+    Pki {
+        server: leaf(&issuer, vec![SanType::DnsName("localhost".try_into().expect("ia5"))]),
+        crm: leaf(&issuer, vec![SanType::URI(SPIFFE_CRM.try_into().expect("ia5"))]),
+        stranger: leaf(&other, vec![SanType::URI("spiffe://elsewhere/sa/x".try_into().expect("ia5"))]),
+        ca_pem,
+    }
+}
+
+async fn connect(
+    addr: std::net::SocketAddr,
+    ca_pem: &str,
+    identity: Option<&(String, String)>,
+) -> Result<Channel, tonic::transport::Error> {
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca_pem)).domain_name("localhost");
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    Channel::from_shared(format!("https://{addr}")).expect("uri").tls_config(tls)?.connect().await
+}
+
+fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    request
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_are_authenticated_by_certificate_or_token_and_authorized_per_rpc_and_tenant() {
+    let captured = Captured::default();
+    tracing_subscriber::fmt().with_writer(captured.clone()).with_ansi(false).init();
+    mtr_sso::upstream::install_crypto_provider();
+
+    let upstream = MockServer::start().await;
+    Mock::given(path("/manager/mtr-login"))
+        .respond_with(ResponseTemplate::new(200).append_header("set-cookie", "co-auth=s; Path=/; Max-Age=900"))
+        .mount(&upstream)
+        .await;
+    Mock::given(path("/v1/one-time-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"token": "t"})))
+        .mount(&upstream)
+        .await;
+
+    let pki = pki();
+    let policy = format!(
+        "[callers.\"{SPIFFE_CRM}\"]\nrpcs = [\"Login\", \"Refresh\"]\n\n[callers.signup]\nrpcs = [\"CreateAccount\", \"IssueOneTimeToken\"]\ntenants = [\"acme\"]\n"
+    );
+    let callers = Arc::new(CallerAuth::parse(&policy, Some(&format!("signup {SIGNUP_TOKEN}\n"))).expect("policy"));
+    let http = build_http_client(&common::http_settings(Duration::from_secs(5))).expect("client");
+    let metrics = Arc::new(Metrics::new());
+    let tenants = Tenants::new(
+        vec![tenant("acme", &upstream.uri()), tenant("globex", &upstream.uri())],
+        "acme",
+        http,
+        metrics.clone(),
+    )
+    .expect("tenants");
+    let gateway = SsoGateway::new(tenants, Duration::from_secs(5), metrics).with_caller_auth(callers);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let health_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let (addr, health_addr) = (listener.local_addr().expect("addr"), health_listener.local_addr().expect("addr"));
+    let exposure = Exposure {
+        tls: Some(TlsFiles {
+            cert_pem: pki.server.0.clone().into_bytes(),
+            key_pem: pki.server.1.clone().into_bytes(),
+            client_ca_pem: Some(pki.ca_pem.clone().into_bytes()),
+        }),
+        client_certificate_optional: true,
+        health_listener: Some(health_listener),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve_exposed(listener, exposure, gateway, Duration::from_secs(2), async {
+        let _ = stopped.await;
+    }));
+
+    let login = || LoginRequest { email: "a@b.co".into(), password: "pw".into(), ..Default::default() };
+    let ott =
+        |tenant: &str| IssueOneTimeTokenRequest { tenant: tenant.into(), email: "a@b.co".into(), ..Default::default() };
+
+    // mTLS: the certificate's SPIFFE id is the caller.
+    let mut crm = SsoServiceClient::new(connect(addr, &pki.ca_pem, Some(&pki.crm)).await.expect("mTLS"));
+    crm.login(login()).await.expect("crm may log users in");
+    let denied = crm.issue_one_time_token(ott("")).await.expect_err("crm may not mint tokens");
+    assert_eq!((denied.code(), reason(&denied).as_str()), (Code::PermissionDenied, "CALLER_NOT_PERMITTED"));
+    assert_eq!(common::error_metadata(&denied, "caller").as_deref(), Some(SPIFFE_CRM));
+
+    // TLS without a certificate: a bearer token names the caller.
+    let mut anonymous = SsoServiceClient::new(connect(addr, &pki.ca_pem, None).await.expect("TLS"));
+    anonymous.issue_one_time_token(bearer(ott("acme"), SIGNUP_TOKEN)).await.expect("signup may mint for acme");
+    let other_tenant =
+        anonymous.issue_one_time_token(bearer(ott("globex"), SIGNUP_TOKEN)).await.expect_err("not globex");
+    assert_eq!(reason(&other_tenant), "CALLER_NOT_PERMITTED");
+    let not_its_rpc = anonymous.login(bearer(login(), SIGNUP_TOKEN)).await.expect_err("signup may not log in");
+    assert_eq!(reason(&not_its_rpc), "CALLER_NOT_PERMITTED");
+
+    // No credentials, or wrong ones.
+    let none = anonymous.login(login()).await.expect_err("no credentials");
+    assert_eq!((none.code(), reason(&none).as_str()), (Code::Unauthenticated, "CALLER_UNAUTHENTICATED"));
+    let wrong_token = "wrong-token-0123456789abcdef0123456789";
+    let wrong = anonymous.issue_one_time_token(bearer(ott("acme"), wrong_token)).await.expect_err("unknown token");
+    assert_eq!(wrong.code(), Code::Unauthenticated);
+    assert!(!wrong.message().contains(wrong_token));
+
+    // A certificate from another CA does not even complete the handshake.
+    let stranger = match connect(addr, &pki.ca_pem, Some(&pki.stranger)).await {
+        Err(_) => None,
+        Ok(channel) => Some(SsoServiceClient::new(channel).login(login()).await),
+    };
+    assert!(stranger.is_none() || stranger.is_some_and(|r| r.is_err()), "an untrusted certificate is refused");
+
+    // Plaintext reaches only the health port, without credentials.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(common::channel(health_addr).await);
+    let answer = health.check(tonic_health::pb::HealthCheckRequest { service: String::new() }).await.expect("health");
+    assert_eq!(answer.into_inner().status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
+    let plaintext = Channel::from_shared(format!("http://{addr}")).expect("uri").connect().await;
+    let plaintext_call = match plaintext {
+        Err(_) => None,
+        Ok(channel) => Some(SsoServiceClient::new(channel).login(login()).await),
+    };
+    assert!(plaintext_call.is_none() || plaintext_call.is_some_and(|r| r.is_err()), "no plaintext on the TLS port");
+
+    // Only the permitted calls reached the vendor: one login, one token.
+    let requests = upstream.received_requests().await.expect("recorded");
+    assert_eq!(requests.len(), 2, "{:?}", requests.iter().map(|r| r.url.path().to_string()).collect::<Vec<_>>());
+    let _ = stop.send(());
+
+    let logs = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf8");
+    let finished: Vec<&str> = logs.lines().filter(|l| l.contains("rpc finished")).collect();
+    assert!(finished.iter().any(|l| l.contains(&format!("caller={SPIFFE_CRM}")) && l.contains("code=\"OK\"")));
+    assert!(finished.iter().any(|l| l.contains(&format!("caller={SPIFFE_CRM}")) && l.contains("CALLER_NOT_PERMITTED")));
+    assert!(finished.iter().any(|l| l.contains("caller=signup") && l.contains("code=\"OK\"")));
+    assert!(finished.iter().any(|l| l.contains("caller=unauthenticated") && l.contains("CALLER_UNAUTHENTICATED")));
+    assert!(!logs.contains(SIGNUP_TOKEN) && !logs.contains(wrong_token), "credentials never logged");
+}
