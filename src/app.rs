@@ -7,11 +7,12 @@ use tokio::{net::TcpListener, sync::watch};
 use crate::{
     config::{DEFAULT_TENANT, Settings, Upstream},
     metrics::{self, Metrics},
+    quota::Buckets,
     sandbox::Sandbox,
     server,
     service::SsoGateway,
     tenant::Tenants,
-    upstream::build_http_client,
+    upstream::{Accounting, build_http_client},
 };
 
 /// Runs the service until `shutdown` resolves and the drain ends.
@@ -38,10 +39,24 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     }
     let http = build_http_client(&settings.http)?;
     let metrics = Arc::new(Metrics::new());
-    let tenants = Tenants::new(tenants, &default_tenant, http, metrics.clone()).map_err(anyhow::Error::msg)?;
+    let buckets = Arc::new(match &settings.redis_url {
+        Some(url) => {
+            let shared = Buckets::redis(url).await.map_err(|e| anyhow::anyhow!("invalid setting --redis-url: {e}"))?;
+            tracing::info!("limits shared through Redis");
+            shared
+        }
+        None => Buckets::in_memory(),
+    });
+    let accounting = Arc::new(Accounting {
+        metrics: metrics.clone(),
+        buckets: buckets.clone(),
+        upstream_per_minute: settings.limits.upstream_per_minute,
+    });
+    let tenants = Tenants::new(tenants, &default_tenant, http, accounting).map_err(anyhow::Error::msg)?;
     let names = tenants.names();
     let mut gateway = SsoGateway::new(tenants, settings.http.upstream_timeout, metrics.clone())
-        .with_max_in_flight(settings.max_in_flight);
+        .with_max_in_flight(settings.max_in_flight)
+        .with_throttles(buckets, settings.limits);
     match &settings.callers {
         Some(callers) => gateway = gateway.with_caller_auth(callers.clone()),
         None => tracing::warn!("callers are not authenticated: anyone who reaches this port can sign any user in"),

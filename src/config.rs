@@ -48,6 +48,20 @@ pub struct Cli {
     #[arg(long, env = "MTR_SSO_HEALTH_LISTEN")]
     pub health_listen: Option<SocketAddr>,
 
+    /// Calls per minute per tenant to its Broker-API key, and separately to its platform,
+    /// for the whole fleet (the vendor allows 500); 0 switches the guard off.
+    #[arg(long, env = "MTR_SSO_UPSTREAM_QUOTA_PER_MINUTE", default_value_t = 450)]
+    pub upstream_quota_per_minute: u32,
+    /// IssueOneTimeToken and Login calls per minute per authenticated caller; 0 for no limit.
+    #[arg(long, env = "MTR_SSO_CALLER_LIMIT_PER_MINUTE", default_value_t = 600)]
+    pub caller_limit_per_minute: u32,
+    /// IssueOneTimeToken and Login calls per minute per email; 0 for no limit.
+    #[arg(long, env = "MTR_SSO_EMAIL_LIMIT_PER_MINUTE", default_value_t = 20)]
+    pub email_limit_per_minute: u32,
+    /// Redis URL (e.g. `redis://redis:6379`) to share the limits across replicas; in memory when unset.
+    #[arg(long, env = "MTR_SSO_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
     /// RPCs in flight at most; more are refused at once with RESOURCE_EXHAUSTED (OVERLOADED).
     #[arg(long, env = "MTR_SSO_MAX_IN_FLIGHT", default_value_t = crate::service::DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
@@ -248,6 +262,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub worker_threads: Option<usize>,
     pub max_in_flight: usize,
+    pub limits: crate::quota::Limits,
+    pub redis_url: Option<String>,
     pub metrics_addr: Option<SocketAddr>,
     pub otlp_endpoint: Option<Url>,
     pub upstream: Upstream,
@@ -366,6 +382,17 @@ impl Cli {
             max_in_flight: match self.max_in_flight {
                 0 => return Err(invalid("--max-in-flight", "must be at least 1")),
                 limit => limit,
+            },
+            limits: crate::quota::Limits {
+                upstream_per_minute: self.upstream_quota_per_minute,
+                caller_per_minute: self.caller_limit_per_minute,
+                email_per_minute: self.email_limit_per_minute,
+            },
+            redis_url: match &self.redis_url {
+                Some(url) if !url.starts_with("redis://") && !url.starts_with("rediss://") => {
+                    return Err(invalid("--redis-url", "must start with redis:// or rediss://"));
+                }
+                other => other.clone(),
             },
             metrics_addr: self.metrics_addr,
             otlp_endpoint,

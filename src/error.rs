@@ -42,8 +42,17 @@ pub enum SsoError {
     Overloaded { limit: usize },
     /// The caller presented no valid credentials.
     CallerUnauthenticated,
+    /// Too many IssueOneTimeToken/Login calls by this caller, or for this email.
+    Throttled { scope: ThrottleScope, retry_after: std::time::Duration },
     /// The caller is known, but the policy does not let it make this call.
     CallerNotPermitted { caller: String },
+}
+
+/// Which limit throttled a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleScope {
+    Caller,
+    Email,
 }
 
 /// Why a request was refused before any upstream call.
@@ -79,6 +88,10 @@ impl SsoError {
             }
             SsoError::Overloaded { .. } => (Code::ResourceExhausted, "OVERLOADED"),
             SsoError::CallerUnauthenticated => (Code::Unauthenticated, "CALLER_UNAUTHENTICATED"),
+            SsoError::Throttled { scope: ThrottleScope::Caller, .. } => {
+                (Code::ResourceExhausted, "CALLER_RATE_LIMITED")
+            }
+            SsoError::Throttled { scope: ThrottleScope::Email, .. } => (Code::ResourceExhausted, "EMAIL_RATE_LIMITED"),
             SsoError::CallerNotPermitted { .. } => (Code::PermissionDenied, "CALLER_NOT_PERMITTED"),
         }
     }
@@ -100,6 +113,12 @@ impl SsoError {
             SsoError::CallerUnauthenticated => {
                 "this service requires a client certificate or a bearer token it knows".to_string()
             }
+            SsoError::Throttled { scope: ThrottleScope::Caller, .. } => {
+                "too many sign-in calls from this caller; retry later".to_string()
+            }
+            SsoError::Throttled { scope: ThrottleScope::Email, .. } => {
+                "too many sign-in calls for this email; retry later".to_string()
+            }
             SsoError::CallerNotPermitted { caller } => {
                 format!("caller `{caller}` may not make this call for this tenant")
             }
@@ -116,6 +135,7 @@ pub fn upstream_code_and_reason(fault: &UpstreamFault) -> (Code, &'static str) {
         UpstreamFault::ServerError => (Code::Unavailable, "UPSTREAM_UNAVAILABLE"),
         UpstreamFault::Timeout => (Code::DeadlineExceeded, "UPSTREAM_TIMEOUT"),
         UpstreamFault::RateLimited { .. } => (Code::ResourceExhausted, "UPSTREAM_RATE_LIMITED"),
+        UpstreamFault::QuotaExhausted { .. } => (Code::ResourceExhausted, "UPSTREAM_QUOTA_EXHAUSTED"),
         // Our own key or permissions: the operator must fix the deployment,
         // the caller can do nothing, so this is not the caller's UNAUTHENTICATED.
         UpstreamFault::ApiKeyRejected => (Code::Internal, "UPSTREAM_REJECTED_API_KEY"),
@@ -148,8 +168,14 @@ impl From<SsoError> for Status {
                 if let Some(status) = error.status {
                     metadata.insert("upstream_status".to_string(), status.to_string());
                 }
-                if let UpstreamFault::RateLimited { retry_after } = error.fault {
-                    details.set_retry_info(Some(retry_after.unwrap_or(std::time::Duration::from_secs(1))));
+                match error.fault {
+                    UpstreamFault::RateLimited { retry_after } => {
+                        details.set_retry_info(Some(retry_after.unwrap_or(std::time::Duration::from_secs(1))));
+                    }
+                    UpstreamFault::QuotaExhausted { retry_after } => {
+                        details.set_retry_info(Some(retry_after));
+                    }
+                    _ => {}
                 }
                 // The outcome-unknown reason hides what went wrong upstream; keep it visible.
                 metadata.insert("upstream_reason".to_string(), upstream_code_and_reason(&error.fault).1.to_string());
@@ -158,6 +184,9 @@ impl From<SsoError> for Status {
                 details.set_retry_info(Some(std::time::Duration::from_millis(100)));
             }
             SsoError::CallerUnauthenticated => {}
+            SsoError::Throttled { retry_after, .. } => {
+                details.set_retry_info(Some(*retry_after));
+            }
             SsoError::CallerNotPermitted { caller } => {
                 metadata.insert("caller".to_string(), caller.clone());
             }

@@ -12,6 +12,7 @@ pub mod deadline;
 pub mod error;
 pub mod metrics;
 pub mod proto;
+pub mod quota;
 pub mod sandbox;
 pub mod server;
 pub mod service;

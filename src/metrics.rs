@@ -157,6 +157,7 @@ impl Metrics {
             (Some(status), _) => status.to_string(),
             (None, Some(UpstreamFault::ConnectFailed)) => "connect_error".into(),
             (None, Some(UpstreamFault::Timeout)) => "timeout".into(),
+            (None, Some(UpstreamFault::QuotaExhausted { .. })) => "quota_exhausted".into(),
             (None, _) => "connection_lost".into(),
         };
         let tenant = tenant.to_string();

@@ -12,9 +12,10 @@ use crate::{
     auth::CallerAuth,
     convert,
     deadline::Deadline,
-    error::{SsoError, upstream_code_and_reason},
+    error::{SsoError, ThrottleScope, upstream_code_and_reason},
     metrics::{self, Metrics},
     proto::{self, sso_service_server::SsoService},
+    quota::{self, Buckets, Limits},
     session,
     tenant::{Tenant, Tenants},
     trace_context::{self, TraceContext},
@@ -30,6 +31,7 @@ pub struct SsoGateway {
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
     callers: Option<Arc<CallerAuth>>,
+    throttles: Option<(Arc<Buckets>, Limits)>,
 }
 
 /// Default limit of RPCs in flight; each holds about 40 KB (see BENCHMARKS.md).
@@ -45,7 +47,31 @@ impl SsoGateway {
             in_flight: Arc::new(Semaphore::new(DEFAULT_MAX_IN_FLIGHT)),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             callers: None,
+            throttles: None,
         }
+    }
+
+    /// Limits IssueOneTimeToken and Login per caller and per email.
+    pub fn with_throttles(mut self, buckets: Arc<Buckets>, limits: Limits) -> Self {
+        self.throttles = Some((buckets, limits));
+        self
+    }
+
+    /// Refuses a sign-in call over its caller's or its email's limit, before
+    /// it costs the vendor anything. Unauthenticated deployments have no
+    /// caller identity to limit, so only the email limit applies there.
+    async fn throttle(&self, caller: Option<&str>, tenant: &str, email: &str) -> Result<(), SsoError> {
+        let Some((buckets, limits)) = &self.throttles else { return Ok(()) };
+        if let Some(caller) = caller {
+            buckets
+                .take(&format!("caller:{caller}"), limits.caller_per_minute)
+                .await
+                .map_err(|retry_after| SsoError::Throttled { scope: ThrottleScope::Caller, retry_after })?;
+        }
+        buckets
+            .take(&quota::email_key(tenant, email), limits.email_per_minute)
+            .await
+            .map_err(|retry_after| SsoError::Throttled { scope: ThrottleScope::Email, retry_after })
     }
 
     /// Requires every caller to authenticate and to be allowed by the policy.
@@ -251,9 +277,11 @@ impl SsoGateway {
         &self,
         request: proto::IssueOneTimeTokenRequest,
         deadline: Deadline,
+        caller: Option<String>,
     ) -> Result<proto::IssueOneTimeTokenResponse, SsoError> {
         let tenant = self.tenants.get(&request.tenant)?;
         let command = convert::issue_one_time_token(request, &tenant.settings)?;
+        self.throttle(caller.as_deref(), &tenant.settings.name, &command.email).await?;
         let issued = tenant
             .broker
             .issue_one_time_token(&command.email, command.validity, deadline)
@@ -268,9 +296,15 @@ impl SsoGateway {
         Ok(proto::IssueOneTimeTokenResponse { login_link: None, session: Some(session) })
     }
 
-    async fn login(&self, request: proto::LoginRequest, deadline: Deadline) -> Result<proto::LoginResponse, SsoError> {
+    async fn login(
+        &self,
+        request: proto::LoginRequest,
+        deadline: Deadline,
+        caller: Option<String>,
+    ) -> Result<proto::LoginResponse, SsoError> {
         let tenant = self.tenants.get(&request.tenant)?;
         let command = convert::login(request, &tenant.settings)?;
+        self.throttle(caller.as_deref(), &tenant.settings.name, &command.email).await?;
         let granted = tenant
             .platform
             .login(&command.email, &command.password, &command.broker_id, deadline)
@@ -314,13 +348,15 @@ impl SsoService for SsoGateway {
     ) -> Result<Response<proto::IssueOneTimeTokenResponse>, Status> {
         let rpc = self.begin("IssueOneTimeToken", &request, &request.get_ref().tenant);
         let deadline = rpc.deadline;
-        self.observe(rpc, SsoGateway::issue_one_time_token(self, request.into_inner(), deadline)).await
+        let caller = self.callers.as_ref().and(rpc.caller.as_ref().ok().cloned());
+        self.observe(rpc, SsoGateway::issue_one_time_token(self, request.into_inner(), deadline, caller)).await
     }
 
     async fn login(&self, request: Request<proto::LoginRequest>) -> Result<Response<proto::LoginResponse>, Status> {
         let rpc = self.begin("Login", &request, &request.get_ref().tenant);
         let deadline = rpc.deadline;
-        self.observe(rpc, SsoGateway::login(self, request.into_inner(), deadline)).await
+        let caller = self.callers.as_ref().and(rpc.caller.as_ref().ok().cloned());
+        self.observe(rpc, SsoGateway::login(self, request.into_inner(), deadline, caller)).await
     }
 
     async fn refresh(

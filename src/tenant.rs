@@ -6,8 +6,7 @@ use std::{collections::HashMap, sync::Arc};
 use crate::{
     config::TenantSettings,
     error::{InvalidReason, SsoError, Violation},
-    metrics::Metrics,
-    upstream::{BrokerApi, PlatformApi},
+    upstream::{Accounting, BrokerApi, PlatformApi},
 };
 
 /// One broker/platform profile and its clients.
@@ -31,14 +30,14 @@ impl Tenants {
         settings: Vec<TenantSettings>,
         default_tenant: &str,
         http: reqwest::Client,
-        metrics: Arc<Metrics>,
+        accounting: Arc<Accounting>,
     ) -> Result<Self, String> {
         let by_name: HashMap<String, Arc<Tenant>> = settings
             .into_iter()
             .map(|settings| {
                 let tenant = Tenant {
-                    broker: BrokerApi::new(http.clone(), &settings, metrics.clone()),
-                    platform: PlatformApi::new(http.clone(), &settings, metrics.clone()),
+                    broker: BrokerApi::new(http.clone(), &settings, accounting.clone()),
+                    platform: PlatformApi::new(http.clone(), &settings, accounting.clone()),
                     settings,
                 };
                 (tenant.settings.name.clone(), Arc::new(tenant))

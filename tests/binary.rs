@@ -95,6 +95,10 @@ async fn sigterm_under_steady_load_turns_health_not_serving_fails_no_accepted_rp
         "200ms",
         "--sandbox-rate-limit",
         "0",
+        "--upstream-quota-per-minute",
+        "0",
+        "--email-limit-per-minute",
+        "0",
         "--shutdown-grace",
         "3s",
     ]);

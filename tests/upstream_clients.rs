@@ -8,7 +8,9 @@ use common::{API_KEY, USER_AGENT, http_settings, tenant};
 use mtr_sso::{
     config::AuthScheme,
     deadline::Deadline,
-    upstream::{BrokerApi, NewAccount, PlatformApi, UpstreamFault, broker_api_form as form, build_http_client},
+    upstream::{
+        Accounting, BrokerApi, NewAccount, PlatformApi, UpstreamFault, broker_api_form as form, build_http_client,
+    },
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -22,8 +24,8 @@ fn clients(server: &MockServer, adjust: impl FnOnce(&mut mtr_sso::config::Tenant
     let mut settings = tenant("default", &server.uri());
     adjust(&mut settings);
     let http = build_http_client(&http_settings(Duration::from_secs(5))).expect("client");
-    let metrics = std::sync::Arc::new(mtr_sso::metrics::Metrics::new());
-    (BrokerApi::new(http.clone(), &settings, metrics.clone()), PlatformApi::new(http, &settings, metrics))
+    let accounting = Accounting::unlimited(std::sync::Arc::new(mtr_sso::metrics::Metrics::new()));
+    (BrokerApi::new(http.clone(), &settings, accounting.clone()), PlatformApi::new(http, &settings, accounting))
 }
 
 fn soon() -> Deadline {
@@ -292,7 +294,8 @@ async fn a_refused_connection_is_known_not_to_have_reached_the_vendor() {
     drop(listener);
     let settings = tenant("default", &closed);
     let http = build_http_client(&http_settings(Duration::from_secs(5))).expect("client");
-    let broker = BrokerApi::new(http, &settings, std::sync::Arc::new(mtr_sso::metrics::Metrics::new()));
+    let broker =
+        BrokerApi::new(http, &settings, Accounting::unlimited(std::sync::Arc::new(mtr_sso::metrics::Metrics::new())));
     let error = broker.create_account(&full_account(), soon()).await.expect_err("refused");
     assert_eq!(error.fault, UpstreamFault::ConnectFailed);
     assert!(!error.may_have_been_processed());

@@ -51,6 +51,8 @@ pub async fn start(binary: &Path, tenants: &Path) -> anyhow::Result<Gateway> {
         .arg("--tenants-file")
         .arg(tenants)
         .args(["--log-format", "json", "--shutdown-grace", "2s"])
+        // The benchmark measures the gateway's cost, not its limits.
+        .args(["--upstream-quota-per-minute", "0", "--email-limit-per-minute", "0", "--caller-limit-per-minute", "0"])
         .stdin(Stdio::null())
         // Logs are still formatted and written, as in production; only not kept.
         .stdout(Stdio::null())

@@ -11,12 +11,11 @@ use url::Url;
 
 use super::{
     Endpoint, UpstreamError, UpstreamFault, json,
-    transport::{Answer, Observer, exchange},
+    transport::{Accounting, Answer, Observer, exchange},
 };
 use crate::{
     config::{AuthScheme, TenantSettings},
     deadline::Deadline,
-    metrics::Metrics,
 };
 
 /// A validated account to create: the body of `POST /v1/accounts`.
@@ -229,10 +228,10 @@ pub struct BrokerApi {
 
 impl BrokerApi {
     /// A client for the tenant's Broker-API on the shared HTTP client.
-    pub fn new(http: reqwest::Client, tenant: &TenantSettings, metrics: std::sync::Arc<Metrics>) -> Self {
+    pub fn new(http: reqwest::Client, tenant: &TenantSettings, accounting: std::sync::Arc<Accounting>) -> Self {
         Self {
             http,
-            observer: Observer { tenant: tenant.name.clone(), metrics },
+            observer: Observer { tenant: tenant.name.clone(), accounting },
             create_account_url: endpoint_url(&tenant.broker_api_url, &tenant.paths.create_account),
             one_time_token_url: endpoint_url(&tenant.broker_api_url, &tenant.paths.one_time_token),
             api_key: tenant.api_key.clone(),

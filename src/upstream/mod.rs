@@ -11,7 +11,7 @@ mod transport;
 pub use broker_api::{BrokerApi, CreatedAccount, IssuedToken, NewAccount};
 pub use cookies::{SameSitePolicy, UpstreamCookie};
 pub use platform_api::{PlatformApi, PlatformSession, TradingAccountInfo};
-pub use transport::{build_http_client, install_crypto_provider};
+pub use transport::{Accounting, build_http_client, install_crypto_provider};
 
 /// The sections of the Broker-API create-account form.
 pub mod broker_api_form {
@@ -99,6 +99,8 @@ pub enum UpstreamFault {
     EndpointNotFound,
     /// The answer could not be understood.
     Protocol { problem: &'static str },
+    /// Our own share of the vendor's rate limit is used up: the call was not sent.
+    QuotaExhausted { retry_after: std::time::Duration },
 }
 
 impl UpstreamError {
@@ -112,7 +114,8 @@ impl UpstreamError {
         match self.fault {
             UpstreamFault::Timeout | UpstreamFault::ConnectionLost | UpstreamFault::ServerError => true,
             UpstreamFault::Protocol { .. } => true,
-            UpstreamFault::ConnectFailed
+            UpstreamFault::QuotaExhausted { .. }
+            | UpstreamFault::ConnectFailed
             | UpstreamFault::ApiKeyRejected
             | UpstreamFault::PermissionDenied
             | UpstreamFault::CredentialsRejected
@@ -151,6 +154,9 @@ impl fmt::Display for UpstreamError {
             UpstreamFault::ServerError => "the upstream failed".to_string(),
             UpstreamFault::EndpointNotFound => "the configured upstream path does not exist".to_string(),
             UpstreamFault::Protocol { problem } => format!("the upstream answer could not be used: {problem}"),
+            UpstreamFault::QuotaExhausted { .. } => {
+                "this service's share of the vendor's rate limit is used up; the call was not sent".to_string()
+            }
         };
         write!(f, "{what} ({}", self.endpoint)?;
         if let Some(status) = self.status {

@@ -14,9 +14,9 @@ use super::{
     broker_api::endpoint_url,
     cookies::{self, REFRESH_COOKIE, SESSION_COOKIE, UpstreamCookie},
     json,
-    transport::{Answer, Observer, exchange},
+    transport::{Accounting, Answer, Observer, exchange},
 };
-use crate::{config::TenantSettings, deadline::Deadline, metrics::Metrics};
+use crate::{config::TenantSettings, deadline::Deadline};
 
 /// A platform session as the platform granted it.
 #[derive(Debug)]
@@ -70,10 +70,10 @@ pub struct PlatformApi {
 
 impl PlatformApi {
     /// A client for the tenant's platform on the shared HTTP client.
-    pub fn new(http: reqwest::Client, tenant: &TenantSettings, metrics: std::sync::Arc<Metrics>) -> Self {
+    pub fn new(http: reqwest::Client, tenant: &TenantSettings, accounting: std::sync::Arc<Accounting>) -> Self {
         Self {
             http,
-            observer: Observer { tenant: tenant.name.clone(), metrics },
+            observer: Observer { tenant: tenant.name.clone(), accounting },
             login_url: endpoint_url(&tenant.platform_url, &tenant.paths.login),
             login_with_token_url: endpoint_url(&tenant.platform_url, &tenant.paths.login_with_token),
             refresh_url: endpoint_url(&tenant.platform_url, &tenant.paths.refresh),

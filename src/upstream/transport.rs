@@ -9,7 +9,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc2822};
 use tracing::Instrument as _;
 
 use super::{Endpoint, UpstreamError, UpstreamFault, json::Problem};
-use crate::{config::HttpSettings, deadline::Deadline, metrics::Metrics, trace_context};
+use crate::{config::HttpSettings, deadline::Deadline, metrics::Metrics, quota::Buckets, trace_context};
 
 /// Largest upstream answer read; anything bigger is a protocol error, not a memory spike.
 pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
@@ -34,11 +34,32 @@ pub fn build_http_client(settings: &HttpSettings) -> Result<reqwest::Client, req
         .build()
 }
 
-/// Where a client's calls are accounted: its tenant, and the metrics to count them in.
+/// What every upstream call is counted against: the metrics, and the buckets
+/// that keep each tenant's API key and platform inside the vendor's quota.
+#[derive(Debug)]
+pub struct Accounting {
+    pub metrics: std::sync::Arc<Metrics>,
+    pub buckets: std::sync::Arc<Buckets>,
+    /// Calls per minute per API key and per platform; 0 for no limit.
+    pub upstream_per_minute: u32,
+}
+
+impl Accounting {
+    /// Metrics only, no quota: for tests and tools.
+    pub fn unlimited(metrics: std::sync::Arc<Metrics>) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            metrics,
+            buckets: std::sync::Arc::new(Buckets::in_memory()),
+            upstream_per_minute: 0,
+        })
+    }
+}
+
+/// Where a client's calls are accounted: its tenant, and the shared accounting.
 #[derive(Debug, Clone)]
 pub(crate) struct Observer {
     pub tenant: String,
-    pub metrics: std::sync::Arc<Metrics>,
+    pub accounting: std::sync::Arc<Accounting>,
 }
 
 /// A complete upstream answer.
@@ -71,6 +92,14 @@ pub(crate) async fn exchange(
     };
     let started = std::time::Instant::now();
     let result = async {
+        // The vendor's limit is per API key (and per platform) for the whole fleet.
+        let api = if endpoint.is_broker_api() { "broker-api" } else { "platform" };
+        let bucket = format!("upstream:{}:{api}", observer.tenant);
+        if let Err(retry_after) =
+            observer.accounting.buckets.take(&bucket, observer.accounting.upstream_per_minute).await
+        {
+            return Err(UpstreamError::new(endpoint, None, UpstreamFault::QuotaExhausted { retry_after }));
+        }
         let budget = deadline.remaining();
         if budget.is_zero() {
             // Nothing was sent, so even a create is known not to have happened.
@@ -96,12 +125,18 @@ pub(crate) async fn exchange(
     let answer = match result {
         Ok(answer) => answer,
         Err(error) => {
-            observer.metrics.upstream_call(&observer.tenant, endpoint, error.status, Some(&error.fault), latency);
+            observer.accounting.metrics.upstream_call(
+                &observer.tenant,
+                endpoint,
+                error.status,
+                Some(&error.fault),
+                latency,
+            );
             span.in_scope(|| tracing::debug!(%error, "upstream call failed"));
             return Err(error);
         }
     };
-    observer.metrics.upstream_call(&observer.tenant, endpoint, Some(answer.status), None, latency);
+    observer.accounting.metrics.upstream_call(&observer.tenant, endpoint, Some(answer.status), None, latency);
     span.record("http.status", answer.status);
     span.in_scope(|| tracing::debug!(status = answer.status, "upstream answered"));
     if (200..300).contains(&answer.status) {

@@ -78,11 +78,26 @@ pub async fn spawn_gateway_limited(
     upstream_timeout: Duration,
     max_in_flight: usize,
 ) -> Gateway {
+    spawn_gateway_with(tenants, upstream_timeout, 0, |gateway| gateway.with_max_in_flight(max_in_flight)).await
+}
+
+/// Starts a gateway with an upstream quota per minute (0: none), adjusted by `configure`.
+pub async fn spawn_gateway_with(
+    tenants: Vec<TenantSettings>,
+    upstream_timeout: Duration,
+    upstream_per_minute: u32,
+    configure: impl FnOnce(SsoGateway) -> SsoGateway,
+) -> Gateway {
     let default = tenants[0].name.clone();
     let http = build_http_client(&http_settings(upstream_timeout)).expect("http client");
     let metrics = std::sync::Arc::new(mtr_sso::metrics::Metrics::new());
-    let tenants = Tenants::new(tenants, &default, http, metrics.clone()).expect("tenants");
-    let gateway = SsoGateway::new(tenants, upstream_timeout, metrics.clone()).with_max_in_flight(max_in_flight);
+    let accounting = std::sync::Arc::new(mtr_sso::upstream::Accounting {
+        metrics: metrics.clone(),
+        buckets: std::sync::Arc::new(mtr_sso::quota::Buckets::in_memory()),
+        upstream_per_minute,
+    });
+    let tenants = Tenants::new(tenants, &default, http, accounting).expect("tenants");
+    let gateway = configure(SsoGateway::new(tenants, upstream_timeout, metrics.clone()));
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
