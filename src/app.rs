@@ -6,6 +6,7 @@ use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
     config::{DEFAULT_TENANT, Settings, Upstream},
+    idempotency::Idempotency,
     metrics::{self, Metrics},
     quota::Buckets,
     sandbox::Sandbox,
@@ -39,14 +40,17 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     }
     let http = build_http_client(&settings.http)?;
     let metrics = Arc::new(Metrics::new());
-    let buckets = Arc::new(match &settings.redis_url {
+    let (buckets, idempotency) = match &settings.redis_url {
         Some(url) => {
-            let shared = Buckets::redis(url).await.map_err(|e| anyhow::anyhow!("invalid setting --redis-url: {e}"))?;
-            tracing::info!("limits shared through Redis");
-            shared
+            let redis_error = |e: String| anyhow::anyhow!("invalid setting --redis-url: {e}");
+            let buckets = Buckets::redis(url).await.map_err(redis_error)?;
+            let idempotency = Idempotency::redis(url, settings.idempotency_window).await.map_err(redis_error)?;
+            tracing::info!("limits and idempotency keys shared through Redis");
+            (buckets, idempotency)
         }
-        None => Buckets::in_memory(),
-    });
+        None => (Buckets::in_memory(), Idempotency::in_memory(settings.idempotency_window)),
+    };
+    let buckets = Arc::new(buckets);
     let accounting = Arc::new(Accounting {
         metrics: metrics.clone(),
         buckets: buckets.clone(),
@@ -56,7 +60,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     let names = tenants.names();
     let mut gateway = SsoGateway::new(tenants, settings.http.upstream_timeout, metrics.clone())
         .with_max_in_flight(settings.max_in_flight)
-        .with_throttles(buckets, settings.limits);
+        .with_throttles(buckets, settings.limits)
+        .with_idempotency(Arc::new(idempotency));
     match &settings.callers {
         Some(callers) => gateway = gateway.with_caller_auth(callers.clone()),
         None => tracing::warn!("callers are not authenticated: anyone who reaches this port can sign any user in"),

@@ -58,7 +58,11 @@ pub struct Cli {
     /// IssueOneTimeToken and Login calls per minute per email; 0 for no limit.
     #[arg(long, env = "MTR_SSO_EMAIL_LIMIT_PER_MINUTE", default_value_t = 20)]
     pub email_limit_per_minute: u32,
-    /// Redis URL (e.g. `redis://redis:6379`) to share the limits across replicas; in memory when unset.
+    /// How long a CreateAccount idempotency key is remembered.
+    #[arg(long, env = "MTR_SSO_IDEMPOTENCY_WINDOW", default_value = "1h", value_parser = parse_duration)]
+    pub idempotency_window: Duration,
+    /// Redis URL (e.g. `redis://redis:6379`) to share limits and idempotency keys across replicas;
+    /// in memory when unset.
     #[arg(long, env = "MTR_SSO_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 
@@ -263,6 +267,7 @@ pub struct Settings {
     pub worker_threads: Option<usize>,
     pub max_in_flight: usize,
     pub limits: crate::quota::Limits,
+    pub idempotency_window: Duration,
     pub redis_url: Option<String>,
     pub metrics_addr: Option<SocketAddr>,
     pub otlp_endpoint: Option<Url>,
@@ -388,6 +393,7 @@ impl Cli {
                 caller_per_minute: self.caller_limit_per_minute,
                 email_per_minute: self.email_limit_per_minute,
             },
+            idempotency_window: positive("--idempotency-window", self.idempotency_window)?,
             redis_url: match &self.redis_url {
                 Some(url) if !url.starts_with("redis://") && !url.starts_with("rediss://") => {
                     return Err(invalid("--redis-url", "must start with redis:// or rediss://"));

@@ -21,6 +21,7 @@ const MAX_SECRET: usize = 4096;
 pub struct CreateAccountCommand {
     pub account: NewAccount,
     pub start_session: bool,
+    pub idempotency_key: Option<String>,
 }
 
 /// A validated IssueOneTimeToken.
@@ -203,6 +204,7 @@ pub fn create_account(request: proto::CreateAccountRequest) -> Result<CreateAcco
         banking_details,
         lead_details,
         start_session,
+        idempotency_key,
     } = request;
     let mut c = Checker::default();
     let email = c.email("email", email);
@@ -221,6 +223,10 @@ pub fn create_account(request: proto::CreateAccountRequest) -> Result<CreateAcco
     let address_details = address_details.and_then(|d| address(&mut c, d));
     let banking_details = banking_details.and_then(|d| banking(&mut c, d));
     let lead_details = lead_details.and_then(|d| lead(&mut c, d));
+    let idempotency_key = (!idempotency_key.is_empty()).then_some(idempotency_key);
+    if idempotency_key.as_ref().is_some_and(|k| k.len() > 128 || !k.bytes().all(|b| (0x21..=0x7e).contains(&b))) {
+        c.violation("idempotency_key", "must be at most 128 printable characters without spaces");
+    }
     c.finish(CreateAccountCommand {
         account: NewAccount {
             email,
@@ -236,6 +242,7 @@ pub fn create_account(request: proto::CreateAccountRequest) -> Result<CreateAcco
             lead_details,
         },
         start_session,
+        idempotency_key,
     })
 }
 

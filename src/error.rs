@@ -46,6 +46,14 @@ pub enum SsoError {
     Throttled { scope: ThrottleScope, retry_after: std::time::Duration },
     /// The caller is known, but the policy does not let it make this call.
     CallerNotPermitted { caller: String },
+    /// The idempotency key was used for a different request.
+    IdempotencyKeyReused,
+    /// The first call with this idempotency key is still running.
+    CreationInProgress,
+    /// The stored outcome of an earlier call with the same idempotency key.
+    Replayed(Box<Status>),
+    /// The idempotency store failed.
+    IdempotencyUnavailable,
 }
 
 /// Which limit throttled a call.
@@ -93,6 +101,10 @@ impl SsoError {
             }
             SsoError::Throttled { scope: ThrottleScope::Email, .. } => (Code::ResourceExhausted, "EMAIL_RATE_LIMITED"),
             SsoError::CallerNotPermitted { .. } => (Code::PermissionDenied, "CALLER_NOT_PERMITTED"),
+            SsoError::IdempotencyKeyReused => (Code::FailedPrecondition, "IDEMPOTENCY_KEY_REUSED"),
+            SsoError::CreationInProgress => (Code::Aborted, "CREATION_IN_PROGRESS"),
+            SsoError::Replayed(status) => (status.code(), "IDEMPOTENT_REPLAY"),
+            SsoError::IdempotencyUnavailable => (Code::Unavailable, "IDEMPOTENCY_STORE_UNAVAILABLE"),
         }
     }
 
@@ -121,6 +133,14 @@ impl SsoError {
             }
             SsoError::CallerNotPermitted { caller } => {
                 format!("caller `{caller}` may not make this call for this tenant")
+            }
+            SsoError::IdempotencyKeyReused => "this idempotency key was used for a different request".to_string(),
+            SsoError::CreationInProgress => {
+                "the first call with this idempotency key is still running; retry with the same key".to_string()
+            }
+            SsoError::Replayed(status) => status.message().to_string(),
+            SsoError::IdempotencyUnavailable => {
+                "the idempotency store is unavailable; nothing was sent, retry with the same key".to_string()
             }
         }
     }
@@ -153,6 +173,11 @@ pub fn upstream_code_and_reason(fault: &UpstreamFault) -> (Code, &'static str) {
 
 impl From<SsoError> for Status {
     fn from(error: SsoError) -> Self {
+        // A replay returns exactly what the first call returned.
+        let error = match error {
+            SsoError::Replayed(status) => return *status,
+            other => other,
+        };
         let (code, reason) = error.code_and_reason();
         let mut metadata = HashMap::new();
         let mut details = ErrorDetails::new();
@@ -190,6 +215,10 @@ impl From<SsoError> for Status {
             SsoError::CallerNotPermitted { caller } => {
                 metadata.insert("caller".to_string(), caller.clone());
             }
+            SsoError::CreationInProgress => {
+                details.set_retry_info(Some(std::time::Duration::from_millis(500)));
+            }
+            SsoError::IdempotencyKeyReused | SsoError::Replayed(_) | SsoError::IdempotencyUnavailable => {}
         }
         details.set_error_info(reason, ERROR_DOMAIN, metadata);
         Status::with_error_details(code, error.message(), details)

@@ -10,6 +10,7 @@ pub mod config;
 pub mod convert;
 pub mod deadline;
 pub mod error;
+pub mod idempotency;
 pub mod metrics;
 pub mod proto;
 pub mod quota;

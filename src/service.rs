@@ -13,6 +13,7 @@ use crate::{
     convert,
     deadline::Deadline,
     error::{SsoError, ThrottleScope, upstream_code_and_reason},
+    idempotency::{self, Claim, Idempotency, Outcome},
     metrics::{self, Metrics},
     proto::{self, sso_service_server::SsoService},
     quota::{self, Buckets, Limits},
@@ -32,6 +33,7 @@ pub struct SsoGateway {
     max_in_flight: usize,
     callers: Option<Arc<CallerAuth>>,
     throttles: Option<(Arc<Buckets>, Limits)>,
+    idempotency: Option<Arc<Idempotency>>,
 }
 
 /// Default limit of RPCs in flight; each holds about 40 KB (see BENCHMARKS.md).
@@ -48,7 +50,14 @@ impl SsoGateway {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             callers: None,
             throttles: None,
+            idempotency: None,
         }
+    }
+
+    /// Honours CreateAccount idempotency keys with this store.
+    pub fn with_idempotency(mut self, idempotency: Arc<Idempotency>) -> Self {
+        self.idempotency = Some(idempotency);
+        self
     }
 
     /// Limits IssueOneTimeToken and Login per caller and per email.
@@ -212,6 +221,51 @@ fn account_message(created: &CreatedAccount, requested_email: &str) -> proto::Ac
     }
 }
 
+/// What identifies a CreateAccount request for its idempotency key: the
+/// request without its key and tenant, the password only as a hash.
+fn request_fingerprint(request: &proto::CreateAccountRequest) -> String {
+    use prost::Message as _;
+    let mut essence = request.clone();
+    essence.password = sha1_smol::Sha1::from(&request.password).digest().to_string();
+    essence.idempotency_key.clear();
+    essence.tenant.clear();
+    sha1_smol::Sha1::from(essence.encode_to_vec()).digest().to_string()
+}
+
+/// The outcomes a retry must see again: an account, or a definite refusal by
+/// the vendor. Anything else means nothing was created, so a retry runs anew
+/// (and if the vendor did create the account, it then says it already exists).
+fn recordable(result: &Result<proto::CreateAccountResponse, SsoError>) -> Option<Outcome> {
+    use prost::Message as _;
+    match result {
+        Ok(response) => Some(Outcome::Created(idempotency::to_hex(&response.encode_to_vec()))),
+        Err(SsoError::Upstream { tenant, error })
+            if matches!(error.fault, UpstreamFault::AccountAlreadyExists | UpstreamFault::RequestRejected) =>
+        {
+            let status = Status::from(SsoError::Upstream { tenant: tenant.clone(), error: error.clone() });
+            Some(Outcome::Failed {
+                code: status.code() as i32,
+                message: status.message().to_string(),
+                details: idempotency::to_hex(status.details()),
+            })
+        }
+        Err(_) => None,
+    }
+}
+
+fn replay(outcome: Outcome) -> Result<proto::CreateAccountResponse, SsoError> {
+    use prost::Message as _;
+    match outcome {
+        Outcome::Created(hex) => proto::CreateAccountResponse::decode(idempotency::from_hex(&hex).as_slice())
+            .map_err(|_| SsoError::IdempotencyUnavailable),
+        Outcome::Failed { code, message, details } => Err(SsoError::Replayed(Box::new(Status::with_details(
+            Code::from(code),
+            message,
+            idempotency::from_hex(&details).into(),
+        )))),
+    }
+}
+
 fn sign_in_error(error: &UpstreamError) -> proto::SignInError {
     proto::SignInError { reason: upstream_code_and_reason(&error.fault).1.to_string(), message: error.to_string() }
 }
@@ -221,9 +275,58 @@ impl SsoGateway {
         &self,
         request: proto::CreateAccountRequest,
         deadline: Deadline,
+        caller: Option<String>,
     ) -> Result<proto::CreateAccountResponse, SsoError> {
         let tenant = self.tenants.get(&request.tenant)?;
+        let fingerprint = request_fingerprint(&request);
         let command = convert::create_account(request)?;
+        let (Some(key), Some(idempotency)) = (command.idempotency_key.clone(), self.idempotency.clone()) else {
+            return self.create_account_flow(&tenant, command, deadline).await;
+        };
+        let key = idempotency::scoped_key(&tenant.settings.name, caller.as_deref().unwrap_or("anonymous"), &key);
+        let claim = idempotency.claim(&key, &fingerprint).await.map_err(|error| {
+            tracing::warn!(%error, "idempotency store failed");
+            SsoError::IdempotencyUnavailable
+        })?;
+        match claim {
+            Claim::Done(outcome) => replay(outcome),
+            Claim::Mismatch => Err(SsoError::IdempotencyKeyReused),
+            Claim::InProgress => match idempotency.wait(&key, &fingerprint, deadline.instant()).await {
+                Some(outcome) => replay(outcome),
+                None => Err(SsoError::CreationInProgress),
+            },
+            Claim::Run => {
+                // Detached, and bounded by the configured cap rather than the
+                // caller's deadline: a vendor answer that comes after the
+                // caller gave up is still recorded for its retry.
+                let gateway = self.clone();
+                let run_deadline = Deadline::after(self.upstream_timeout);
+                let trace = trace_context::current().unwrap_or_else(TraceContext::new_root);
+                let run = async move {
+                    let result = gateway.create_account_flow(&tenant, command, run_deadline).await;
+                    match recordable(&result) {
+                        Some(outcome) => idempotency.complete(&key, &fingerprint, outcome).await,
+                        None => idempotency.release(&key).await,
+                    }
+                    result
+                };
+                let task = tokio::spawn(trace_context::scope(trace, run).instrument(tracing::Span::current()));
+                match tokio::time::timeout_at(deadline.instant(), task).await {
+                    Ok(Ok(result)) => result,
+                    // The run goes on (or ended abnormally); its retry finds out which.
+                    Ok(Err(_)) | Err(_) => Err(SsoError::CreationInProgress),
+                }
+            }
+        }
+    }
+
+    /// The vendor calls of CreateAccount: create, then a login link or a session.
+    async fn create_account_flow(
+        &self,
+        tenant: &Tenant,
+        command: convert::CreateAccountCommand,
+        deadline: Deadline,
+    ) -> Result<proto::CreateAccountResponse, SsoError> {
         let email = command.account.email.clone();
         let created = tenant.broker.create_account(&command.account, deadline).await.map_err(|error| {
             if error.may_have_been_processed() {
@@ -339,7 +442,8 @@ impl SsoService for SsoGateway {
     ) -> Result<Response<proto::CreateAccountResponse>, Status> {
         let rpc = self.begin("CreateAccount", &request, &request.get_ref().tenant);
         let deadline = rpc.deadline;
-        self.observe(rpc, SsoGateway::create_account(self, request.into_inner(), deadline)).await
+        let caller = self.callers.as_ref().and(rpc.caller.as_ref().ok().cloned());
+        self.observe(rpc, SsoGateway::create_account(self, request.into_inner(), deadline, caller)).await
     }
 
     async fn issue_one_time_token(

@@ -1,10 +1,13 @@
-//! The upstream quota shared by two gateway processes through a real Redis:
-//! together they never send the vendor more calls than the quota allows.
+//! What two gateway processes share through a real Redis: the upstream quota
+//! (together they never send the vendor more than it allows), and CreateAccount
+//! idempotency keys (a retry that reaches the other replica gets the first
+//! outcome, and the vendor sees one creation).
 
 mod common;
 
 use common::{Running, reason};
 use mtr_sso::proto::{IssueOneTimeTokenRequest, sso_service_client::SsoServiceClient};
+use std::path::Path;
 use std::{
     net::SocketAddr,
     process::{Child, Command, Stdio},
@@ -49,6 +52,17 @@ impl Drop for Redis {
     }
 }
 
+fn tenants_file(dir: &Path, upstream: &MockServer) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).expect("dir");
+    let tenants = dir.join("tenants.toml");
+    let body = format!(
+        "[tenants.default]\nbroker_api_url = \"{0}\"\nplatform_url = \"{0}\"\napi_key = \"k\"\n",
+        upstream.uri()
+    );
+    std::fs::write(&tenants, body).expect("write");
+    tenants
+}
+
 fn grpc_addr(running: &Running) -> SocketAddr {
     let (line, _) = running.wait_for("mtr-sso listening");
     serde_json::from_str::<serde_json::Value>(&line).expect("json")["grpc_addr"]
@@ -67,17 +81,7 @@ async fn two_gateways_sharing_redis_never_send_the_vendor_more_than_the_quota() 
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"token": "t"})))
         .mount(&upstream)
         .await;
-    let dir = std::env::temp_dir().join(format!("mtr-sso-quota-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let tenants = dir.join("tenants.toml");
-    std::fs::write(
-        &tenants,
-        format!(
-            "[tenants.default]\nbroker_api_url = \"{0}\"\nplatform_url = \"{0}\"\napi_key = \"k\"\n",
-            upstream.uri()
-        ),
-    )
-    .expect("write");
+    let tenants = tenants_file(&std::env::temp_dir().join(format!("mtr-sso-quota-{}", std::process::id())), &upstream);
     let redis_url = format!("redis://127.0.0.1:{}", redis.port);
     let quota = QUOTA.to_string();
     let args = [
@@ -123,4 +127,53 @@ async fn two_gateways_sharing_redis_never_send_the_vendor_more_than_the_quota() 
     let keys = redis.keys();
     assert!(keys.iter().any(|k| k.contains("upstream:default:broker-api")), "{keys:?}");
     assert!(keys.iter().all(|k| !k.contains('@')), "no email in Redis: {keys:?}");
+}
+
+#[tokio::test]
+async fn a_create_retried_on_another_replica_after_a_timeout_gets_the_first_account() {
+    let redis = Redis::start();
+    let upstream = MockServer::start().await;
+    Mock::given(path("/v1/accounts"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"uuid": "acc-shared", "oneTimeToken": "ott"}))
+                .set_delay(Duration::from_millis(800)),
+        )
+        .mount(&upstream)
+        .await;
+    let tenants = tenants_file(&std::env::temp_dir().join(format!("mtr-sso-idem-{}", std::process::id())), &upstream);
+    let redis_url = format!("redis://127.0.0.1:{}", redis.port);
+    let args = [
+        "--tenants-file",
+        tenants.to_str().expect("utf8"),
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--redis-url",
+        &redis_url,
+    ];
+    let (first, second) = (Running::start(&args), Running::start(&args));
+    let mut on_first = SsoServiceClient::new(common::channel(grpc_addr(&first)).await);
+    let mut on_second = SsoServiceClient::new(common::channel(grpc_addr(&second)).await);
+    let request = || mtr_sso::proto::CreateAccountRequest {
+        idempotency_key: "signup-42".into(),
+        ..common::new_account("ada@example.com")
+    };
+
+    let timed_out = on_first.create_account(common::with_deadline(request(), Duration::from_millis(300))).await;
+    assert!(timed_out.is_err(), "the first caller gives up before the vendor answers");
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let retry = on_second
+        .create_account(common::with_deadline(request(), Duration::from_secs(3)))
+        .await
+        .expect("the other replica replays the outcome")
+        .into_inner();
+    assert_eq!(retry.account.expect("account").uuid, "acc-shared");
+    let creates = upstream.received_requests().await.expect("recorded").len();
+    assert_eq!(creates, 1, "the vendor saw one creation");
+    assert!(
+        redis.keys().iter().any(|k| k.starts_with("mtr-sso:idempotency:") && !k.contains("signup-42")),
+        "keys are hashed"
+    );
 }
