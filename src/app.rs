@@ -55,6 +55,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         metrics: metrics.clone(),
         buckets: buckets.clone(),
         upstream_per_minute: settings.limits.upstream_per_minute,
+        resilience: settings.resilience,
     });
     let tenants = Tenants::new(tenants, &default_tenant, http, accounting).map_err(anyhow::Error::msg)?;
     let names = tenants.names();

@@ -58,6 +58,16 @@ pub struct Cli {
     /// IssueOneTimeToken and Login calls per minute per email; 0 for no limit.
     #[arg(long, env = "MTR_SSO_EMAIL_LIMIT_PER_MINUTE", default_value_t = 20)]
     pub email_limit_per_minute: u32,
+    /// Consecutive upstream failures that open a tenant API's circuit; 0 switches the breaker off.
+    #[arg(long, env = "MTR_SSO_CIRCUIT_BREAKER_FAILURES", default_value_t = 5)]
+    pub circuit_breaker_failures: u32,
+    /// How long an open circuit fails fast before one probe call is let through.
+    #[arg(long, env = "MTR_SSO_CIRCUIT_BREAKER_COOLDOWN", default_value = "10s", value_parser = parse_duration)]
+    pub circuit_breaker_cooldown: Duration,
+    /// Attempts per upstream call when the connection is refused (1: no retry).
+    #[arg(long, env = "MTR_SSO_CONNECT_ATTEMPTS", default_value_t = 3)]
+    pub connect_attempts: u32,
+
     /// How long a CreateAccount idempotency key is remembered.
     #[arg(long, env = "MTR_SSO_IDEMPOTENCY_WINDOW", default_value = "1h", value_parser = parse_duration)]
     pub idempotency_window: Duration,
@@ -268,6 +278,7 @@ pub struct Settings {
     pub max_in_flight: usize,
     pub limits: crate::quota::Limits,
     pub idempotency_window: Duration,
+    pub resilience: crate::upstream::resilience::ResilienceSettings,
     pub redis_url: Option<String>,
     pub metrics_addr: Option<SocketAddr>,
     pub otlp_endpoint: Option<Url>,
@@ -394,6 +405,15 @@ impl Cli {
                 email_per_minute: self.email_limit_per_minute,
             },
             idempotency_window: positive("--idempotency-window", self.idempotency_window)?,
+            resilience: crate::upstream::resilience::ResilienceSettings {
+                breaker_failures: self.circuit_breaker_failures,
+                breaker_cooldown: positive("--circuit-breaker-cooldown", self.circuit_breaker_cooldown)?,
+                max_attempts: match self.connect_attempts {
+                    0 => return Err(invalid("--connect-attempts", "must be at least 1")),
+                    attempts => attempts,
+                },
+                ..Default::default()
+            },
             redis_url: match &self.redis_url {
                 Some(url) if !url.starts_with("redis://") && !url.starts_with("rediss://") => {
                     return Err(invalid("--redis-url", "must start with redis:// or rediss://"));

@@ -156,6 +156,7 @@ pub fn upstream_code_and_reason(fault: &UpstreamFault) -> (Code, &'static str) {
         UpstreamFault::Timeout => (Code::DeadlineExceeded, "UPSTREAM_TIMEOUT"),
         UpstreamFault::RateLimited { .. } => (Code::ResourceExhausted, "UPSTREAM_RATE_LIMITED"),
         UpstreamFault::QuotaExhausted { .. } => (Code::ResourceExhausted, "UPSTREAM_QUOTA_EXHAUSTED"),
+        UpstreamFault::CircuitOpen { .. } => (Code::Unavailable, "UPSTREAM_CIRCUIT_OPEN"),
         // Our own key or permissions: the operator must fix the deployment,
         // the caller can do nothing, so this is not the caller's UNAUTHENTICATED.
         UpstreamFault::ApiKeyRejected => (Code::Internal, "UPSTREAM_REJECTED_API_KEY"),
@@ -197,7 +198,7 @@ impl From<SsoError> for Status {
                     UpstreamFault::RateLimited { retry_after } => {
                         details.set_retry_info(Some(retry_after.unwrap_or(std::time::Duration::from_secs(1))));
                     }
-                    UpstreamFault::QuotaExhausted { retry_after } => {
+                    UpstreamFault::QuotaExhausted { retry_after } | UpstreamFault::CircuitOpen { retry_after } => {
                         details.set_retry_info(Some(retry_after));
                     }
                     _ => {}

@@ -10,6 +10,8 @@ pub mod config;
 pub mod convert;
 pub mod deadline;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod idempotency;
 pub mod metrics;
 pub mod proto;

@@ -58,6 +58,12 @@ struct UpstreamLatencyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CircuitLabels {
+    tenant: String,
+    api: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -72,6 +78,8 @@ pub struct Metrics {
     errors: Family<ReasonLabels, Counter>,
     upstream_requests: Family<UpstreamLabels, Counter>,
     upstream_seconds: Family<UpstreamLatencyLabels, Histogram>,
+    upstream_retries: Family<UpstreamLatencyLabels, Counter>,
+    circuit_state: Family<CircuitLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -114,10 +122,32 @@ impl Metrics {
             "Time of a vendor call, until its whole answer",
             upstream_seconds.clone(),
         );
+        let upstream_retries = Family::<UpstreamLatencyLabels, Counter>::default();
+        registry.register(
+            "mtr_sso_upstream_retries",
+            "Vendor calls sent again after a refused connection",
+            upstream_retries.clone(),
+        );
+        let circuit_state = Family::<CircuitLabels, Gauge>::default();
+        registry.register(
+            "mtr_sso_upstream_circuit_state",
+            "Circuit breaker per tenant and API: 0 closed, 1 open, 2 half-open",
+            circuit_state.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("mtr_sso_build_info", "Build information; always 1", build_info);
-        Self { registry, started, handled, handling_seconds, errors, upstream_requests, upstream_seconds }
+        Self {
+            registry,
+            started,
+            handled,
+            handling_seconds,
+            errors,
+            upstream_requests,
+            upstream_seconds,
+            upstream_retries,
+            circuit_state,
+        }
     }
 
     fn rpc(method: &'static str) -> RpcLabels {
@@ -158,6 +188,7 @@ impl Metrics {
             (None, Some(UpstreamFault::ConnectFailed)) => "connect_error".into(),
             (None, Some(UpstreamFault::Timeout)) => "timeout".into(),
             (None, Some(UpstreamFault::QuotaExhausted { .. })) => "quota_exhausted".into(),
+            (None, Some(UpstreamFault::CircuitOpen { .. })) => "circuit_open".into(),
             (None, _) => "connection_lost".into(),
         };
         let tenant = tenant.to_string();
@@ -167,6 +198,18 @@ impl Metrics {
         self.upstream_seconds
             .get_or_create(&UpstreamLatencyLabels { tenant, endpoint: endpoint.name() })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// A vendor call was sent again after a refused connection.
+    pub fn upstream_retry(&self, tenant: &str, endpoint: Endpoint) {
+        self.upstream_retries
+            .get_or_create(&UpstreamLatencyLabels { tenant: tenant.to_string(), endpoint: endpoint.name() })
+            .inc();
+    }
+
+    /// The circuit of a tenant's API changed state (or was confirmed).
+    pub fn circuit(&self, tenant: &str, api: &'static str, state: crate::upstream::resilience::CircuitState) {
+        self.circuit_state.get_or_create(&CircuitLabels { tenant: tenant.to_string(), api }).set(state as i64);
     }
 
     /// The metrics in the OpenMetrics text format Prometheus scrapes.

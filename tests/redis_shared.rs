@@ -123,6 +123,9 @@ async fn two_gateways_sharing_redis_never_send_the_vendor_more_than_the_quota() 
     // The bucket refills one call every 3 s, so a run of a few seconds may earn one more.
     assert!((QUOTA..=QUOTA + 1).contains(&sent), "the vendor saw {sent} calls for a quota of {QUOTA}");
     assert_eq!(accepted + refused, 60);
+    eprintln!(
+        "figure: 2 gateways, 60 calls, quota {QUOTA}/min: {accepted} accepted, {refused} refused, vendor saw {sent}"
+    );
 
     let keys = redis.keys();
     assert!(keys.iter().any(|k| k.contains("upstream:default:broker-api")), "{keys:?}");

@@ -231,7 +231,7 @@ impl BrokerApi {
     pub fn new(http: reqwest::Client, tenant: &TenantSettings, accounting: std::sync::Arc<Accounting>) -> Self {
         Self {
             http,
-            observer: Observer { tenant: tenant.name.clone(), accounting },
+            observer: Observer::new(&tenant.name, "broker-api", accounting),
             create_account_url: endpoint_url(&tenant.broker_api_url, &tenant.paths.create_account),
             one_time_token_url: endpoint_url(&tenant.broker_api_url, &tenant.paths.one_time_token),
             api_key: tenant.api_key.clone(),
@@ -330,7 +330,7 @@ pub(crate) fn endpoint_url(base: &Url, path: &str) -> Url {
 
 /// A created account: whatever fields are there. The account exists once the
 /// vendor said 200, so an odd body must not turn that into an error.
-fn parse_created_account(answer: &Answer) -> CreatedAccount {
+pub(crate) fn parse_created_account(answer: &Answer) -> CreatedAccount {
     let Some(map) = json::object(&answer.body) else {
         return CreatedAccount::default();
     };
@@ -346,7 +346,7 @@ fn parse_created_account(answer: &Answer) -> CreatedAccount {
 }
 
 /// The undocumented token answer: `{"token": …}`, `{"oneTimeToken": …}` or a bare JSON string.
-fn parse_one_time_token(body: &[u8]) -> Option<SecretString> {
+pub(crate) fn parse_one_time_token(body: &[u8]) -> Option<SecretString> {
     let token = match serde_json::from_slice::<Value>(body).ok()? {
         Value::String(token) => Some(token),
         Value::Object(map) => json::string(&map, "token").or_else(|| json::string(&map, "oneTimeToken")),

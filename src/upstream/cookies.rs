@@ -12,6 +12,10 @@ pub const SESSION_COOKIE: &str = "co-auth";
 /// The platform's refresh-token cookie.
 pub const REFRESH_COOKIE: &str = "rt";
 
+/// Longest cookie lifetime honoured, as browsers do (RFC 6265bis: 400 days).
+/// A larger Max-Age from the platform is capped, never allowed to overflow.
+pub const MAX_COOKIE_AGE: Duration = Duration::from_secs(400 * 24 * 60 * 60);
+
 /// The SameSite attribute of a cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SameSitePolicy {
@@ -37,7 +41,7 @@ impl UpstreamCookie {
     /// When the cookie stops being valid, if it says.
     pub fn expiry(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
         match (self.max_age, self.expires) {
-            (Some(max_age), _) => Some(now + max_age),
+            (Some(max_age), _) => now.checked_add(time::Duration::try_from(max_age.min(MAX_COOKIE_AGE)).ok()?),
             (None, Some(at)) => Some(at),
             (None, None) => None,
         }
@@ -54,7 +58,7 @@ pub(crate) fn parse_set_cookies(headers: &HeaderMap, now: OffsetDateTime) -> Vec
         .filter_map(|text| cookie::Cookie::parse(text.to_string()).ok())
         .filter_map(|parsed| {
             let max_age = match parsed.max_age() {
-                Some(age) if age.is_positive() => Some(Duration::try_from(age).ok()?),
+                Some(age) if age.is_positive() => Some(Duration::try_from(age).ok()?.min(MAX_COOKIE_AGE)),
                 Some(_) => return None,
                 None => None,
             };
@@ -139,6 +143,17 @@ mod tests {
         assert!(path_matches("/", "/manager/refresh-token"));
         assert!(!path_matches("/man", "/manager/refresh-token"));
         assert!(!path_matches("/mtr-backend", "/manager/refresh-token"));
+    }
+
+    #[test]
+    fn an_absurd_max_age_is_capped_instead_of_overflowing() {
+        // Found by the set_cookie fuzz target: this used to panic.
+        let now = OffsetDateTime::now_utc();
+        let cookies = parse_set_cookies(&headers(&["co-auth=v; Max-Age=9223372036854775807"]), now);
+        assert_eq!(cookies[0].max_age, Some(MAX_COOKIE_AGE));
+        assert!(cookies[0].expiry(now).is_some_and(|at| at > now));
+        let fuzzed = b"co-auth=f==\t;;max-age=\n\t;\x01\x00\x00*=\nrt=====-=tn=;path=";
+        crate::fuzzing::parse_set_cookies(fuzzed);
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //! API with one method per endpoint, and one error type that says what went
 //! wrong upstream in terms the gRPC layer can map.
 
-mod broker_api;
-mod cookies;
-mod json;
-mod platform_api;
-mod transport;
+pub(crate) mod broker_api;
+pub(crate) mod cookies;
+pub(crate) mod json;
+pub(crate) mod platform_api;
+pub mod resilience;
+pub(crate) mod transport;
 
 pub use broker_api::{BrokerApi, CreatedAccount, IssuedToken, NewAccount};
 pub use cookies::{SameSitePolicy, UpstreamCookie};
@@ -101,6 +102,8 @@ pub enum UpstreamFault {
     Protocol { problem: &'static str },
     /// Our own share of the vendor's rate limit is used up: the call was not sent.
     QuotaExhausted { retry_after: std::time::Duration },
+    /// The circuit is open after consecutive failures: the call was not sent.
+    CircuitOpen { retry_after: std::time::Duration },
 }
 
 impl UpstreamError {
@@ -115,6 +118,7 @@ impl UpstreamError {
             UpstreamFault::Timeout | UpstreamFault::ConnectionLost | UpstreamFault::ServerError => true,
             UpstreamFault::Protocol { .. } => true,
             UpstreamFault::QuotaExhausted { .. }
+            | UpstreamFault::CircuitOpen { .. }
             | UpstreamFault::ConnectFailed
             | UpstreamFault::ApiKeyRejected
             | UpstreamFault::PermissionDenied
@@ -156,6 +160,9 @@ impl fmt::Display for UpstreamError {
             UpstreamFault::Protocol { problem } => format!("the upstream answer could not be used: {problem}"),
             UpstreamFault::QuotaExhausted { .. } => {
                 "this service's share of the vendor's rate limit is used up; the call was not sent".to_string()
+            }
+            UpstreamFault::CircuitOpen { .. } => {
+                "the upstream failed repeatedly; calls fail fast until it recovers, this one was not sent".to_string()
             }
         };
         write!(f, "{what} ({}", self.endpoint)?;

@@ -73,7 +73,7 @@ impl PlatformApi {
     pub fn new(http: reqwest::Client, tenant: &TenantSettings, accounting: std::sync::Arc<Accounting>) -> Self {
         Self {
             http,
-            observer: Observer { tenant: tenant.name.clone(), accounting },
+            observer: Observer::new(&tenant.name, "platform", accounting),
             login_url: endpoint_url(&tenant.platform_url, &tenant.paths.login),
             login_with_token_url: endpoint_url(&tenant.platform_url, &tenant.paths.login_with_token),
             refresh_url: endpoint_url(&tenant.platform_url, &tenant.paths.refresh),
@@ -108,7 +108,7 @@ impl PlatformApi {
         let body = LoginBody { email, password: password.expose_secret(), broker_id };
         let request = self.post_json(&self.login_url, &body, Endpoint::Login)?;
         let answer = exchange(Endpoint::Login, &self.observer, request, deadline).await?;
-        self.session_from(Endpoint::Login, &answer, None)
+        session_from_answer(Endpoint::Login, &answer, self.refresh_url.path(), None)
     }
 
     /// `POST /manager/login/co/with-token`. The token is single-use, so this is
@@ -121,7 +121,7 @@ impl PlatformApi {
         let body = TokenLoginBody { token: token.expose_secret() };
         let request = self.post_json(&self.login_with_token_url, &body, Endpoint::LoginWithToken)?;
         let answer = exchange(Endpoint::LoginWithToken, &self.observer, request, deadline).await?;
-        self.session_from(Endpoint::LoginWithToken, &answer, None)
+        session_from_answer(Endpoint::LoginWithToken, &answer, self.refresh_url.path(), None)
     }
 
     /// `POST /manager/refresh-token` with the refresh token as the `rt` cookie.
@@ -143,55 +143,55 @@ impl PlatformApi {
         let request =
             self.http.post(self.refresh_url.clone()).header(ACCEPT, "application/json").header(COOKIE, cookie);
         let answer = exchange(Endpoint::Refresh, &self.observer, request, deadline).await?;
-        self.session_from(Endpoint::Refresh, &answer, Some(refresh_token))
+        session_from_answer(Endpoint::Refresh, &answer, self.refresh_url.path(), Some(refresh_token))
     }
+}
 
-    fn session_from(
-        &self,
-        endpoint: Endpoint,
-        answer: &Answer,
-        sent_refresh_token: Option<&SecretString>,
-    ) -> Result<PlatformSession, UpstreamError> {
-        let now = OffsetDateTime::now_utc();
-        let set_cookies = cookies::parse_set_cookies(&answer.headers, now);
-        let body = json::object(&answer.body).unwrap_or_default();
-        let access_cookie = cookies::last_named(&set_cookies, SESSION_COOKIE).cloned();
-        let access_token = match (&access_cookie, json::string(&body, "token")) {
-            (Some(cookie), _) => cookie.value.clone(),
-            (None, Some(token)) => SecretString::from(token),
-            (None, None) => {
-                return Err(UpstreamError::new(
-                    endpoint,
-                    Some(answer.status),
-                    UpstreamFault::Protocol {
-                        problem: "no session token (neither a co-auth cookie nor a token field)",
-                    },
-                ));
-            }
-        };
-        let refresh_token = cookies::refresh_cookie_for(&set_cookies, self.refresh_url.path())
-            .map(|c| c.value.clone())
-            // A platform that does not rotate leaves the sent token valid.
-            .or_else(|| sent_refresh_token.cloned());
-        let refresh_cookies = set_cookies.iter().filter(|c| c.name == REFRESH_COOKIE).cloned().collect();
-        let trading_accounts = body
-            .get("tradingAccounts")
-            .or_else(|| body.get("accounts"))
-            .and_then(Value::as_array)
-            .map(|list| list.iter().filter_map(Value::as_object).map(trading_account).collect())
-            .unwrap_or_default();
-        let selected_trading_account = json::child(&body, "selectedTradingAccount")
-            .or_else(|| json::child(&body, "selectedAccount"))
-            .map(trading_account);
-        Ok(PlatformSession {
-            access_token,
-            access_cookie,
-            refresh_token,
-            refresh_cookies,
-            trading_accounts,
-            selected_trading_account,
-        })
-    }
+/// The session in a platform answer: `Set-Cookie` first, a body token when
+/// present, the `rt` cookie a browser would send to `refresh_path`.
+pub(crate) fn session_from_answer(
+    endpoint: Endpoint,
+    answer: &Answer,
+    refresh_path: &str,
+    sent_refresh_token: Option<&SecretString>,
+) -> Result<PlatformSession, UpstreamError> {
+    let now = OffsetDateTime::now_utc();
+    let set_cookies = cookies::parse_set_cookies(&answer.headers, now);
+    let body = json::object(&answer.body).unwrap_or_default();
+    let access_cookie = cookies::last_named(&set_cookies, SESSION_COOKIE).cloned();
+    let access_token = match (&access_cookie, json::string(&body, "token")) {
+        (Some(cookie), _) => cookie.value.clone(),
+        (None, Some(token)) => SecretString::from(token),
+        (None, None) => {
+            return Err(UpstreamError::new(
+                endpoint,
+                Some(answer.status),
+                UpstreamFault::Protocol { problem: "no session token (neither a co-auth cookie nor a token field)" },
+            ));
+        }
+    };
+    let refresh_token = cookies::refresh_cookie_for(&set_cookies, refresh_path)
+        .map(|c| c.value.clone())
+        // A platform that does not rotate leaves the sent token valid.
+        .or_else(|| sent_refresh_token.cloned());
+    let refresh_cookies = set_cookies.iter().filter(|c| c.name == REFRESH_COOKIE).cloned().collect();
+    let trading_accounts = body
+        .get("tradingAccounts")
+        .or_else(|| body.get("accounts"))
+        .and_then(Value::as_array)
+        .map(|list| list.iter().filter_map(Value::as_object).map(trading_account).collect())
+        .unwrap_or_default();
+    let selected_trading_account = json::child(&body, "selectedTradingAccount")
+        .or_else(|| json::child(&body, "selectedAccount"))
+        .map(trading_account);
+    Ok(PlatformSession {
+        access_token,
+        access_cookie,
+        refresh_token,
+        refresh_cookies,
+        trading_accounts,
+        selected_trading_account,
+    })
 }
 
 fn trading_account(map: &Map<String, Value>) -> TradingAccountInfo {

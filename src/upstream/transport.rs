@@ -8,7 +8,11 @@ use std::time::Duration;
 use time::{OffsetDateTime, format_description::well_known::Rfc2822};
 use tracing::Instrument as _;
 
-use super::{Endpoint, UpstreamError, UpstreamFault, json::Problem};
+use super::{
+    Endpoint, UpstreamError, UpstreamFault,
+    json::Problem,
+    resilience::{Breaker, ResilienceSettings, RetryBudget},
+};
 use crate::{config::HttpSettings, deadline::Deadline, metrics::Metrics, quota::Buckets, trace_context};
 
 /// Largest upstream answer read; anything bigger is a protocol error, not a memory spike.
@@ -34,33 +38,51 @@ pub fn build_http_client(settings: &HttpSettings) -> Result<reqwest::Client, req
         .build()
 }
 
-/// What every upstream call is counted against: the metrics, and the buckets
-/// that keep each tenant's API key and platform inside the vendor's quota.
+/// What every upstream call is counted against: the metrics, the buckets that
+/// keep each tenant's API key and platform inside the vendor's quota, and how
+/// failures are retried and circuit-broken.
 #[derive(Debug)]
 pub struct Accounting {
     pub metrics: std::sync::Arc<Metrics>,
     pub buckets: std::sync::Arc<Buckets>,
     /// Calls per minute per API key and per platform; 0 for no limit.
     pub upstream_per_minute: u32,
+    pub resilience: ResilienceSettings,
 }
 
 impl Accounting {
-    /// Metrics only, no quota: for tests and tools.
+    /// Metrics only: no quota, no retries, no breaker (for tests and tools).
     pub fn unlimited(metrics: std::sync::Arc<Metrics>) -> std::sync::Arc<Self> {
         std::sync::Arc::new(Self {
             metrics,
             buckets: std::sync::Arc::new(Buckets::in_memory()),
             upstream_per_minute: 0,
+            resilience: ResilienceSettings::off(),
         })
     }
 }
 
-/// Where a client's calls are accounted: its tenant, and the shared accounting.
+/// Where one client's calls are accounted: its tenant and API, the shared
+/// accounting, and the circuit and retry budget of that tenant's API.
 #[derive(Debug, Clone)]
 pub(crate) struct Observer {
     pub tenant: String,
+    api: &'static str,
     pub accounting: std::sync::Arc<Accounting>,
+    breaker: std::sync::Arc<Breaker>,
+    retry_budget: std::sync::Arc<RetryBudget>,
 }
+
+impl Observer {
+    pub(crate) fn new(tenant: &str, api: &'static str, accounting: std::sync::Arc<Accounting>) -> Self {
+        let breaker = std::sync::Arc::new(Breaker::new(accounting.resilience));
+        Self { tenant: tenant.to_string(), api, accounting, breaker, retry_budget: Default::default() }
+    }
+}
+
+/// A timeout counts against the circuit only when the call had this long:
+/// callers with tight deadlines must not open it for everyone.
+const TIMEOUT_COUNTS_AFTER: Duration = Duration::from_secs(1);
 
 /// A complete upstream answer.
 #[derive(Debug)]
@@ -90,59 +112,121 @@ pub(crate) async fn exchange(
         Some(traceparent) => request.header("traceparent", traceparent),
         None => request,
     };
+    let (client, request) = request.build_split();
+    let request = request.map_err(|_| {
+        UpstreamError::new(endpoint, None, UpstreamFault::Protocol { problem: "the request could not be built" })
+    })?;
     let started = std::time::Instant::now();
+    let mut admitted = false;
+    let mut last_budget = Duration::ZERO;
     let result = async {
         // The vendor's limit is per API key (and per platform) for the whole fleet.
-        let api = if endpoint.is_broker_api() { "broker-api" } else { "platform" };
-        let bucket = format!("upstream:{}:{api}", observer.tenant);
+        let bucket = format!("upstream:{}:{}", observer.tenant, observer.api);
         if let Err(retry_after) =
             observer.accounting.buckets.take(&bucket, observer.accounting.upstream_per_minute).await
         {
             return Err(UpstreamError::new(endpoint, None, UpstreamFault::QuotaExhausted { retry_after }));
         }
-        let budget = deadline.remaining();
-        if budget.is_zero() {
-            // Nothing was sent, so even a create is known not to have happened.
-            return Err(UpstreamError::new(endpoint, None, UpstreamFault::Timeout));
+        if let Err(retry_after) = observer.breaker.admit() {
+            return Err(UpstreamError::new(endpoint, None, UpstreamFault::CircuitOpen { retry_after }));
         }
-        let call = async {
-            let response = request.timeout(budget).send().await.map_err(|e| transport_error(endpoint, None, &e))?;
-            let status = response.status().as_u16();
-            let headers = response.headers().clone();
-            let body = read_bounded(endpoint, status, response).await?;
-            Ok(Answer { status, headers, body })
-        };
-        match tokio::time::timeout_at(deadline.instant(), call).await {
-            Ok(result) => result,
-            Err(_) => Err(UpstreamError::new(endpoint, None, UpstreamFault::Timeout)),
+        admitted = true;
+        observer.retry_budget.deposit();
+        let resilience = observer.accounting.resilience;
+        let mut attempt = 1;
+        loop {
+            last_budget = deadline.remaining();
+            let outcome = send_once(endpoint, &client, &request, deadline).await;
+            let refused = matches!(&outcome, Err(e) if e.fault == UpstreamFault::ConnectFailed);
+            if !refused || attempt >= resilience.max_attempts {
+                return outcome;
+            }
+            // Only a refused connection is retried: that request never left.
+            let wait = resilience.backoff(attempt);
+            if deadline.remaining() <= wait + Duration::from_millis(10) || !observer.retry_budget.withdraw() {
+                return outcome;
+            }
+            observer.accounting.metrics.upstream_retry(&observer.tenant, endpoint);
+            tokio::time::sleep(wait).await;
+            attempt += 1;
         }
     }
     .instrument(span.clone())
     .await;
+    if admitted {
+        let healthy = match &result {
+            Ok(_) => true,
+            Err(error) => match error.fault {
+                UpstreamFault::ConnectFailed
+                | UpstreamFault::ConnectionLost
+                | UpstreamFault::ServerError
+                | UpstreamFault::Protocol { .. } => false,
+                UpstreamFault::Timeout => last_budget < TIMEOUT_COUNTS_AFTER,
+                _ => true,
+            },
+        };
+        let state = observer.breaker.record(healthy);
+        observer.accounting.metrics.circuit(&observer.tenant, observer.api, state);
+    }
 
     let latency = started.elapsed();
     span.record("latency_us", latency.as_micros() as u64);
-    let answer = match result {
-        Ok(answer) => answer,
-        Err(error) => {
-            observer.accounting.metrics.upstream_call(
-                &observer.tenant,
-                endpoint,
-                error.status,
-                Some(&error.fault),
-                latency,
-            );
-            span.in_scope(|| tracing::debug!(%error, "upstream call failed"));
-            return Err(error);
+    let metrics = &observer.accounting.metrics;
+    match result {
+        Ok(answer) => {
+            metrics.upstream_call(&observer.tenant, endpoint, Some(answer.status), None, latency);
+            span.record("http.status", answer.status);
+            span.in_scope(|| tracing::debug!(status = answer.status, "upstream answered"));
+            Ok(answer)
         }
+        Err(error) => {
+            metrics.upstream_call(&observer.tenant, endpoint, error.status, Some(&error.fault), latency);
+            if let Some(status) = error.status {
+                span.record("http.status", status);
+            }
+            span.in_scope(|| tracing::debug!(%error, "upstream call failed"));
+            Err(error)
+        }
+    }
+}
+
+/// One attempt: send, and read the whole answer before the deadline. A
+/// non-2xx status is classified for `endpoint`.
+async fn send_once(
+    endpoint: Endpoint,
+    client: &reqwest::Client,
+    request: &reqwest::Request,
+    deadline: Deadline,
+) -> Result<Answer, UpstreamError> {
+    let budget = deadline.remaining();
+    if budget.is_zero() {
+        // Nothing was sent, so even a create is known not to have happened.
+        return Err(UpstreamError::new(endpoint, None, UpstreamFault::Timeout));
+    }
+    let Some(mut attempt) = request.try_clone() else {
+        return Err(UpstreamError::new(
+            endpoint,
+            None,
+            UpstreamFault::Protocol { problem: "the request cannot be re-sent" },
+        ));
     };
-    observer.accounting.metrics.upstream_call(&observer.tenant, endpoint, Some(answer.status), None, latency);
-    span.record("http.status", answer.status);
-    span.in_scope(|| tracing::debug!(status = answer.status, "upstream answered"));
+    *attempt.timeout_mut() = Some(budget);
+    let call = async {
+        let response = client.execute(attempt).await.map_err(|e| transport_error(endpoint, None, &e))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = read_bounded(endpoint, status, response).await?;
+        Ok(Answer { status, headers, body })
+    };
+    let answer = match tokio::time::timeout_at(deadline.instant(), call).await {
+        Ok(result) => result?,
+        Err(_) => return Err(UpstreamError::new(endpoint, None, UpstreamFault::Timeout)),
+    };
     if (200..300).contains(&answer.status) {
         return Ok(answer);
     }
-    Err(UpstreamError::new(endpoint, Some(answer.status), classify(endpoint, &answer)))
+    let fault = classify(endpoint, &answer);
+    Err(UpstreamError::new(endpoint, Some(answer.status), fault))
 }
 
 async fn read_bounded(

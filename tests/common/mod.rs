@@ -95,9 +95,22 @@ pub async fn spawn_gateway_with(
         metrics: metrics.clone(),
         buckets: std::sync::Arc::new(mtr_sso::quota::Buckets::in_memory()),
         upstream_per_minute,
+        resilience: mtr_sso::upstream::resilience::ResilienceSettings::off(),
     });
     let tenants = Tenants::new(tenants, &default, http, accounting).expect("tenants");
     let gateway = configure(SsoGateway::new(tenants, upstream_timeout, metrics.clone()));
+    serve_gateway_with_metrics(gateway, metrics).await
+}
+
+/// Serves an already built gateway on `127.0.0.1:0`.
+pub async fn serve_gateway(gateway: SsoGateway) -> Gateway {
+    serve_gateway_with_metrics(gateway, std::sync::Arc::new(mtr_sso::metrics::Metrics::new())).await
+}
+
+async fn serve_gateway_with_metrics(
+    gateway: SsoGateway,
+    metrics: std::sync::Arc<mtr_sso::metrics::Metrics>,
+) -> Gateway {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import time
+import urllib.request
 
 import grpc
 import pytest
@@ -33,15 +36,30 @@ def test_python_client_decodes_rich_error_details(gateway, python_stubs):
         client.close()
 
 
+def set_sandbox_switches(gateway, switches: dict) -> None:
+    request = urllib.request.Request(
+        gateway.sandbox_url.rstrip("/") + "/_sandbox/switches",
+        data=json.dumps(switches).encode(),
+        method="PUT",
+        headers={"content-type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        assert answer.status == 200
+
+
 def test_python_deadline_is_enforced(gateway, python_stubs):
     from sso_client import SsoClient, SsoError
 
     client = SsoClient(gateway.target)
+    set_sandbox_switches(gateway, {"latency": 500})
     try:
+        started = time.monotonic()
         with pytest.raises(SsoError) as caught:
-            client.login(DEMO_EMAIL, DEMO_PASSWORD, timeout_s=0.000_001)
+            client.login(DEMO_EMAIL, DEMO_PASSWORD, timeout_s=0.1)
         assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert time.monotonic() - started < 0.4, "the deadline, not the slow upstream, ended the call"
     finally:
+        set_sandbox_switches(gateway, {})
         client.close()
 
 
