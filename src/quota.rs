@@ -41,8 +41,9 @@ redis.call('PEXPIRE', KEYS[1], 60000)
 return {taken, wait}
 ";
 
+/// One token bucket.
 #[derive(Debug)]
-struct Bucket {
+pub(crate) struct Bucket {
     tokens: f64,
     at: Instant,
 }
@@ -117,7 +118,13 @@ impl Buckets {
     }
 }
 
-fn take_in_memory(buckets: &mut HashMap<String, Bucket>, key: &str, per_minute: u32) -> Result<(), Duration> {
+/// Takes one token from `key`'s bucket of `per_minute` tokens refilled evenly
+/// over a minute; on refusal, the time until one is free.
+pub(crate) fn take_in_memory(
+    buckets: &mut HashMap<String, Bucket>,
+    key: &str,
+    per_minute: u32,
+) -> Result<(), Duration> {
     let capacity = f64::from(per_minute);
     let per_second = capacity / 60.0;
     let now = Instant::now();

@@ -1,6 +1,8 @@
-//! The four RPCs. Each handler resolves the tenant, validates the request at
-//! the edge, runs the vendor calls of its seed flow within the RPC's deadline,
-//! and logs one line with method, tenant, code, reason and latency.
+//! The four RPCs. At the boundary every call is shed when the service is full,
+//! authenticated and authorized when callers are, traced, counted and logged
+//! in one line. Each handler then resolves the tenant, validates the request,
+//! applies the per-caller and per-email limits, and runs the vendor calls of
+//! its seed flow within the RPC's deadline; CreateAccount honours idempotency keys.
 
 use std::{future::Future, sync::Arc, time::Duration};
 use time::OffsetDateTime;

@@ -102,12 +102,7 @@ async fn sigterm_under_steady_load_turns_health_not_serving_fails_no_accepted_rp
         "--shutdown-grace",
         "3s",
     ]);
-    let (listening, _) = running.wait_for("mtr-sso listening");
-    let addr: std::net::SocketAddr = serde_json::from_str::<serde_json::Value>(&listening).expect("json")["grpc_addr"]
-        .as_str()
-        .expect("grpc_addr")
-        .parse()
-        .expect("address");
+    let addr = running.grpc_addr();
     let channel = common::channel(addr).await;
     let mut watch = HealthClient::new(channel.clone())
         .watch(HealthCheckRequest { service: "matchtrader.sso.v1.SsoService".into() })

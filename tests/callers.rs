@@ -18,16 +18,11 @@ use mtr_sso::{
     upstream::build_http_client,
 };
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 use tonic::{
     Code,
     transport::{Certificate, Channel, ClientTlsConfig, Identity},
 };
-use tracing_subscriber::fmt::MakeWriter;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers::path};
 
 const SPIFFE_CRM: &str = "spiffe://cluster.local/ns/crm/sa/crm";
@@ -87,29 +82,9 @@ fn bearer<T>(message: T, token: &str) -> tonic::Request<T> {
     request
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_are_authenticated_by_certificate_or_token_and_authorized_per_rpc_and_tenant() {
-    let captured = Captured::default();
+    let captured = common::CapturedLogs::default();
     tracing_subscriber::fmt().with_writer(captured.clone()).with_ansi(false).init();
     mtr_sso::upstream::install_crypto_provider();
 
@@ -206,7 +181,7 @@ async fn callers_are_authenticated_by_certificate_or_token_and_authorized_per_rp
     assert_eq!(requests.len(), 2, "{:?}", requests.iter().map(|r| r.url.path().to_string()).collect::<Vec<_>>());
     let _ = stop.send(());
 
-    let logs = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf8");
+    let logs = captured.text();
     let finished: Vec<&str> = logs.lines().filter(|l| l.contains("rpc finished")).collect();
     assert!(finished.iter().any(|l| l.contains(&format!("caller={SPIFFE_CRM}")) && l.contains("code=\"OK\"")));
     assert!(finished.iter().any(|l| l.contains(&format!("caller={SPIFFE_CRM}")) && l.contains("CALLER_NOT_PERMITTED")));

@@ -10,35 +10,10 @@ use mtr_sso::{
     proto::{IssueOneTimeTokenRequest, LoginRequest, RefreshRequest},
     sandbox::{DEMO_EMAIL, DEMO_PASSWORD, FaultKind, SANDBOX_API_KEY, SandboxOptions, Switches},
 };
-use std::{
-    io::Write,
-    sync::{Arc, Mutex},
-};
-use tracing_subscriber::fmt::MakeWriter;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_appears_in_any_log_line_error_message_or_metric_at_trace_level() {
-    let captured = Captured::default();
+    let captured = common::CapturedLogs::default();
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
         .with_writer(captured.clone())
@@ -108,7 +83,7 @@ async fn no_secret_appears_in_any_log_line_error_message_or_metric_at_trace_leve
     drop(gateway);
     drop(sandbox);
 
-    let logs = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf8");
+    let logs = captured.text();
     assert!(logs.lines().count() > 20, "TRACE logging was captured:\n{logs}");
     assert!(logs.contains("rpc finished") && logs.contains("upstream answered"), "our own lines are in:\n{logs}");
     let mut hits = Vec::new();

@@ -59,12 +59,7 @@ async fn metrics_scraped_after_a_sandbox_session_count_exactly_the_calls_made() 
         .as_str()
         .expect("addr")
         .into();
-    let (listening, _) = running.wait_for("mtr-sso listening");
-    let addr: std::net::SocketAddr = serde_json::from_str::<serde_json::Value>(&listening).expect("json")["grpc_addr"]
-        .as_str()
-        .expect("grpc_addr")
-        .parse()
-        .expect("address");
+    let addr = running.grpc_addr();
     let mut client = SsoServiceClient::new(common::channel(addr).await);
 
     let login =
@@ -213,12 +208,7 @@ async fn spans_are_exported_over_otlp_as_children_of_the_callers_span() {
     let endpoint = format!("http://{collector_addr}");
     let running =
         Running::start(&["--sandbox", "--listen", "127.0.0.1:0", "--log-format", "json", "--otlp-endpoint", &endpoint]);
-    let (listening, _) = running.wait_for("mtr-sso listening");
-    let addr: std::net::SocketAddr = serde_json::from_str::<serde_json::Value>(&listening).expect("json")["grpc_addr"]
-        .as_str()
-        .expect("grpc_addr")
-        .parse()
-        .expect("address");
+    let addr = running.grpc_addr();
     let mut client = SsoServiceClient::new(common::channel(addr).await);
     let login = LoginRequest { email: DEMO_EMAIL.into(), password: DEMO_PASSWORD.into(), ..Default::default() };
     client.login(with_traceparent(login)).await.expect("login");

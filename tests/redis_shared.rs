@@ -9,7 +9,6 @@ use common::{Running, reason};
 use mtr_sso::proto::{IssueOneTimeTokenRequest, sso_service_client::SsoServiceClient};
 use std::path::Path;
 use std::{
-    net::SocketAddr,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -63,13 +62,21 @@ fn tenants_file(dir: &Path, upstream: &MockServer) -> std::path::PathBuf {
     tenants
 }
 
-fn grpc_addr(running: &Running) -> SocketAddr {
-    let (line, _) = running.wait_for("mtr-sso listening");
-    serde_json::from_str::<serde_json::Value>(&line).expect("json")["grpc_addr"]
-        .as_str()
-        .expect("addr")
-        .parse()
-        .expect("addr")
+/// Two gateway processes on the same tenants file and Redis.
+fn two_replicas(tenants: &Path, redis: &Redis, extra: &[&str]) -> (Running, Running) {
+    let redis_url = format!("redis://127.0.0.1:{}", redis.port);
+    let mut args = vec![
+        "--tenants-file",
+        tenants.to_str().expect("utf8"),
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--redis-url",
+        &redis_url,
+    ];
+    args.extend_from_slice(extra);
+    (Running::start(&args), Running::start(&args))
 }
 
 #[tokio::test]
@@ -82,26 +89,12 @@ async fn two_gateways_sharing_redis_never_send_the_vendor_more_than_the_quota() 
         .mount(&upstream)
         .await;
     let tenants = tenants_file(&std::env::temp_dir().join(format!("mtr-sso-quota-{}", std::process::id())), &upstream);
-    let redis_url = format!("redis://127.0.0.1:{}", redis.port);
     let quota = QUOTA.to_string();
-    let args = [
-        "--tenants-file",
-        tenants.to_str().expect("utf8"),
-        "--listen",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-        "--redis-url",
-        &redis_url,
-        "--upstream-quota-per-minute",
-        &quota,
-        "--email-limit-per-minute",
-        "0",
-    ];
-    let (first, second) = (Running::start(&args), Running::start(&args));
+    let (first, second) =
+        two_replicas(&tenants, &redis, &["--upstream-quota-per-minute", &quota, "--email-limit-per-minute", "0"]);
     let mut clients = [
-        SsoServiceClient::new(common::channel(grpc_addr(&first)).await),
-        SsoServiceClient::new(common::channel(grpc_addr(&second)).await),
+        SsoServiceClient::new(common::channel(first.grpc_addr()).await),
+        SsoServiceClient::new(common::channel(second.grpc_addr()).await),
     ];
 
     let (mut accepted, mut refused) = (0, 0);
@@ -145,20 +138,9 @@ async fn a_create_retried_on_another_replica_after_a_timeout_gets_the_first_acco
         .mount(&upstream)
         .await;
     let tenants = tenants_file(&std::env::temp_dir().join(format!("mtr-sso-idem-{}", std::process::id())), &upstream);
-    let redis_url = format!("redis://127.0.0.1:{}", redis.port);
-    let args = [
-        "--tenants-file",
-        tenants.to_str().expect("utf8"),
-        "--listen",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-        "--redis-url",
-        &redis_url,
-    ];
-    let (first, second) = (Running::start(&args), Running::start(&args));
-    let mut on_first = SsoServiceClient::new(common::channel(grpc_addr(&first)).await);
-    let mut on_second = SsoServiceClient::new(common::channel(grpc_addr(&second)).await);
+    let (first, second) = two_replicas(&tenants, &redis, &[]);
+    let mut on_first = SsoServiceClient::new(common::channel(first.grpc_addr()).await);
+    let mut on_second = SsoServiceClient::new(common::channel(second.grpc_addr()).await);
     let request = || mtr_sso::proto::CreateAccountRequest {
         idempotency_key: "signup-42".into(),
         ..common::new_account("ada@example.com")

@@ -1,18 +1,11 @@
 //! The vendor's per-key rate limit (500 requests a minute by default) as a
 //! token bucket per key: a burst of a minute's worth, refilled evenly.
 
-use std::{
-    collections::HashMap,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, time::Duration};
 
-#[derive(Debug)]
-struct Bucket {
-    tokens: f64,
-    refilled: Instant,
-}
+use crate::quota::{Bucket, take_in_memory};
 
-/// Token buckets by key.
+/// Token buckets by key (the same buckets the gateway's own quota uses).
 #[derive(Debug, Default)]
 pub struct RateLimiter {
     buckets: HashMap<String, Bucket>,
@@ -24,18 +17,7 @@ impl RateLimiter {
         if per_minute == 0 {
             return Ok(()); // 0 switches the limit off (benchmarks)
         }
-        let capacity = f64::from(per_minute);
-        let per_second = capacity / 60.0;
-        let now = Instant::now();
-        let bucket = self.buckets.entry(key.to_string()).or_insert(Bucket { tokens: capacity, refilled: now });
-        bucket.tokens = (bucket.tokens + now.duration_since(bucket.refilled).as_secs_f64() * per_second).min(capacity);
-        bucket.refilled = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
-        }
+        take_in_memory(&mut self.buckets, key, per_minute)
     }
 }
 

@@ -236,3 +236,43 @@ impl Drop for Running {
         let _ = self.child.wait();
     }
 }
+
+impl Running {
+    /// The gRPC address from the JSON startup line (`--log-format json`).
+    pub fn grpc_addr(&self) -> SocketAddr {
+        let (line, _) = self.wait_for("mtr-sso listening");
+        serde_json::from_str::<serde_json::Value>(&line).expect("json log line")["grpc_addr"]
+            .as_str()
+            .expect("grpc_addr")
+            .parse()
+            .expect("address")
+    }
+}
+
+/// Log output captured in memory, for tests that search every line.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().expect("lock").clone()).expect("utf8 logs")
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CapturedLogs {
+    type Writer = CapturedLogs;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
