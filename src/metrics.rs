@@ -80,6 +80,7 @@ pub struct Metrics {
     upstream_seconds: Family<UpstreamLatencyLabels, Histogram>,
     upstream_retries: Family<UpstreamLatencyLabels, Counter>,
     circuit_state: Family<CircuitLabels, Gauge>,
+    quota_left: Family<CircuitLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -134,6 +135,12 @@ impl Metrics {
             "Circuit breaker per tenant and API: 0 closed, 1 open, 2 half-open",
             circuit_state.clone(),
         );
+        let quota_left = Family::<CircuitLabels, Gauge>::default();
+        registry.register(
+            "mtr_sso_upstream_quota_tokens_left",
+            "Calls left in the upstream quota bucket per tenant and API, as last seen by this replica",
+            quota_left.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("mtr_sso_build_info", "Build information; always 1", build_info);
@@ -147,6 +154,7 @@ impl Metrics {
             upstream_seconds,
             upstream_retries,
             circuit_state,
+            quota_left,
         }
     }
 
@@ -210,6 +218,11 @@ impl Metrics {
     /// The circuit of a tenant's API changed state (or was confirmed).
     pub fn circuit(&self, tenant: &str, api: &'static str, state: crate::upstream::resilience::CircuitState) {
         self.circuit_state.get_or_create(&CircuitLabels { tenant: tenant.to_string(), api }).set(state as i64);
+    }
+
+    /// Calls left in a tenant API's quota bucket after the latest call.
+    pub fn quota_left(&self, tenant: &str, api: &'static str, left: u32) {
+        self.quota_left.get_or_create(&CircuitLabels { tenant: tenant.to_string(), api }).set(i64::from(left));
     }
 
     /// The metrics in the OpenMetrics text format Prometheus scrapes.

@@ -18,8 +18,8 @@ use std::{
 const REDIS_PREFIX: &str = "mtr-sso:bucket:";
 
 /// Takes one token from the bucket `KEYS[1]` of `ARGV[1]` tokens refilled
-/// evenly over a minute. Returns `{1, 0}` when taken, `{0, ms until one is free}`
-/// when not. Keys expire once they would be full again.
+/// evenly over a minute. Returns `{1, 0, tokens left}` when taken,
+/// `{0, ms until one is free, 0}` when not. Keys expire once they would be full again.
 const TAKE_SCRIPT: &str = r"
 local capacity = tonumber(ARGV[1])
 local per_ms = capacity / 60000
@@ -38,7 +38,7 @@ else
 end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
 redis.call('PEXPIRE', KEYS[1], 60000)
-return {taken, wait}
+return {taken, wait, math.floor(tokens)}
 ";
 
 /// One token bucket.
@@ -84,11 +84,12 @@ impl Buckets {
         Ok(Self { store: Store::Redis { connection, script: redis::Script::new(TAKE_SCRIPT) } })
     }
 
-    /// Takes one token from `key`'s bucket of `per_minute`; on refusal, the
-    /// time until one is free. A limit of 0 means no limit.
-    pub async fn take(&self, key: &str, per_minute: u32) -> Result<(), Duration> {
+    /// Takes one token from `key`'s bucket of `per_minute`: the whole tokens
+    /// left, or on refusal the time until one is free. A limit of 0 means no
+    /// limit (and `u32::MAX` left).
+    pub async fn take(&self, key: &str, per_minute: u32) -> Result<u32, Duration> {
         if per_minute == 0 {
-            return Ok(());
+            return Ok(u32::MAX);
         }
         match &self.store {
             Store::Memory { buckets, takes } => {
@@ -102,15 +103,15 @@ impl Buckets {
             }
             Store::Redis { connection, script } => {
                 let mut connection = connection.clone();
-                let answer: Result<(u8, u64), _> =
+                let answer: Result<(u8, u64, u32), _> =
                     script.key(format!("{REDIS_PREFIX}{key}")).arg(per_minute).invoke_async(&mut connection).await;
                 match answer {
-                    Ok((1, _)) => Ok(()),
-                    Ok((_, wait_ms)) => Err(Duration::from_millis(wait_ms.max(1))),
+                    Ok((1, _, left)) => Ok(left),
+                    Ok((_, wait_ms, _)) => Err(Duration::from_millis(wait_ms.max(1))),
                     Err(error) => {
                         // Failing open: a Redis outage must not take sign-in down with it.
                         tracing::warn!(%error, "quota store unavailable; allowing the call");
-                        Ok(())
+                        Ok(per_minute)
                     }
                 }
             }
@@ -124,7 +125,7 @@ pub(crate) fn take_in_memory(
     buckets: &mut HashMap<String, Bucket>,
     key: &str,
     per_minute: u32,
-) -> Result<(), Duration> {
+) -> Result<u32, Duration> {
     let capacity = f64::from(per_minute);
     let per_second = capacity / 60.0;
     let now = Instant::now();
@@ -133,7 +134,7 @@ pub(crate) fn take_in_memory(
     bucket.at = now;
     if bucket.tokens >= 1.0 {
         bucket.tokens -= 1.0;
-        Ok(())
+        Ok(bucket.tokens as u32)
     } else {
         Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
     }
@@ -169,8 +170,8 @@ mod tests {
     #[tokio::test]
     async fn a_bucket_allows_a_minutes_worth_then_says_how_long_to_wait() {
         let buckets = Buckets::in_memory();
-        for _ in 0..3 {
-            assert!(buckets.take("k", 3).await.is_ok());
+        for left in [2, 1, 0] {
+            assert_eq!(buckets.take("k", 3).await, Ok(left));
         }
         let wait = buckets.take("k", 3).await.expect_err("empty");
         assert!(wait > Duration::from_secs(15) && wait <= Duration::from_secs(20), "{wait:?}");

@@ -82,6 +82,7 @@ impl SsoGateway {
         buckets
             .take(&quota::email_key(tenant, email), limits.email_per_minute)
             .await
+            .map(|_| ())
             .map_err(|retry_after| SsoError::Throttled { scope: ThrottleScope::Email, retry_after })
     }
 

@@ -53,6 +53,13 @@ async fn calls_over_the_upstream_quota_are_refused_at_once_and_never_sent() {
     let login = LoginRequest { email: "a@b.co".into(), password: "pw".into(), ..Default::default() };
     gateway.client.login(login).await.expect("platform quota is separate");
     assert_eq!(server.received_requests().await.expect("recorded").len(), 4, "3 tokens and 1 login reached the vendor");
+    let metrics = gateway.metrics.render();
+    assert!(
+        metrics.contains("mtr_sso_upstream_quota_tokens_left{tenant=\"default\",api=\"broker-api\"} 0"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("mtr_sso_upstream_quota_tokens_left{tenant=\"default\",api=\"platform\"} 2"), "{metrics}");
+    assert!(metrics.contains("status=\"quota_exhausted\"} 1"), "the rejection is counted");
 }
 
 #[tokio::test]

@@ -71,6 +71,8 @@ async fn no_secret_appears_in_any_log_line_error_message_or_metric_at_trace_leve
     invalid.password = new_password.into();
     errors.push(gateway.client.create_account(invalid).await.expect_err("invalid").message().to_string());
     errors.push(gateway.client.create_account(new_account(DEMO_EMAIL)).await.expect_err("dup").message().to_string());
+    let unknown = IssueOneTimeTokenRequest { email: "nobody@example.com".into(), ..Default::default() };
+    errors.push(gateway.client.issue_one_time_token(unknown).await.expect_err("unknown user").message().to_string());
     sandbox.set_switches(Switches { fault: FaultKind::MalformedBody, ..Switches::default() });
     let login_again = LoginRequest { email: DEMO_EMAIL.into(), password: DEMO_PASSWORD.into(), ..Default::default() };
     errors.push(gateway.client.login(login_again).await.expect_err("malformed").message().to_string());

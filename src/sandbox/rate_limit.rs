@@ -17,7 +17,7 @@ impl RateLimiter {
         if per_minute == 0 {
             return Ok(()); // 0 switches the limit off (benchmarks)
         }
-        take_in_memory(&mut self.buckets, key, per_minute)
+        take_in_memory(&mut self.buckets, key, per_minute).map(|_| ())
     }
 }
 

@@ -122,10 +122,14 @@ pub(crate) async fn exchange(
     let result = async {
         // The vendor's limit is per API key (and per platform) for the whole fleet.
         let bucket = format!("upstream:{}:{}", observer.tenant, observer.api);
-        if let Err(retry_after) =
-            observer.accounting.buckets.take(&bucket, observer.accounting.upstream_per_minute).await
-        {
-            return Err(UpstreamError::new(endpoint, None, UpstreamFault::QuotaExhausted { retry_after }));
+        let per_minute = observer.accounting.upstream_per_minute;
+        match observer.accounting.buckets.take(&bucket, per_minute).await {
+            Ok(left) if per_minute > 0 => observer.accounting.metrics.quota_left(&observer.tenant, observer.api, left),
+            Ok(_) => {}
+            Err(retry_after) => {
+                observer.accounting.metrics.quota_left(&observer.tenant, observer.api, 0);
+                return Err(UpstreamError::new(endpoint, None, UpstreamFault::QuotaExhausted { retry_after }));
+            }
         }
         if let Err(retry_after) = observer.breaker.admit() {
             return Err(UpstreamError::new(endpoint, None, UpstreamFault::CircuitOpen { retry_after }));
