@@ -70,6 +70,10 @@ impl std::fmt::Debug for Idempotency {
 }
 
 const REDIS_PREFIX: &str = "mtr-sso:idempotency:";
+/// How long a claim may stay "running" without an outcome. A run is bounded
+/// by the upstream timeout, so a claim older than this belongs to a replica
+/// that died mid-run; its key must not stay blocked for the whole window.
+const RUNNING_TTL: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
 
 /// Hex of bytes, and back: outcomes travel through Redis as text.
@@ -122,7 +126,11 @@ impl Idempotency {
                         let (done, _) = watch::channel(None);
                         entries.insert(
                             key.to_string(),
-                            Entry::Running { fingerprint: fingerprint.into(), done, expires: now + self.window },
+                            Entry::Running {
+                                fingerprint: fingerprint.into(),
+                                done,
+                                expires: now + RUNNING_TTL.min(self.window),
+                            },
                         );
                         Ok(Claim::Run)
                     }
@@ -137,7 +145,7 @@ impl Idempotency {
                     .arg(&running)
                     .arg("NX")
                     .arg("PX")
-                    .arg(self.window.as_millis() as u64)
+                    .arg(RUNNING_TTL.min(self.window).as_millis() as u64)
                     .query_async(&mut connection)
                     .await
                     .map_err(|e| format!("Redis: {e}"))?;
@@ -267,6 +275,15 @@ mod tests {
         assert!(matches!(store.claim("k", "f1").await, Ok(Claim::Done(o)) if o == outcome));
         store.release("k").await;
         assert!(matches!(store.claim("k", "f1").await, Ok(Claim::Run)), "released keys run again");
+    }
+
+    #[tokio::test]
+    async fn a_claim_whose_run_never_finished_expires_long_before_the_window() {
+        let store = Idempotency::in_memory(Duration::from_secs(2 * 3600));
+        assert!(matches!(store.claim("k", "f").await, Ok(Claim::Run)));
+        let Store::Memory(entries) = &store.store else { unreachable!() };
+        let expires = entries.lock().expect("lock").get("k").map(Entry::expires).expect("claimed");
+        assert!(expires <= Instant::now() + RUNNING_TTL, "a dead run blocks its key for at most a minute");
     }
 
     #[tokio::test]
