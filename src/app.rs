@@ -8,7 +8,7 @@ use crate::{
     config::{DEFAULT_TENANT, Settings, Upstream},
     idempotency::Idempotency,
     metrics::{self, Metrics},
-    quota::Buckets,
+    quota::{Buckets, connect_redis},
     sandbox::Sandbox,
     server,
     service::SsoGateway,
@@ -42,11 +42,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     let metrics = Arc::new(Metrics::new());
     let (buckets, idempotency) = match &settings.redis_url {
         Some(url) => {
-            let redis_error = |e: String| anyhow::anyhow!("invalid setting --redis-url: {e}");
-            let buckets = Buckets::redis(url).await.map_err(redis_error)?;
-            let idempotency = Idempotency::redis(url, settings.idempotency_window).await.map_err(redis_error)?;
+            let connection =
+                connect_redis(url).await.map_err(|e| anyhow::anyhow!("invalid setting --redis-url: {e}"))?;
             tracing::info!("limits and idempotency keys shared through Redis");
-            (buckets, idempotency)
+            (Buckets::redis(connection.clone()), Idempotency::redis(connection, settings.idempotency_window))
         }
         None => (Buckets::in_memory(), Idempotency::in_memory(settings.idempotency_window)),
     };

@@ -98,13 +98,8 @@ impl Idempotency {
     }
 
     /// Keys kept in Redis for `window`, shared by every replica.
-    pub async fn redis(url: &str, window: Duration) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("not a Redis URL: {e}"))?;
-        let connection = tokio::time::timeout(Duration::from_secs(5), redis::aio::ConnectionManager::new(client))
-            .await
-            .map_err(|_| "Redis did not answer within 5 s".to_string())?
-            .map_err(|e| format!("cannot connect to Redis: {e}"))?;
-        Ok(Self { store: Store::Redis(connection), window })
+    pub fn redis(connection: redis::aio::ConnectionManager, window: Duration) -> Self {
+        Self { store: Store::Redis(connection), window }
     }
 
     /// Claims `key` for a request with `fingerprint`.
@@ -152,20 +147,7 @@ impl Idempotency {
                 if claimed.is_some() {
                     return Ok(Claim::Run);
                 }
-                let existing: Option<String> = redis::cmd("GET")
-                    .arg(&redis_key)
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(|e| format!("Redis: {e}"))?;
-                let Some(existing) = existing else { return Ok(Claim::InProgress) };
-                let value: serde_json::Value = serde_json::from_str(&existing).unwrap_or_default();
-                if value["fingerprint"].as_str() != Some(fingerprint) {
-                    return Ok(Claim::Mismatch);
-                }
-                match serde_json::from_value::<Outcome>(value["outcome"].clone()) {
-                    Ok(outcome) => Ok(Claim::Done(outcome)),
-                    Err(_) => Ok(Claim::InProgress),
-                }
+                read_redis(&mut connection, &redis_key, fingerprint).await
             }
         }
     }
@@ -185,8 +167,11 @@ impl Idempotency {
             let outcome = tokio::time::timeout_at(deadline, receiver.wait_for(Option::is_some)).await.ok()?.ok()?;
             return outcome.clone();
         }
+        let Store::Redis(connection) = &self.store else { return None };
+        let mut connection = connection.clone();
+        let redis_key = format!("{REDIS_PREFIX}{key}");
         loop {
-            if let Ok(Claim::Done(outcome)) = self.claim_view(key, fingerprint).await {
+            if let Ok(Claim::Done(outcome)) = read_redis(&mut connection, &redis_key, fingerprint).await {
                 return Some(outcome);
             }
             if tokio::time::Instant::now() + POLL > deadline {
@@ -194,21 +179,6 @@ impl Idempotency {
             }
             tokio::time::sleep(POLL).await;
         }
-    }
-
-    async fn claim_view(&self, key: &str, fingerprint: &str) -> Result<Claim, String> {
-        let Store::Redis(connection) = &self.store else { return Ok(Claim::InProgress) };
-        let mut connection = connection.clone();
-        let existing: Option<String> = redis::cmd("GET")
-            .arg(format!("{REDIS_PREFIX}{key}"))
-            .query_async(&mut connection)
-            .await
-            .map_err(|e| format!("Redis: {e}"))?;
-        let value: serde_json::Value = existing.and_then(|e| serde_json::from_str(&e).ok()).unwrap_or_default();
-        if value["fingerprint"].as_str() != Some(fingerprint) {
-            return Ok(Claim::Mismatch);
-        }
-        Ok(serde_json::from_value::<Outcome>(value["outcome"].clone()).map(Claim::Done).unwrap_or(Claim::InProgress))
     }
 
     /// Records the outcome of the call that claimed `key`.
@@ -258,6 +228,23 @@ impl Idempotency {
             }
         }
     }
+}
+
+/// What a claim stored in Redis says: gone (its run was released or expired)
+/// or still running, finished, or made for another request.
+async fn read_redis(
+    connection: &mut redis::aio::ConnectionManager,
+    redis_key: &str,
+    fingerprint: &str,
+) -> Result<Claim, String> {
+    let existing: Option<String> =
+        redis::cmd("GET").arg(redis_key).query_async(connection).await.map_err(|e| format!("Redis: {e}"))?;
+    let Some(existing) = existing else { return Ok(Claim::InProgress) };
+    let value: serde_json::Value = serde_json::from_str(&existing).unwrap_or_default();
+    if value["fingerprint"].as_str() != Some(fingerprint) {
+        return Ok(Claim::Mismatch);
+    }
+    Ok(serde_json::from_value::<Outcome>(value["outcome"].clone()).map(Claim::Done).unwrap_or(Claim::InProgress))
 }
 
 #[cfg(test)]

@@ -74,14 +74,9 @@ impl Buckets {
         Self { store: Store::Memory { buckets: Mutex::new(HashMap::new()), takes: AtomicU64::new(0) } }
     }
 
-    /// Buckets shared through Redis by every replica configured with the same URL.
-    pub async fn redis(url: &str) -> Result<Self, String> {
-        let client = redis::Client::open(url).map_err(|e| format!("not a Redis URL: {e}"))?;
-        let connection = tokio::time::timeout(Duration::from_secs(5), redis::aio::ConnectionManager::new(client))
-            .await
-            .map_err(|_| "Redis did not answer within 5 s".to_string())?
-            .map_err(|e| format!("cannot connect to Redis: {e}"))?;
-        Ok(Self { store: Store::Redis { connection, script: redis::Script::new(TAKE_SCRIPT) } })
+    /// Buckets shared through Redis by every replica that uses the same server.
+    pub fn redis(connection: redis::aio::ConnectionManager) -> Self {
+        Self { store: Store::Redis { connection, script: redis::Script::new(TAKE_SCRIPT) } }
     }
 
     /// Takes one token from `key`'s bucket of `per_minute`: the whole tokens
@@ -138,6 +133,16 @@ pub(crate) fn take_in_memory(
     } else {
         Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
     }
+}
+
+/// Connects to Redis, which then serves both the buckets and the idempotency
+/// keys: one (self-reconnecting) connection per process.
+pub async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, String> {
+    let client = redis::Client::open(url).map_err(|e| format!("not a Redis URL: {e}"))?;
+    tokio::time::timeout(Duration::from_secs(5), redis::aio::ConnectionManager::new(client))
+        .await
+        .map_err(|_| "Redis did not answer within 5 s".to_string())?
+        .map_err(|e| format!("cannot connect to Redis: {e}"))
 }
 
 /// The limits that apply, per minute (0 switches one off).
