@@ -76,16 +76,6 @@ const REDIS_PREFIX: &str = "mtr-sso:idempotency:";
 const RUNNING_TTL: Duration = Duration::from_secs(60);
 const POLL: Duration = Duration::from_millis(50);
 
-/// Hex of bytes, and back: outcomes travel through Redis as text.
-pub fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Bytes of a hex string (empty for malformed input, which we never write).
-pub fn from_hex(text: &str) -> Vec<u8> {
-    (0..text.len() / 2).filter_map(|i| u8::from_str_radix(text.get(i * 2..i * 2 + 2)?, 16).ok()).collect()
-}
-
 /// The storage key for a caller's key: hashed, so no caller data is stored.
 pub fn scoped_key(tenant: &str, caller: &str, key: &str) -> String {
     sha1_smol::Sha1::from(format!("{tenant}\u{0}{caller}\u{0}{key}")).digest().to_string()
@@ -257,7 +247,7 @@ mod tests {
         assert!(matches!(store.claim("k", "f1").await, Ok(Claim::Run)));
         assert!(matches!(store.claim("k", "f1").await, Ok(Claim::InProgress)));
         assert!(matches!(store.claim("k", "f2").await, Ok(Claim::Mismatch)));
-        let outcome = Outcome::Created(to_hex(b"response"));
+        let outcome = Outcome::Created(crate::hex::encode(b"response"));
         store.complete("k", "f1", outcome.clone()).await;
         assert!(matches!(store.claim("k", "f1").await, Ok(Claim::Done(o)) if o == outcome));
         store.release("k").await;
@@ -286,6 +276,5 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(20)).await;
         store.complete("k", "f", Outcome::Created("00".into())).await;
         assert_eq!(waiter.await.expect("task"), Some(Outcome::Created("00".into())));
-        assert_eq!(from_hex(&to_hex(&[0, 1, 254, 255])), vec![0, 1, 254, 255]);
     }
 }

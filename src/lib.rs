@@ -12,6 +12,7 @@ pub mod deadline;
 pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hex;
 pub mod idempotency;
 pub mod metrics;
 pub mod proto;

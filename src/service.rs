@@ -15,6 +15,7 @@ use crate::{
     convert,
     deadline::Deadline,
     error::{SsoError, ThrottleScope, upstream_code_and_reason},
+    hex,
     idempotency::{self, Claim, Idempotency, Outcome},
     metrics::{self, Metrics},
     proto::{self, sso_service_server::SsoService},
@@ -241,7 +242,7 @@ fn request_fingerprint(request: &proto::CreateAccountRequest) -> String {
 fn recordable(result: &Result<proto::CreateAccountResponse, SsoError>) -> Option<Outcome> {
     use prost::Message as _;
     match result {
-        Ok(response) => Some(Outcome::Created(idempotency::to_hex(&response.encode_to_vec()))),
+        Ok(response) => Some(Outcome::Created(hex::encode(&response.encode_to_vec()))),
         Err(SsoError::Upstream { tenant, error })
             if matches!(error.fault, UpstreamFault::AccountAlreadyExists | UpstreamFault::RequestRejected) =>
         {
@@ -249,7 +250,7 @@ fn recordable(result: &Result<proto::CreateAccountResponse, SsoError>) -> Option
             Some(Outcome::Failed {
                 code: status.code() as i32,
                 message: status.message().to_string(),
-                details: idempotency::to_hex(status.details()),
+                details: hex::encode(status.details()),
             })
         }
         Err(_) => None,
@@ -259,12 +260,12 @@ fn recordable(result: &Result<proto::CreateAccountResponse, SsoError>) -> Option
 fn replay(outcome: Outcome) -> Result<proto::CreateAccountResponse, SsoError> {
     use prost::Message as _;
     match outcome {
-        Outcome::Created(hex) => proto::CreateAccountResponse::decode(idempotency::from_hex(&hex).as_slice())
+        Outcome::Created(hex) => proto::CreateAccountResponse::decode(hex::decode(&hex).as_slice())
             .map_err(|_| SsoError::IdempotencyUnavailable),
         Outcome::Failed { code, message, details } => Err(SsoError::Replayed(Box::new(Status::with_details(
             Code::from(code),
             message,
-            idempotency::from_hex(&details).into(),
+            hex::decode(&details).into(),
         )))),
     }
 }

@@ -5,7 +5,6 @@
 //! When spans are exported (OTLP), the exported span ids are the ones sent on.
 
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState};
-use std::fmt::Write as _;
 use tonic::metadata::MetadataMap;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
@@ -20,13 +19,6 @@ pub struct TraceContext {
     /// The span id of the caller's span (the parent of ours), if there was one.
     parent_id: Option<[u8; 8]>,
     flags: u8,
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
 }
 
 fn parse_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
@@ -72,12 +64,12 @@ impl TraceContext {
 
     /// The trace id as 32 lowercase hex digits.
     pub fn trace_id(&self) -> String {
-        hex(&self.trace_id)
+        crate::hex::encode(&self.trace_id)
     }
 
     /// The caller's span id, if the trace came from the caller.
     pub fn parent_span_id(&self) -> Option<String> {
-        self.parent_id.map(|id| hex(&id))
+        self.parent_id.map(|id| crate::hex::encode(&id))
     }
 
     /// Makes `span` the caller's child in exported traces, and returns this
@@ -103,7 +95,7 @@ impl TraceContext {
     pub fn child_traceparent(&self) -> String {
         let mut span_id: [u8; 8] = rand::random();
         span_id[0] |= 1;
-        format!("00-{}-{}-{:02x}", hex(&self.trace_id), hex(&span_id), self.flags)
+        format!("00-{}-{}-{:02x}", crate::hex::encode(&self.trace_id), crate::hex::encode(&span_id), self.flags)
     }
 }
 

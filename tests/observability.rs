@@ -198,10 +198,6 @@ mod collector {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[tokio::test]
 async fn spans_are_exported_over_otlp_as_children_of_the_callers_span() {
     let (collector, collector_addr) = collector::start().await;
@@ -224,9 +220,9 @@ async fn spans_are_exported_over_otlp_as_children_of_the_callers_span() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let rpc = spans.iter().find(|s| s.name == "rpc").expect("the rpc span was exported");
-    assert_eq!(hex(&rpc.trace_id), TRACE_ID, "the caller's trace");
-    assert_eq!(hex(&rpc.parent_span_id), "00f067aa0ba902b7", "a child of the caller's span");
+    assert_eq!(mtr_sso::hex::encode(&rpc.trace_id), TRACE_ID, "the caller's trace");
+    assert_eq!(mtr_sso::hex::encode(&rpc.parent_span_id), "00f067aa0ba902b7", "a child of the caller's span");
     let upstream = spans.iter().find(|s| s.name == "upstream").expect("the upstream span was exported");
-    assert_eq!(hex(&upstream.trace_id), TRACE_ID);
+    assert_eq!(mtr_sso::hex::encode(&upstream.trace_id), TRACE_ID);
     assert_eq!(upstream.parent_span_id, rpc.span_id, "the vendor call is a child of the rpc");
 }

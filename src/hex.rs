@@ -1,0 +1,26 @@
+//! Lowercase hex, for trace ids and for outcomes stored as text in Redis.
+
+use std::fmt::Write as _;
+
+/// Bytes as lowercase hex.
+pub fn encode(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+/// Bytes of a hex string; pairs that are not hex are skipped (only this
+/// service's own `encode` output is ever decoded).
+pub fn decode(text: &str) -> Vec<u8> {
+    (0..text.len() / 2).filter_map(|i| u8::from_str_radix(text.get(i * 2..i * 2 + 2)?, 16).ok()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn decoding_reverses_encoding() {
+        assert_eq!(super::encode(&[0, 1, 171, 255]), "0001abff");
+        assert_eq!(super::decode(&super::encode(&[0, 1, 254, 255])), vec![0, 1, 254, 255]);
+    }
+}
