@@ -746,6 +746,13 @@ mod tests {
         Cli::try_parse_from(argv).expect("arguments parse")
     }
 
+    /// A fresh directory for a test's files.
+    fn scratch_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("mtr-sso-cfg-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("tmp dir");
+        dir
+    }
+
     const MINIMAL: &[&str] = &[
         "--broker-api-url",
         "https://broker.example.com",
@@ -808,8 +815,7 @@ mod tests {
 
     #[test]
     fn api_key_file_is_read_without_its_trailing_newline() {
-        let dir = std::env::temp_dir().join(format!("mtr-sso-cfg-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let dir = scratch_dir();
         let key = dir.join("key");
         std::fs::write(&key, "file-key\n").expect("write");
         let args = [
@@ -827,8 +833,7 @@ mod tests {
 
     #[test]
     fn tenants_file_with_several_tenants_needs_a_default() {
-        let dir = std::env::temp_dir().join(format!("mtr-sso-cfg-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let dir = scratch_dir();
         let file = dir.join("tenants.toml");
         let tenant = |name: &str| {
             format!(
@@ -857,8 +862,7 @@ mod tests {
 
     #[test]
     fn caller_authentication_needs_a_policy_and_a_policy_needs_a_way_to_authenticate() {
-        let dir = std::env::temp_dir().join(format!("mtr-sso-cfg-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let dir = scratch_dir();
         let policy = dir.join("policy.toml");
         std::fs::write(&policy, "[callers.crm]\nrpcs = [\"Login\"]\n").expect("write");
         let tokens = dir.join("tokens");

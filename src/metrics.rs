@@ -58,7 +58,7 @@ struct UpstreamLatencyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CircuitLabels {
+struct ApiLabels {
     tenant: String,
     api: &'static str,
 }
@@ -79,8 +79,8 @@ pub struct Metrics {
     upstream_requests: Family<UpstreamLabels, Counter>,
     upstream_seconds: Family<UpstreamLatencyLabels, Histogram>,
     upstream_retries: Family<UpstreamLatencyLabels, Counter>,
-    circuit_state: Family<CircuitLabels, Gauge>,
-    quota_left: Family<CircuitLabels, Gauge>,
+    circuit_state: Family<ApiLabels, Gauge>,
+    quota_left: Family<ApiLabels, Gauge>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -129,13 +129,13 @@ impl Metrics {
             "Vendor calls sent again after a refused connection",
             upstream_retries.clone(),
         );
-        let circuit_state = Family::<CircuitLabels, Gauge>::default();
+        let circuit_state = Family::<ApiLabels, Gauge>::default();
         registry.register(
             "mtr_sso_upstream_circuit_state",
             "Circuit breaker per tenant and API: 0 closed, 1 open, 2 half-open",
             circuit_state.clone(),
         );
-        let quota_left = Family::<CircuitLabels, Gauge>::default();
+        let quota_left = Family::<ApiLabels, Gauge>::default();
         registry.register(
             "mtr_sso_upstream_quota_tokens_left",
             "Calls left in the upstream quota bucket per tenant and API, as last seen by this replica",
@@ -217,12 +217,12 @@ impl Metrics {
 
     /// The circuit of a tenant's API changed state (or was confirmed).
     pub fn circuit(&self, tenant: &str, api: &'static str, state: crate::upstream::resilience::CircuitState) {
-        self.circuit_state.get_or_create(&CircuitLabels { tenant: tenant.to_string(), api }).set(state as i64);
+        self.circuit_state.get_or_create(&ApiLabels { tenant: tenant.to_string(), api }).set(state as i64);
     }
 
     /// Calls left in a tenant API's quota bucket after the latest call.
     pub fn quota_left(&self, tenant: &str, api: &'static str, left: u32) {
-        self.quota_left.get_or_create(&CircuitLabels { tenant: tenant.to_string(), api }).set(i64::from(left));
+        self.quota_left.get_or_create(&ApiLabels { tenant: tenant.to_string(), api }).set(i64::from(left));
     }
 
     /// The metrics in the OpenMetrics text format Prometheus scrapes.

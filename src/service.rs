@@ -134,6 +134,12 @@ impl SsoGateway {
         }
     }
 
+    /// The caller's name when callers are authenticated (limits and idempotency
+    /// keys are scoped by it); `None` in an open deployment.
+    fn authenticated_caller(&self, rpc: &Rpc) -> Option<String> {
+        self.callers.as_ref().and(rpc.caller.as_ref().ok().cloned())
+    }
+
     /// Authentication first, then the tenant, then the policy.
     fn admit(&self, rpc: &Rpc) -> Result<(), SsoError> {
         let Some(callers) = &self.callers else { return Ok(()) };
@@ -446,7 +452,7 @@ impl SsoService for SsoGateway {
     ) -> Result<Response<proto::CreateAccountResponse>, Status> {
         let rpc = self.begin("CreateAccount", &request, &request.get_ref().tenant);
         let deadline = rpc.deadline;
-        let caller = self.callers.as_ref().and(rpc.caller.as_ref().ok().cloned());
+        let caller = self.authenticated_caller(&rpc);
         self.observe(rpc, SsoGateway::create_account(self, request.into_inner(), deadline, caller)).await
     }
 
@@ -456,14 +462,14 @@ impl SsoService for SsoGateway {
     ) -> Result<Response<proto::IssueOneTimeTokenResponse>, Status> {
         let rpc = self.begin("IssueOneTimeToken", &request, &request.get_ref().tenant);
         let deadline = rpc.deadline;
-        let caller = self.callers.as_ref().and(rpc.caller.as_ref().ok().cloned());
+        let caller = self.authenticated_caller(&rpc);
         self.observe(rpc, SsoGateway::issue_one_time_token(self, request.into_inner(), deadline, caller)).await
     }
 
     async fn login(&self, request: Request<proto::LoginRequest>) -> Result<Response<proto::LoginResponse>, Status> {
         let rpc = self.begin("Login", &request, &request.get_ref().tenant);
         let deadline = rpc.deadline;
-        let caller = self.callers.as_ref().and(rpc.caller.as_ref().ok().cloned());
+        let caller = self.authenticated_caller(&rpc);
         self.observe(rpc, SsoGateway::login(self, request.into_inner(), deadline, caller)).await
     }
 
