@@ -174,10 +174,12 @@ impl SsoGateway {
         let started = std::time::Instant::now();
         // A full service answers at once: an unbounded queue would only turn
         // overload into timeouts for everyone.
-        let result = match (self.in_flight.clone().try_acquire_owned(), self.admit(&rpc)) {
-            (Ok(_permit), Ok(())) => trace_context::scope(trace, call).instrument(span).await,
-            (Err(_), _) => Err(SsoError::Overloaded { limit: self.max_in_flight }),
-            (Ok(_), Err(refused)) => Err(refused),
+        let result = match self.in_flight.clone().try_acquire_owned() {
+            Err(_) => Err(SsoError::Overloaded { limit: self.max_in_flight }),
+            Ok(_permit) => match self.admit(&rpc) {
+                Ok(()) => trace_context::scope(trace, call).instrument(span).await,
+                Err(refused) => Err(refused),
+            },
         };
         let elapsed = started.elapsed();
         let latency_us = elapsed.as_micros() as u64;
