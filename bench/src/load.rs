@@ -21,9 +21,12 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 pub const EMAIL: &str = "bench@example.com";
 pub const PASSWORD: &str = "bench-password";
 pub const BROKER_ID: &str = "1";
+/// Long enough for the in-flight burst, where calls beyond the gateway's
+/// upstream concurrency limit wait for a slot.
+const RPC_DEADLINE: Duration = Duration::from_secs(30);
 
 /// Which operation a call performs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Operation {
     IssueOneTimeToken,
     Login,
@@ -84,7 +87,7 @@ impl Call {
                     Operation::IssueOneTimeToken => {
                         let mut request =
                             tonic::Request::new(IssueOneTimeTokenRequest { email: EMAIL.into(), ..Default::default() });
-                        request.set_timeout(Duration::from_secs(10));
+                        request.set_timeout(RPC_DEADLINE);
                         client.issue_one_time_token(request).await.map(|_| ())
                     }
                     Operation::Login => {
@@ -93,7 +96,7 @@ impl Call {
                             password: PASSWORD.into(),
                             ..Default::default()
                         });
-                        request.set_timeout(Duration::from_secs(10));
+                        request.set_timeout(RPC_DEADLINE);
                         client.login(request).await.map(|_| ())
                     }
                 };

@@ -46,6 +46,13 @@ struct Args {
     /// Where to write the JSON results.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Only run B for this operation at `--rate` for `--duration`, printing the
+    /// gateway's pid first so a profiler can attach (see BENCHMARKS.md).
+    #[arg(long, value_enum)]
+    single: Option<Operation>,
+    /// An extra flag for the gateway (repeatable), e.g. `--gateway-arg=--worker-threads=1`.
+    #[arg(long = "gateway-arg", allow_hyphen_values = true)]
+    gateway_args: Vec<String>,
 }
 
 struct Run {
@@ -65,6 +72,25 @@ impl Run {
             ));
         }
     }
+}
+
+/// One open-loop phase of B, for profiling the gateway under one kind of load.
+async fn single_phase(gateway: &process::Gateway, call: &Call, args: &Args) -> anyhow::Result<()> {
+    println!("gateway pid {}", gateway.pid);
+    let cpu_before = gateway.cpu_time()?;
+    let outcome = load::open_loop(call, args.rate, args.duration).await;
+    let cpu = gateway.cpu_time()? - cpu_before;
+    println!(
+        "{} RPCs at {}/s: p50 {} µs, p99 {} µs, gateway CPU {:.1} µs per RPC, {} errors",
+        outcome.completed,
+        args.rate,
+        outcome.quantile_us(0.5),
+        outcome.quantile_us(0.99),
+        cpu.as_secs_f64() * 1e6 / outcome.completed.max(1) as f64,
+        outcome.errors
+    );
+    anyhow::ensure!(outcome.errors == 0, "{} requests did not answer OK", outcome.errors);
+    Ok(())
 }
 
 fn target(met: bool) -> &'static str {
@@ -91,14 +117,14 @@ async fn main() -> anyhow::Result<()> {
     // Cold starts: exec to the first SERVING answer.
     let mut starts = Vec::new();
     for _ in 0..args.starts {
-        let gateway = process::start(&args.gateway_bin, &tenants).await?;
+        let gateway = process::start(&args.gateway_bin, &tenants, &args.gateway_args).await?;
         starts.push(gateway.exec_to_serving);
         gateway.stop().await?;
     }
     starts.sort();
     let start_median = starts[starts.len() / 2];
 
-    let gateway = process::start(&args.gateway_bin, &tenants).await?;
+    let gateway = process::start(&args.gateway_bin, &tenants, &args.gateway_args).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (rss_idle_kib, _) = gateway.memory_kib()?;
     let channels = gateway.channels(4).await?;
@@ -110,6 +136,13 @@ async fn main() -> anyhow::Result<()> {
     // Warm both paths' connection pools before measuring.
     run.check("warm-up A", &load::closed_loop(&rest(Operation::Login), 8, Duration::from_millis(500)).await);
     run.check("warm-up B", &load::closed_loop(&rpc(Operation::Login), 8, Duration::from_millis(500)).await);
+
+    if let Some(operation) = args.single {
+        let outcome = single_phase(&gateway, &rpc(operation), &args).await;
+        gateway.stop().await?;
+        let _ = std::fs::remove_dir_all(&dir);
+        return outcome;
+    }
 
     // Added latency at a fixed rate, and CPU per RPC at that rate.
     let mut latency = Vec::new();
@@ -142,13 +175,16 @@ async fn main() -> anyhow::Result<()> {
     run.check("B Login, 5 ms upstream", &b_slow);
     let connections_b = upstream.take_connection_count();
 
-    // Memory with many RPCs in flight: the upstream holds each answer for a second.
+    // Memory with many RPCs in flight: the upstream holds each answer for a
+    // second, so calls beyond the gateway's upstream concurrency limit wait.
     upstream.set_delay(Duration::from_secs(1));
+    upstream.take_connection_count();
     let wide = gateway.channels(args.in_flight.div_ceil(100)).await?;
     let burst_call = Call::Rpc { channels: wide, operation: Operation::Login };
     let burst = tokio::spawn(async move { load::burst(&burst_call, args.in_flight).await });
     tokio::time::sleep(Duration::from_millis(700)).await;
     let (rss_in_flight_kib, _) = gateway.memory_kib()?;
+    let connections_in_flight = upstream.take_connection_count();
     let burst = burst.await?;
     run.check("in-flight burst", &burst);
     upstream.set_delay(Duration::ZERO);
@@ -166,7 +202,7 @@ async fn main() -> anyhow::Result<()> {
         "phase_duration_s": args.duration.as_secs_f64(),
         "concurrency": args.concurrency,
         "exec_to_serving_ms": { "median": start_median.as_secs_f64() * 1e3, "all": starts.iter().map(|d| d.as_secs_f64() * 1e3).collect::<Vec<_>>() },
-        "rss_kib": { "idle": rss_idle_kib, "in_flight": rss_in_flight_kib, "in_flight_count": args.in_flight, "after_load": rss_after_kib, "peak": rss_peak_kib },
+        "rss_kib": { "idle": rss_idle_kib, "in_flight": rss_in_flight_kib, "in_flight_count": args.in_flight, "upstream_connections_in_flight": connections_in_flight, "after_load": rss_after_kib, "peak": rss_peak_kib },
         "max_throughput_per_s": { "B_issue_one_time_token": b_max.summary(), "C_health": c_max.summary(), "ratio_B_over_C": ratio },
         "cpu_us_per_rpc_at_max": cpu_at_max_us,
         "upstream_5ms": { "A_login": a_slow.summary(), "B_login": b_slow.summary(), "upstream_connections_A": connections_a, "upstream_connections_B": connections_b },
@@ -216,8 +252,9 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("| RSS idle | {:.1} MB | ≤ 8 MB ({}) |", rss_idle_kib as f64 / 1024.0, target(rss_idle_kib <= 8 * 1024));
     println!(
-        "| RSS at {} in flight | {:.1} MB | ≤ 25 MB ({}) |",
+        "| RSS at {} in flight ({} upstream connections) | {:.1} MB | ≤ 25 MB ({}) |",
         args.in_flight,
+        connections_in_flight,
         rss_in_flight_kib as f64 / 1024.0,
         target(rss_in_flight_kib <= 25 * 1024)
     );

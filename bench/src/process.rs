@@ -42,7 +42,7 @@ fn free_port() -> anyhow::Result<std::net::SocketAddr> {
 }
 
 /// Starts the gateway and waits until its health check says SERVING.
-pub async fn start(binary: &Path, tenants: &Path) -> anyhow::Result<Gateway> {
+pub async fn start(binary: &Path, tenants: &Path, extra_args: &[String]) -> anyhow::Result<Gateway> {
     let addr = free_port()?;
     let started = Instant::now();
     let child = tokio::process::Command::new(binary)
@@ -53,6 +53,10 @@ pub async fn start(binary: &Path, tenants: &Path) -> anyhow::Result<Gateway> {
         .args(["--log-format", "json", "--shutdown-grace", "2s"])
         // The benchmark measures the gateway's cost, not its limits.
         .args(["--upstream-quota-per-minute", "0", "--email-limit-per-minute", "0", "--caller-limit-per-minute", "0"])
+        // In the in-flight burst, calls beyond the upstream concurrency limit
+        // wait for a slot longer than the default 10 s upstream budget.
+        .args(["--upstream-timeout", "30s"])
+        .args(extra_args)
         .stdin(Stdio::null())
         // Logs are still formatted and written, as in production; only not kept.
         .stdout(Stdio::null())

@@ -1,22 +1,21 @@
 //! An upstream that answers instantly with fixed bytes (or after a set
-//! delay), so the benchmark measures the gateway, not a vendor emulation.
-//! It speaks HTTP/1.1 like the vendor and counts the connections it accepts.
+//! delay), so the benchmark measures the gateway, not a vendor emulation. It
+//! speaks just enough HTTP/1.1 (keep-alive, `Content-Length` bodies) and counts
+//! the connections that carried requests. It is hand-written rather than a web framework
+//! because it shares the machine's CPUs with the gateway: the less it costs,
+//! the less it takes from the side being measured.
 
-use axum::{
-    Router,
-    extract::{ConnectInfo, State},
-    http::header,
-    response::{IntoResponse, Response},
-    routing::post,
-};
 use std::{
-    collections::HashSet,
     net::SocketAddr,
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
 };
 
 pub const API_KEY: &str = "bench-api-key";
@@ -30,7 +29,9 @@ const REFRESH_COOKIE: &str =
 #[derive(Debug, Default)]
 pub struct Upstream {
     delay_us: AtomicU64,
-    peers: Mutex<HashSet<SocketAddr>>,
+    /// Bumped by each count taken, so each connection is counted once per count.
+    epoch: AtomicU64,
+    connections_used: AtomicUsize,
 }
 
 impl Upstream {
@@ -39,48 +40,107 @@ impl Upstream {
         self.delay_us.store(delay.as_micros() as u64, Ordering::Relaxed);
     }
 
-    /// Connections accepted since the last reset.
+    /// Connections that carried a request since the last call.
     pub fn take_connection_count(&self) -> usize {
-        let mut peers = self.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let count = peers.len();
-        peers.clear();
-        count
+        self.epoch.fetch_add(1, Ordering::Relaxed);
+        self.connections_used.swap(0, Ordering::Relaxed)
     }
+}
 
-    async fn pause(&self, peer: SocketAddr) {
-        self.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(peer);
-        let delay = self.delay_us.load(Ordering::Relaxed);
-        if delay > 0 {
-            tokio::time::sleep(Duration::from_micros(delay)).await;
+/// The complete answers, built once.
+struct Answers {
+    one_time_token: Vec<u8>,
+    login: Vec<u8>,
+    not_found: Vec<u8>,
+}
+
+impl Answers {
+    fn new() -> Self {
+        let ok = |body: &str, cookies: &[&str]| {
+            let mut head = String::from("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n");
+            for cookie in cookies {
+                head.push_str(&format!("set-cookie: {cookie}\r\n"));
+            }
+            format!("{head}content-length: {}\r\n\r\n{body}", body.len()).into_bytes()
+        };
+        Self {
+            one_time_token: ok(ONE_TIME_TOKEN_BODY, &[]),
+            login: ok(LOGIN_BODY, &[SESSION_COOKIE, REFRESH_COOKIE]),
+            not_found: b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_vec(),
         }
     }
-}
 
-async fn one_time_token(State(up): State<Arc<Upstream>>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
-    up.pause(peer).await;
-    ([(header::CONTENT_TYPE, "application/json")], ONE_TIME_TOKEN_BODY).into_response()
-}
-
-async fn login(State(up): State<Arc<Upstream>>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
-    up.pause(peer).await;
-    let mut response = ([(header::CONTENT_TYPE, "application/json")], LOGIN_BODY).into_response();
-    for cookie in [SESSION_COOKIE, REFRESH_COOKIE] {
-        response.headers_mut().append(header::SET_COOKIE, header::HeaderValue::from_static(cookie));
+    fn for_path(&self, path: &[u8]) -> &[u8] {
+        match path {
+            b"/v1/one-time-token" => &self.one_time_token,
+            b"/manager/mtr-login" => &self.login,
+            _ => &self.not_found,
+        }
     }
-    response
 }
 
 /// Starts the upstream on an OS-picked loopback port.
 pub async fn start() -> anyhow::Result<(Arc<Upstream>, SocketAddr)> {
     let upstream = Arc::new(Upstream::default());
-    let app = Router::new()
-        .route("/v1/one-time-token", post(one_time_token))
-        .route("/manager/mtr-login", post(login))
-        .with_state(upstream.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let answers = Arc::new(Answers::new());
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
+    let shared = upstream.clone();
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await;
+        while let Ok((stream, _)) = listener.accept().await {
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(serve(stream, shared.clone(), answers.clone()));
+        }
     });
     Ok((upstream, addr))
+}
+
+/// Answers the requests of one keep-alive connection, one at a time.
+async fn serve(mut stream: TcpStream, upstream: Arc<Upstream>, answers: Arc<Answers>) {
+    let mut buffer = Vec::with_capacity(4096);
+    let mut counted_in = u64::MAX;
+    loop {
+        let Some((path, used)) = next_request(&mut stream, &mut buffer).await else { return };
+        let epoch = upstream.epoch.load(Ordering::Relaxed);
+        if counted_in != epoch {
+            counted_in = epoch;
+            upstream.connections_used.fetch_add(1, Ordering::Relaxed);
+        }
+        let delay = upstream.delay_us.load(Ordering::Relaxed);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_micros(delay)).await;
+        }
+        if stream.write_all(answers.for_path(&path)).await.is_err() {
+            return;
+        }
+        buffer.drain(..used);
+    }
+}
+
+/// Reads until one whole request (head and `Content-Length` body) is
+/// buffered; returns its path and length, or `None` when the peer is gone.
+async fn next_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<(Vec<u8>, usize)> {
+    loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = &buffer[..end];
+            let path = head.split(|&b| b == b' ').nth(1)?.to_vec();
+            let length = head
+                .split(|&b| b == b'\n')
+                .find_map(|line| {
+                    let line = std::str::from_utf8(line).ok()?.trim();
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            let total = end + 4 + length;
+            if buffer.len() >= total {
+                return Some((path, total));
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
