@@ -14,6 +14,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod hex;
 pub mod idempotency;
+pub mod json_log;
 pub mod metrics;
 pub mod proto;
 pub mod quota;

@@ -7,10 +7,10 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
 use std::time::Duration;
-use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+use tracing_subscriber::{EnvFilter, filter::filter_fn, fmt, prelude::*};
 use url::Url;
 
-use crate::config::LogFormat;
+use crate::{config::LogFormat, json_log::JsonLines};
 
 /// Keeps the span exporter alive; [`Telemetry::shutdown`] flushes it.
 #[derive(Debug, Default)]
@@ -48,9 +48,14 @@ pub fn init(format: LogFormat, filter: &str, otlp_endpoint: Option<&Url>) -> Res
         None => None,
     };
     let export = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("mtr-sso")));
-    let text = (format == LogFormat::Text).then(|| fmt::layer().with_target(false).with_ansi(ansi));
-    let json = (format == LogFormat::Json)
-        .then(|| fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false));
+    // Log lines carry their own fields (the one line per RPC has them all), so
+    // the log layers see events only. Spans then exist only for the exporter:
+    // without one no span is built at all, and with one the log layers still
+    // do not format every span's fields on the hot path.
+    let events_only = || filter_fn(|metadata| metadata.is_event());
+    let text =
+        (format == LogFormat::Text).then(|| fmt::layer().with_target(false).with_ansi(ansi).with_filter(events_only()));
+    let json = (format == LogFormat::Json).then(|| fmt::layer().event_format(JsonLines).with_filter(events_only()));
     tracing_subscriber::registry()
         .with(filter)
         .with(text)
