@@ -157,6 +157,7 @@ pub fn upstream_code_and_reason(fault: &UpstreamFault) -> (Code, &'static str) {
         UpstreamFault::RateLimited { .. } => (Code::ResourceExhausted, "UPSTREAM_RATE_LIMITED"),
         UpstreamFault::QuotaExhausted { .. } => (Code::ResourceExhausted, "UPSTREAM_QUOTA_EXHAUSTED"),
         UpstreamFault::CircuitOpen { .. } => (Code::Unavailable, "UPSTREAM_CIRCUIT_OPEN"),
+        UpstreamFault::Busy => (Code::DeadlineExceeded, "UPSTREAM_BUSY"),
         // Our own key or permissions: the operator must fix the deployment,
         // the caller can do nothing, so this is not the caller's UNAUTHENTICATED.
         UpstreamFault::ApiKeyRejected => (Code::Internal, "UPSTREAM_REJECTED_API_KEY"),

@@ -196,6 +196,7 @@ impl Metrics {
             (None, Some(UpstreamFault::ConnectFailed)) => "connect_error".into(),
             (None, Some(UpstreamFault::Timeout)) => "timeout".into(),
             (None, Some(UpstreamFault::QuotaExhausted { .. })) => "quota_exhausted".into(),
+            (None, Some(UpstreamFault::Busy)) => "busy".into(),
             (None, Some(UpstreamFault::CircuitOpen { .. })) => "circuit_open".into(),
             (None, _) => "connection_lost".into(),
         };

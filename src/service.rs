@@ -4,7 +4,7 @@
 //! applies the per-caller and per-email limits, and runs the vendor calls of
 //! its seed flow within the RPC's deadline; CreateAccount honours idempotency keys.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 use tonic::{Code, Request, Response, Status};
@@ -74,11 +74,16 @@ impl SsoGateway {
     /// caller identity to limit, so only the email limit applies there.
     async fn throttle(&self, caller: Option<&str>, tenant: &str, email: &str) -> Result<(), SsoError> {
         let Some((buckets, limits)) = &self.throttles else { return Ok(()) };
-        if let Some(caller) = caller {
+        if let Some(caller) = caller
+            && limits.caller_per_minute > 0
+        {
             buckets
                 .take(&format!("caller:{caller}"), limits.caller_per_minute)
                 .await
                 .map_err(|retry_after| SsoError::Throttled { scope: ThrottleScope::Caller, retry_after })?;
+        }
+        if limits.email_per_minute == 0 {
+            return Ok(());
         }
         buckets
             .take(&quota::email_key(tenant, email), limits.email_per_minute)
@@ -153,10 +158,14 @@ impl SsoGateway {
 
     /// Runs one RPC inside its span and trace, counts it, and logs one line
     /// with method, tenant, caller, code, reason, latency and trace id.
+    ///
+    /// The call comes boxed: it holds the whole upstream exchange, and moving
+    /// it by value through this wrapper, the trace scope and the span would
+    /// copy it at every layer and make every in-flight RPC several times its size.
     async fn observe<T>(
         &self,
         rpc: Rpc,
-        call: impl Future<Output = Result<T, SsoError>>,
+        call: Pin<Box<dyn Future<Output = Result<T, SsoError>> + Send + '_>>,
     ) -> Result<Response<T>, Status> {
         let caller = rpc.caller.as_deref().unwrap_or("unauthenticated").to_string();
         let span = tracing::info_span!(
@@ -455,7 +464,7 @@ impl SsoService for SsoGateway {
         let rpc = self.begin("CreateAccount", &request, &request.get_ref().tenant);
         let deadline = rpc.deadline;
         let caller = self.authenticated_caller(&rpc);
-        self.observe(rpc, SsoGateway::create_account(self, request.into_inner(), deadline, caller)).await
+        self.observe(rpc, Box::pin(SsoGateway::create_account(self, request.into_inner(), deadline, caller))).await
     }
 
     async fn issue_one_time_token(
@@ -465,14 +474,15 @@ impl SsoService for SsoGateway {
         let rpc = self.begin("IssueOneTimeToken", &request, &request.get_ref().tenant);
         let deadline = rpc.deadline;
         let caller = self.authenticated_caller(&rpc);
-        self.observe(rpc, SsoGateway::issue_one_time_token(self, request.into_inner(), deadline, caller)).await
+        self.observe(rpc, Box::pin(SsoGateway::issue_one_time_token(self, request.into_inner(), deadline, caller)))
+            .await
     }
 
     async fn login(&self, request: Request<proto::LoginRequest>) -> Result<Response<proto::LoginResponse>, Status> {
         let rpc = self.begin("Login", &request, &request.get_ref().tenant);
         let deadline = rpc.deadline;
         let caller = self.authenticated_caller(&rpc);
-        self.observe(rpc, SsoGateway::login(self, request.into_inner(), deadline, caller)).await
+        self.observe(rpc, Box::pin(SsoGateway::login(self, request.into_inner(), deadline, caller))).await
     }
 
     async fn refresh(
@@ -481,6 +491,6 @@ impl SsoService for SsoGateway {
     ) -> Result<Response<proto::RefreshResponse>, Status> {
         let rpc = self.begin("Refresh", &request, &request.get_ref().tenant);
         let deadline = rpc.deadline;
-        self.observe(rpc, SsoGateway::refresh(self, request.into_inner(), deadline)).await
+        self.observe(rpc, Box::pin(SsoGateway::refresh(self, request.into_inner(), deadline))).await
     }
 }

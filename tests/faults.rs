@@ -1,7 +1,8 @@
 //! Upstream faults × every RPC: each call ends within its deadline with the
 //! mapped code, CreateAccount reaches the vendor at most once, refused
 //! connections are retried inside the deadline, a failing upstream opens the
-//! circuit, and afterwards open sockets and tasks are back to their baseline.
+//! circuit, calls beyond the concurrency limit wait and are never sent if no
+//! slot frees up, and afterwards open sockets and tasks are back to their baseline.
 
 mod common;
 
@@ -176,35 +177,32 @@ async fn gateway_for(url: &str, resilience: ResilienceSettings) -> Gateway {
 
 /// Calls `rpc` with a 500 ms deadline; returns the code and reason and checks the time.
 async fn call(gateway: &mut Gateway, rpc: &str) -> (Code, String) {
+    let client = &mut gateway.client;
     const DEADLINE: Duration = Duration::from_millis(500);
     let started = Instant::now();
     let outcome = match rpc {
-        "CreateAccount" => gateway
-            .client
+        "CreateAccount" => client
             .create_account(common::with_deadline(common::new_account("ada@example.com"), DEADLINE))
             .await
             .map(|r| {
                 // A created account is returned even when signing it in failed.
                 r.into_inner().sign_in_error.map(|e| e.reason).unwrap_or_default()
             }),
-        "IssueOneTimeToken" => gateway
-            .client
+        "IssueOneTimeToken" => client
             .issue_one_time_token(common::with_deadline(
                 IssueOneTimeTokenRequest { email: "a@b.co".into(), ..Default::default() },
                 DEADLINE,
             ))
             .await
             .map(|_| String::new()),
-        "Login" => gateway
-            .client
+        "Login" => client
             .login(common::with_deadline(
                 LoginRequest { email: "a@b.co".into(), password: "pw".into(), ..Default::default() },
                 DEADLINE,
             ))
             .await
             .map(|_| String::new()),
-        _ => gateway
-            .client
+        _ => client
             .refresh(common::with_deadline(
                 RefreshRequest { refresh_token: "rt-1".into(), ..Default::default() },
                 DEADLINE,
@@ -431,4 +429,36 @@ async fn a_failing_upstream_opens_the_circuit_and_calls_then_fail_fast_until_a_p
     assert_eq!(call(&mut gateway, "Login").await.1, "UPSTREAM_UNAVAILABLE", "one probe goes out after the cooldown");
     assert_eq!(server.hits("/manager/mtr-login"), 4);
     assert_eq!(call(&mut gateway, "Login").await.1, "UPSTREAM_CIRCUIT_OPEN", "the failed probe opened it again");
+}
+
+#[tokio::test]
+async fn calls_beyond_the_concurrency_limit_wait_for_a_slot_and_are_never_sent_if_none_frees_up() {
+    let server = FaultServer::start(Fault::Hang).await;
+    let resilience = ResilienceSettings { max_concurrent_calls: 2, ..ResilienceSettings::off() };
+    let mut gateway = gateway_for(&server.url(), resilience).await;
+    // Two calls with a long deadline take both slots; the vendor never answers them.
+    let mut calls = JoinSet::new();
+    for _ in 0..2 {
+        let mut client = gateway.client.clone();
+        calls.spawn(async move {
+            let request = IssueOneTimeTokenRequest { email: "a@b.co".into(), ..Default::default() };
+            let status = client
+                .issue_one_time_token(common::with_deadline(request, Duration::from_millis(1500)))
+                .await
+                .expect_err("the vendor never answers");
+            (status.code(), reason(&status))
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let busy = call(&mut gateway, "IssueOneTimeToken").await;
+    assert_eq!(busy, (Code::DeadlineExceeded, "UPSTREAM_BUSY".to_string()), "it waited for a slot, then gave up");
+    assert_eq!(server.hits("/v1/one-time-token"), 2, "the waiting call was never sent");
+    while let Some(outcome) = calls.join_next().await {
+        assert_eq!(outcome.expect("call"), (Code::DeadlineExceeded, "UPSTREAM_TIMEOUT".to_string()));
+    }
+    // The slots came back when their calls ended.
+    assert_eq!(call(&mut gateway, "IssueOneTimeToken").await.1, "UPSTREAM_TIMEOUT");
+    assert_eq!(server.hits("/v1/one-time-token"), 3);
+    let metrics = gateway.metrics.render();
+    assert!(metrics.contains("status=\"busy\"} 1"), "the refusal is counted:\n{metrics}");
 }

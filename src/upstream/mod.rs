@@ -104,6 +104,9 @@ pub enum UpstreamFault {
     QuotaExhausted { retry_after: std::time::Duration },
     /// The circuit is open after consecutive failures: the call was not sent.
     CircuitOpen { retry_after: std::time::Duration },
+    /// Every slot for calls to this API stayed taken until the deadline: the
+    /// call was not sent.
+    Busy,
 }
 
 impl UpstreamError {
@@ -119,6 +122,7 @@ impl UpstreamError {
             UpstreamFault::Protocol { .. } => true,
             UpstreamFault::QuotaExhausted { .. }
             | UpstreamFault::CircuitOpen { .. }
+            | UpstreamFault::Busy
             | UpstreamFault::ConnectFailed
             | UpstreamFault::ApiKeyRejected
             | UpstreamFault::PermissionDenied
@@ -163,6 +167,10 @@ impl fmt::Display for UpstreamError {
             }
             UpstreamFault::CircuitOpen { .. } => {
                 "the upstream failed repeatedly; calls fail fast until it recovers, this one was not sent".to_string()
+            }
+            UpstreamFault::Busy => {
+                "all calls this service allows at once to the upstream were busy until the deadline; this one was not sent"
+                    .to_string()
             }
         };
         write!(f, "{what} ({}", self.endpoint)?;

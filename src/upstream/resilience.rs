@@ -20,6 +20,9 @@ pub struct ResilienceSettings {
     pub max_attempts: u32,
     /// Backoff before the first retry; it doubles for each further one.
     pub base_backoff: Duration,
+    /// Calls in flight at once to one tenant's API; more wait for a slot
+    /// within their deadline. 0: no limit.
+    pub max_concurrent_calls: usize,
 }
 
 impl Default for ResilienceSettings {
@@ -29,14 +32,15 @@ impl Default for ResilienceSettings {
             breaker_cooldown: Duration::from_secs(10),
             max_attempts: 3,
             base_backoff: Duration::from_millis(50),
+            max_concurrent_calls: 64,
         }
     }
 }
 
 impl ResilienceSettings {
-    /// No breaker and no retries: every call behaves on its own (tests).
+    /// No breaker, no retries, no concurrency limit: every call behaves on its own (tests).
     pub fn off() -> Self {
-        Self { breaker_failures: 0, max_attempts: 1, ..Self::default() }
+        Self { breaker_failures: 0, max_attempts: 1, max_concurrent_calls: 0, ..Self::default() }
     }
 
     /// The wait before retry number `retry` (1-based): half fixed, half

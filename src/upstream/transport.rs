@@ -30,7 +30,9 @@ pub fn build_http_client(settings: &HttpSettings) -> Result<reqwest::Client, req
     reqwest::Client::builder()
         .user_agent(settings.user_agent.as_str())
         .connect_timeout(settings.connect_timeout)
-        .timeout(settings.upstream_timeout)
+        // No client-wide or per-request timeout: every exchange runs under its
+        // RPC's deadline (at most --upstream-timeout), and each extra timer
+        // costs a wake-up of the I/O driver per call.
         // A redirect from these APIs means a login page or bot wall, never a result.
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(60))
@@ -69,14 +71,34 @@ pub(crate) struct Observer {
     pub tenant: String,
     api: &'static str,
     pub accounting: std::sync::Arc<Accounting>,
+    /// The quota bucket of this tenant's API.
+    bucket: String,
+    /// Slots for calls in flight to this tenant's API, if limited.
+    slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
     breaker: std::sync::Arc<Breaker>,
+    /// The circuit state last published as a metric (-1: none yet), so the
+    /// gauge is written when the state changes, not on every call.
+    circuit_published: std::sync::Arc<std::sync::atomic::AtomicI64>,
     retry_budget: std::sync::Arc<RetryBudget>,
 }
 
 impl Observer {
     pub(crate) fn new(tenant: &str, api: &'static str, accounting: std::sync::Arc<Accounting>) -> Self {
         let breaker = std::sync::Arc::new(Breaker::new(accounting.resilience));
-        Self { tenant: tenant.to_string(), api, accounting, breaker, retry_budget: Default::default() }
+        let slots = match accounting.resilience.max_concurrent_calls {
+            0 => None,
+            slots => Some(std::sync::Arc::new(tokio::sync::Semaphore::new(slots))),
+        };
+        Self {
+            tenant: tenant.to_string(),
+            api,
+            accounting,
+            bucket: format!("upstream:{tenant}:{api}"),
+            slots,
+            breaker,
+            circuit_published: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(-1)),
+            retry_budget: Default::default(),
+        }
     }
 }
 
@@ -120,15 +142,25 @@ pub(crate) async fn exchange(
     let mut admitted = false;
     let mut last_budget = Duration::ZERO;
     let result = async {
+        // A slot first: beyond the limit a call waits here, holding no connection.
+        let _slot = match &observer.slots {
+            Some(slots) => match tokio::time::timeout_at(deadline.instant(), slots.acquire()).await {
+                Ok(Ok(slot)) => Some(slot),
+                // The semaphore is never closed.
+                Ok(Err(_)) => None,
+                Err(_) => return Err(UpstreamError::new(endpoint, None, UpstreamFault::Busy)),
+            },
+            None => None,
+        };
         // The vendor's limit is per API key (and per platform) for the whole fleet.
-        let bucket = format!("upstream:{}:{}", observer.tenant, observer.api);
         let per_minute = observer.accounting.upstream_per_minute;
-        match observer.accounting.buckets.take(&bucket, per_minute).await {
-            Ok(left) if per_minute > 0 => observer.accounting.metrics.quota_left(&observer.tenant, observer.api, left),
-            Ok(_) => {}
-            Err(retry_after) => {
-                observer.accounting.metrics.quota_left(&observer.tenant, observer.api, 0);
-                return Err(UpstreamError::new(endpoint, None, UpstreamFault::QuotaExhausted { retry_after }));
+        if per_minute > 0 {
+            match observer.accounting.buckets.take(&observer.bucket, per_minute).await {
+                Ok(left) => observer.accounting.metrics.quota_left(&observer.tenant, observer.api, left),
+                Err(retry_after) => {
+                    observer.accounting.metrics.quota_left(&observer.tenant, observer.api, 0);
+                    return Err(UpstreamError::new(endpoint, None, UpstreamFault::QuotaExhausted { retry_after }));
+                }
             }
         }
         if let Err(retry_after) = observer.breaker.admit() {
@@ -170,7 +202,9 @@ pub(crate) async fn exchange(
             },
         };
         let state = observer.breaker.record(healthy);
-        observer.accounting.metrics.circuit(&observer.tenant, observer.api, state);
+        if observer.circuit_published.swap(state as i64, std::sync::atomic::Ordering::Relaxed) != state as i64 {
+            observer.accounting.metrics.circuit(&observer.tenant, observer.api, state);
+        }
     }
 
     let latency = started.elapsed();
@@ -180,7 +214,7 @@ pub(crate) async fn exchange(
         Ok(answer) => {
             metrics.upstream_call(&observer.tenant, endpoint, Some(answer.status), None, latency);
             span.record("http.status", answer.status);
-            span.in_scope(|| tracing::debug!(status = answer.status, "upstream answered"));
+            tracing::debug!(tenant = %observer.tenant, endpoint = endpoint.name(), status = answer.status, ?latency, "upstream answered");
             Ok(answer)
         }
         Err(error) => {
@@ -188,7 +222,7 @@ pub(crate) async fn exchange(
             if let Some(status) = error.status {
                 span.record("http.status", status);
             }
-            span.in_scope(|| tracing::debug!(%error, "upstream call failed"));
+            tracing::debug!(tenant = %observer.tenant, endpoint = endpoint.name(), %error, ?latency, "upstream call failed");
             Err(error)
         }
     }
@@ -207,14 +241,13 @@ async fn send_once(
         // Nothing was sent, so even a create is known not to have happened.
         return Err(UpstreamError::new(endpoint, None, UpstreamFault::Timeout));
     }
-    let Some(mut attempt) = request.try_clone() else {
+    let Some(attempt) = request.try_clone() else {
         return Err(UpstreamError::new(
             endpoint,
             None,
             UpstreamFault::Protocol { problem: "the request cannot be re-sent" },
         ));
     };
-    *attempt.timeout_mut() = Some(budget);
     let call = async {
         let response = client.execute(attempt).await.map_err(|e| transport_error(endpoint, None, &e))?;
         let status = response.status().as_u16();
