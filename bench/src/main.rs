@@ -12,6 +12,7 @@
 
 mod load;
 mod process;
+mod relay;
 mod upstream;
 
 use clap::Parser;
@@ -50,6 +51,9 @@ struct Args {
     /// gateway's pid first so a profiler can attach (see BENCHMARKS.md).
     #[arg(long, value_enum)]
     single: Option<Operation>,
+    /// Internal: run as the do-nothing relay to this upstream (see relay.rs).
+    #[arg(long, hide = true)]
+    relay_for: Option<std::net::SocketAddr>,
     /// An extra flag for the gateway (repeatable), e.g. `--gateway-arg=--worker-threads=1`.
     #[arg(long = "gateway-arg", allow_hyphen_values = true)]
     gateway_args: Vec<String>,
@@ -97,9 +101,15 @@ fn target(met: bool) -> &'static str {
     if met { "met" } else { "MISSED" }
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() -> anyhow::Result<()> {
-    let mut args = Args::parse();
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(upstream) = args.relay_for {
+        return relay::run(upstream);
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(measure(args))
+}
+
+async fn measure(mut args: Args) -> anyhow::Result<()> {
     if args.smoke {
         args.rate = args.rate.min(200);
         args.duration = args.duration.min(Duration::from_secs(1));
@@ -131,11 +141,15 @@ async fn main() -> anyhow::Result<()> {
     let rest_http = reqwest::Client::builder().tcp_nodelay(true).build()?;
     let base = format!("http://{upstream_addr}");
     let rest = |operation| Call::Rest { http: rest_http.clone(), base: base.clone(), operation };
+    let relay = relay::start(&std::env::current_exe()?, upstream_addr).await?;
+    let relayed_base = format!("http://{}", relay.addr);
+    let relayed = |operation| Call::Rest { http: rest_http.clone(), base: relayed_base.clone(), operation };
     let rpc = |operation| Call::Rpc { channels: channels.clone(), operation };
 
     // Warm both paths' connection pools before measuring.
     run.check("warm-up A", &load::closed_loop(&rest(Operation::Login), 8, Duration::from_millis(500)).await);
     run.check("warm-up B", &load::closed_loop(&rpc(Operation::Login), 8, Duration::from_millis(500)).await);
+    run.check("warm-up relay", &load::closed_loop(&relayed(Operation::Login), 8, Duration::from_millis(500)).await);
 
     if let Some(operation) = args.single {
         let outcome = single_phase(&gateway, &rpc(operation), &args).await;
@@ -154,7 +168,9 @@ async fn main() -> anyhow::Result<()> {
         let cpu = gateway.cpu_time()? - cpu_before;
         run.check(&format!("B {}", operation.name()), &b);
         let cpu_us = cpu.as_secs_f64() * 1e6 / b.completed.max(1) as f64;
-        latency.push((operation, a, b, cpu_us));
+        let r = load::open_loop(&relayed(operation), args.rate, args.duration).await;
+        run.check(&format!("A via relay {}", operation.name()), &r);
+        latency.push((operation, a, b, cpu_us, r));
     }
 
     // Maximum throughput, closed loop.
@@ -222,7 +238,7 @@ async fn main() -> anyhow::Result<()> {
         "| operation | A p50 | A p99 | B p50 | B p99 | added p50 (≤100 µs) | added p99 (≤500 µs) | CPU/RPC (≤30 µs) |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    for (operation, a, b, cpu_us) in &latency {
+    for (operation, a, b, cpu_us, _) in &latency {
         let added_p50 = b.quantile_us(0.5) as i64 - a.quantile_us(0.5) as i64;
         let added_p99 = b.quantile_us(0.99) as i64 - a.quantile_us(0.99) as i64;
         println!(
@@ -239,6 +255,24 @@ async fn main() -> anyhow::Result<()> {
         results[operation.name()] = json!({
             "A": a.summary(), "B": b.summary(), "added_p50_us": added_p50, "added_p99_us": added_p99, "cpu_us_per_rpc": cpu_us,
         });
+    }
+    println!();
+    println!("A through a do-nothing TCP relay process (the floor for any process on the path):");
+    println!();
+    println!("| operation | relayed p50 | relayed p99 | relay adds p50 | relay adds p99 |");
+    println!("|---|---|---|---|---|");
+    for (operation, a, _, _, r) in &latency {
+        let added_p50 = r.quantile_us(0.5) as i64 - a.quantile_us(0.5) as i64;
+        let added_p99 = r.quantile_us(0.99) as i64 - a.quantile_us(0.99) as i64;
+        println!(
+            "| {} | {} µs | {} µs | {added_p50} µs | {added_p99} µs |",
+            operation.name(),
+            r.quantile_us(0.5),
+            r.quantile_us(0.99)
+        );
+        results[operation.name()]["A_via_relay"] = r.summary();
+        results[operation.name()]["relay_added_p50_us"] = json!(added_p50);
+        results[operation.name()]["relay_added_p99_us"] = json!(added_p99);
     }
     println!();
     println!("| measure | value | target |");
