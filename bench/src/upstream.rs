@@ -108,7 +108,12 @@ async fn serve(mut stream: TcpStream, upstream: Arc<Upstream>, answers: Arc<Answ
         }
         let delay = upstream.delay_us.load(Ordering::Relaxed);
         if delay > 0 {
-            tokio::time::sleep(Duration::from_micros(delay)).await;
+            // The OS's sleep is precise to tens of microseconds; the runtime's
+            // timer wheel ticks every millisecond, which at 1000 requests a
+            // second would round every answer by an amount that depends on
+            // the phase between the requests and the ticks, not on the gateway.
+            let delay = Duration::from_micros(delay);
+            let _ = tokio::task::spawn_blocking(move || std::thread::sleep(delay)).await;
         }
         if stream.write_all(answers.for_path(&path)).await.is_err() {
             return;
