@@ -97,6 +97,12 @@ async fn single_phase(gateway: &process::Gateway, call: &Call, args: &Args) -> a
     Ok(())
 }
 
+/// What `over` adds to `base` at p50 and p99, in microseconds.
+fn added(over: &Outcome, base: &Outcome) -> (i64, i64) {
+    let at = |q| over.quantile_us(q) as i64 - base.quantile_us(q) as i64;
+    (at(0.5), at(0.99))
+}
+
 fn target(met: bool) -> &'static str {
     if met { "met" } else { "MISSED" }
 }
@@ -239,8 +245,7 @@ async fn measure(mut args: Args) -> anyhow::Result<()> {
     );
     println!("|---|---|---|---|---|---|---|---|");
     for (operation, a, b, cpu_us, _) in &latency {
-        let added_p50 = b.quantile_us(0.5) as i64 - a.quantile_us(0.5) as i64;
-        let added_p99 = b.quantile_us(0.99) as i64 - a.quantile_us(0.99) as i64;
+        let (added_p50, added_p99) = added(b, a);
         println!(
             "| {} | {} µs | {} µs | {} µs | {} µs | {added_p50} µs ({}) | {added_p99} µs ({}) | {cpu_us:.1} µs ({}) |",
             operation.name(),
@@ -262,8 +267,7 @@ async fn measure(mut args: Args) -> anyhow::Result<()> {
     println!("| operation | relayed p50 | relayed p99 | relay adds p50 | relay adds p99 |");
     println!("|---|---|---|---|---|");
     for (operation, a, _, _, r) in &latency {
-        let added_p50 = r.quantile_us(0.5) as i64 - a.quantile_us(0.5) as i64;
-        let added_p99 = r.quantile_us(0.99) as i64 - a.quantile_us(0.99) as i64;
+        let (added_p50, added_p99) = added(r, a);
         println!(
             "| {} | {} µs | {} µs | {added_p50} µs | {added_p99} µs |",
             operation.name(),

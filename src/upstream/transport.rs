@@ -1,6 +1,8 @@
 //! One HTTP exchange with the upstream: bounded by the RPC's deadline, with a
 //! bounded answer size, turned into either an [`Answer`] or an
 //! [`UpstreamError`] that says whether the request could have been processed.
+//! Before it is sent, a call takes one of its tenant API's concurrency slots,
+//! a token from its quota, and the circuit breaker's permission.
 
 use bytes::{Bytes, BytesMut};
 use reqwest::header::HeaderMap;
