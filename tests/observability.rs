@@ -1,11 +1,13 @@
 //! Metrics, trace propagation and the per-RPC log line, observed from outside:
 //! the real binary's `/metrics` is scraped after a sandbox session, and a mock
-//! vendor shows the caller's trace id arriving on the upstream call.
+//! vendor shows the caller's trace id arriving on the upstream call. The JSON
+//! log format is checked on every kind of field and on hostile text.
 
 mod common;
 
 use common::{Running, spawn_gateway, tenant};
 use mtr_sso::{
+    json_log::JsonLines,
     proto::{IssueOneTimeTokenRequest, LoginRequest, sso_service_client::SsoServiceClient},
     sandbox::{DEMO_EMAIL, DEMO_PASSWORD},
 };
@@ -225,4 +227,56 @@ async fn spans_are_exported_over_otlp_as_children_of_the_callers_span() {
     let upstream = spans.iter().find(|s| s.name == "upstream").expect("the upstream span was exported");
     assert_eq!(mtr_sso::hex::encode(&upstream.trace_id), TRACE_ID);
     assert_eq!(upstream.parent_span_id, rpc.span_id, "the vendor call is a child of the rpc");
+}
+
+/// The JSON lines `emit` logs, each parsed.
+fn json_lines_of(emit: impl FnOnce()) -> Vec<serde_json::Value> {
+    let captured = common::CapturedLogs::default();
+    let subscriber = tracing_subscriber::fmt().event_format(JsonLines).with_writer(captured.clone()).finish();
+    tracing::subscriber::with_default(subscriber, emit);
+    captured.text().lines().map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"))).collect()
+}
+
+#[test]
+fn every_field_kind_is_valid_json_with_its_type() {
+    let lines = json_lines_of(|| {
+        let error = std::io::Error::other("broken \"pipe\"");
+        tracing::info!(
+            rpc.method = "Login",
+            latency_us = 42u64,
+            delta = -3i64,
+            ok = true,
+            ratio = 0.5f64,
+            nan = f64::NAN,
+            error = &error as &dyn std::error::Error,
+            debug = ?Some("x"),
+            "rpc finished"
+        );
+    });
+    let [line] = lines.as_slice() else { panic!("one line: {lines:?}") };
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["message"], "rpc finished");
+    assert_eq!(line["rpc.method"], "Login");
+    assert_eq!(line["latency_us"], 42);
+    assert_eq!(line["delta"], -3);
+    assert_eq!(line["ok"], true);
+    assert_eq!(line["ratio"], 0.5);
+    assert_eq!(line["nan"], "NaN");
+    assert_eq!(line["error"], "broken \"pipe\"");
+    assert_eq!(line["debug"], "Some(\"x\")");
+    assert_eq!(line["target"], module_path!());
+    let timestamp = line["timestamp"].as_str().expect("a string");
+    assert!(
+        time::OffsetDateTime::parse(timestamp, &time::format_description::well_known::Rfc3339).is_ok(),
+        "{timestamp}"
+    );
+}
+
+#[test]
+fn control_characters_quotes_and_unicode_survive_a_round_trip() {
+    let nasty = "line\nbreak\ttab \"quoted\" back\\slash \u{1} bell\u{7} del\u{7f} é 漢字 🙂";
+    let lines = json_lines_of(|| tracing::warn!(value = nasty, "odd input"));
+    let [line] = lines.as_slice() else { panic!("one line: {lines:?}") };
+    assert_eq!(line["value"], nasty);
+    assert_eq!(line["level"], "WARN");
 }
