@@ -13,7 +13,7 @@ use crate::{
     server,
     service::SsoGateway,
     tenant::Tenants,
-    upstream::{Accounting, build_http_client},
+    upstream::{Accounting, HttpClient, Proxies},
 };
 
 /// Runs the service until `shutdown` resolves and the drain ends.
@@ -38,7 +38,9 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
             tracing::warn!(tenant = %tenant.name, "no cookie domain: session cookies are host-only and will not reach the platform from another host");
         }
     }
-    let http = build_http_client(&settings.http)?;
+    // The in-process sandbox is reached directly, whatever proxy the environment names.
+    let proxies = if sandbox.is_some() { Proxies::None } else { Proxies::FromEnvironment };
+    let http = HttpClient::new(&settings.http, proxies)?;
     let metrics = Arc::new(Metrics::new());
     let (buckets, idempotency) = match &settings.redis_url {
         Some(url) => {

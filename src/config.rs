@@ -377,7 +377,7 @@ impl Cli {
             connect_timeout: positive("--connect-timeout", self.connect_timeout)?,
             upstream_timeout: positive("--upstream-timeout", self.upstream_timeout)?,
         };
-        if reqwest::header::HeaderValue::from_str(&http.user_agent).is_err() || http.user_agent.is_empty() {
+        if http::HeaderValue::from_str(&http.user_agent).is_err() || http.user_agent.is_empty() {
             return Err(invalid("--user-agent", "must be a non-empty, printable header value"));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
@@ -648,7 +648,7 @@ fn resolve_tenant(name: &str, raw: RawTenant, names: &dyn SettingNames) -> Resul
         }
         (None, None) => return Err(invalid(names.name("api_key_file"), "is required (or the API key itself)")),
     };
-    if api_key.trim().is_empty() || reqwest::header::HeaderValue::from_str(&api_key).is_err() {
+    if api_key.trim().is_empty() || http::HeaderValue::from_str(&api_key).is_err() {
         return Err(invalid(names.name("api_key"), "is empty or not a valid header value"));
     }
     let defaults = UpstreamPaths::default();

@@ -2,8 +2,8 @@
 //! drives one boundary where outside data enters, and must never panic,
 //! hang or allocate without bound. Not part of the service's API.
 
+use http::header::{HeaderMap, HeaderValue, SET_COOKIE};
 use prost::Message as _;
-use reqwest::header::{HeaderMap, HeaderValue, SET_COOKIE};
 use std::time::Duration;
 
 use crate::{

@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc};
 use crate::{
     config::TenantSettings,
     error::{InvalidReason, SsoError, Violation},
-    upstream::{Accounting, BrokerApi, PlatformApi},
+    upstream::{Accounting, BrokerApi, HttpClient, PlatformApi},
 };
 
 /// One broker/platform profile and its clients.
@@ -29,20 +29,23 @@ impl Tenants {
     pub fn new(
         settings: Vec<TenantSettings>,
         default_tenant: &str,
-        http: reqwest::Client,
+        http: HttpClient,
         accounting: Arc<Accounting>,
     ) -> Result<Self, String> {
-        let by_name: HashMap<String, Arc<Tenant>> = settings
-            .into_iter()
-            .map(|settings| {
-                let tenant = Tenant {
-                    broker: BrokerApi::new(http.clone(), &settings, accounting.clone()),
-                    platform: PlatformApi::new(http.clone(), &settings, accounting.clone()),
-                    settings,
-                };
-                (tenant.settings.name.clone(), Arc::new(tenant))
-            })
-            .collect();
+        let mut by_name = HashMap::with_capacity(settings.len());
+        for settings in settings {
+            for url in [&settings.broker_api_url, &settings.platform_url] {
+                http.check_proxy_for(url).map_err(|e| format!("tenant `{}`: {e}", settings.name))?;
+            }
+            let tenant = Tenant {
+                broker: BrokerApi::new(http.clone(), &settings, accounting.clone())
+                    .map_err(|e| format!("tenant `{}`: {e}", settings.name))?,
+                platform: PlatformApi::new(http.clone(), &settings, accounting.clone())
+                    .map_err(|e| format!("tenant `{}`: {e}", settings.name))?,
+                settings,
+            };
+            by_name.insert(tenant.settings.name.clone(), Arc::new(tenant));
+        }
         let default =
             by_name.get(default_tenant).cloned().ok_or_else(|| format!("no tenant is named `{default_tenant}`"))?;
         Ok(Self { by_name, default })

@@ -15,7 +15,7 @@ use mtr_sso::{
     server::{Exposure, serve_exposed},
     service::SsoGateway,
     tenant::Tenants,
-    upstream::build_http_client,
+    upstream::{HttpClient, Proxies},
 };
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use std::{sync::Arc, time::Duration};
@@ -103,7 +103,7 @@ async fn callers_are_authenticated_by_certificate_or_token_and_authorized_per_rp
         "[callers.\"{SPIFFE_CRM}\"]\nrpcs = [\"Login\", \"Refresh\"]\n\n[callers.signup]\nrpcs = [\"CreateAccount\", \"IssueOneTimeToken\"]\ntenants = [\"acme\"]\n"
     );
     let callers = Arc::new(CallerAuth::parse(&policy, Some(&format!("signup {SIGNUP_TOKEN}\n"))).expect("policy"));
-    let http = build_http_client(&common::http_settings(Duration::from_secs(5))).expect("client");
+    let http = HttpClient::new(&common::http_settings(Duration::from_secs(5)), Proxies::None).expect("client");
     let metrics = Arc::new(Metrics::new());
     let tenants = Tenants::new(
         vec![tenant("acme", &upstream.uri()), tenant("globex", &upstream.uri())],

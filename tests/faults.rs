@@ -13,7 +13,7 @@ use mtr_sso::{
     quota::Buckets,
     service::SsoGateway,
     tenant::Tenants,
-    upstream::{Accounting, build_http_client, resilience::ResilienceSettings},
+    upstream::{Accounting, HttpClient, Proxies, resilience::ResilienceSettings},
 };
 use std::{
     net::SocketAddr,
@@ -161,7 +161,7 @@ struct Gateway {
 }
 
 async fn gateway_for(url: &str, resilience: ResilienceSettings) -> Gateway {
-    let http = build_http_client(&common::http_settings(Duration::from_secs(5))).expect("client");
+    let http = HttpClient::new(&common::http_settings(Duration::from_secs(5)), Proxies::None).expect("client");
     let metrics = Arc::new(Metrics::new());
     let accounting = Arc::new(Accounting {
         metrics: metrics.clone(),

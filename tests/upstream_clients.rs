@@ -9,7 +9,7 @@ use mtr_sso::{
     config::AuthScheme,
     deadline::Deadline,
     upstream::{
-        Accounting, BrokerApi, NewAccount, PlatformApi, UpstreamFault, broker_api_form as form, build_http_client,
+        Accounting, BrokerApi, HttpClient, NewAccount, PlatformApi, Proxies, UpstreamFault, broker_api_form as form,
     },
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -23,9 +23,12 @@ use wiremock::{
 fn clients(server: &MockServer, adjust: impl FnOnce(&mut mtr_sso::config::TenantSettings)) -> (BrokerApi, PlatformApi) {
     let mut settings = tenant("default", &server.uri());
     adjust(&mut settings);
-    let http = build_http_client(&http_settings(Duration::from_secs(5))).expect("client");
+    let http = HttpClient::new(&http_settings(Duration::from_secs(5)), Proxies::None).expect("client");
     let accounting = Accounting::unlimited(std::sync::Arc::new(mtr_sso::metrics::Metrics::new()));
-    (BrokerApi::new(http.clone(), &settings, accounting.clone()), PlatformApi::new(http, &settings, accounting))
+    (
+        BrokerApi::new(http.clone(), &settings, accounting.clone()).expect("broker api"),
+        PlatformApi::new(http, &settings, accounting).expect("platform api"),
+    )
 }
 
 fn soon() -> Deadline {
@@ -293,10 +296,69 @@ async fn a_refused_connection_is_known_not_to_have_reached_the_vendor() {
     let closed = format!("http://{}", listener.local_addr().expect("addr"));
     drop(listener);
     let settings = tenant("default", &closed);
-    let http = build_http_client(&http_settings(Duration::from_secs(5))).expect("client");
+    let http = HttpClient::new(&http_settings(Duration::from_secs(5)), Proxies::None).expect("client");
     let broker =
-        BrokerApi::new(http, &settings, Accounting::unlimited(std::sync::Arc::new(mtr_sso::metrics::Metrics::new())));
+        BrokerApi::new(http, &settings, Accounting::unlimited(std::sync::Arc::new(mtr_sso::metrics::Metrics::new())))
+            .expect("broker api");
     let error = broker.create_account(&full_account(), soon()).await.expect_err("refused");
     assert_eq!(error.fault, UpstreamFault::ConnectFailed);
     assert!(!error.may_have_been_processed());
+}
+
+/// A raw HTTP/1.1 server that answers every connection's first request with
+/// `answer`, then closes the connection.
+async fn raw_server(answer: &'static [u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = vec![0u8; 64 * 1024];
+            let _ = socket.read(&mut request).await;
+            let _ = socket.write_all(answer).await;
+            let _ = socket.shutdown().await;
+        }
+    });
+    base
+}
+
+fn broker_at(base: &str) -> BrokerApi {
+    let http = HttpClient::new(&http_settings(Duration::from_secs(5)), Proxies::None).expect("client");
+    let accounting = Accounting::unlimited(std::sync::Arc::new(mtr_sso::metrics::Metrics::new()));
+    BrokerApi::new(http, &tenant("default", base), accounting).expect("broker api")
+}
+
+#[tokio::test]
+async fn an_answer_in_several_chunks_is_read_whole() {
+    let base = raw_server(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n\
+          4\r\n{\"to\r\n8\r\nken\":\"in\r\n9\r\n-pieces\"}\r\n0\r\n\r\n",
+    )
+    .await;
+    let issued = broker_at(&base).issue_one_time_token("a@b.co", Duration::from_secs(5), soon()).await.expect("token");
+    assert_eq!(issued.token.expose_secret(), "in-pieces");
+}
+
+#[tokio::test]
+async fn an_answer_cut_short_is_a_lost_connection_that_may_have_been_processed() {
+    let base = raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"uuid\":\"").await;
+    let error = broker_at(&base).create_account(&full_account(), soon()).await.expect_err("cut short");
+    assert_eq!((error.fault.clone(), error.status), (UpstreamFault::ConnectionLost, Some(200)));
+    assert!(error.may_have_been_processed(), "the vendor answered 200: the account may exist");
+}
+
+#[tokio::test]
+async fn an_oversized_chunked_answer_is_cut_off_at_the_bound() {
+    // No declared length: the bound is found while reading.
+    static ANSWER: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+        let mut answer = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+        for _ in 0..40 {
+            answer.extend_from_slice(format!("8000\r\n{}\r\n", "x".repeat(0x8000)).as_bytes());
+        }
+        answer.extend_from_slice(b"0\r\n\r\n");
+        answer
+    });
+    let base = raw_server(ANSWER.as_slice()).await;
+    let error = broker_at(&base).issue_one_time_token("a@b.co", Duration::from_secs(5), soon()).await.expect_err("big");
+    assert_eq!(error.fault, UpstreamFault::Protocol { problem: "the answer is larger than 1 MiB" });
 }

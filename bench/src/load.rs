@@ -6,7 +6,10 @@
 //! health answer other than SERVING counts as an error.
 
 use hdrhistogram::Histogram;
-use mtr_sso::proto::{IssueOneTimeTokenRequest, LoginRequest, sso_service_client::SsoServiceClient};
+use mtr_sso::{
+    proto::{IssueOneTimeTokenRequest, LoginRequest, sso_service_client::SsoServiceClient},
+    upstream::{HttpClient, Outgoing},
+};
 use std::{
     sync::{
         Arc, Mutex,
@@ -45,7 +48,7 @@ impl Operation {
 #[derive(Debug, Clone)]
 pub enum Call {
     /// A: the JSON REST call straight to the upstream, as the gateway makes it.
-    Rest { http: reqwest::Client, base: String, operation: Operation },
+    Rest { http: Box<HttpClient>, request: Outgoing },
     /// B: the RPC through the gateway.
     Rpc { channels: Vec<Channel>, operation: Operation },
     /// C: a health check on the gateway.
@@ -53,29 +56,33 @@ pub enum Call {
 }
 
 impl Call {
+    /// A for `operation`, sent to the upstream at `base` with the gateway's HTTP client.
+    pub fn rest(http: &HttpClient, base: &str, operation: Operation) -> anyhow::Result<Self> {
+        use http::{HeaderValue, header};
+        let (path, body) = match operation {
+            Operation::IssueOneTimeToken => {
+                ("/v1/one-time-token", format!(r#"{{"email":"{EMAIL}","validityTime":60}}"#))
+            }
+            Operation::Login => (
+                "/manager/mtr-login",
+                format!(r#"{{"email":"{EMAIL}","password":"{PASSWORD}","brokerId":"{BROKER_ID}"}}"#),
+            ),
+        };
+        let uri: http::Uri = format!("{base}{path}").parse()?;
+        let request = Outgoing::post(&uri, body)
+            .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(header::ACCEPT, HeaderValue::from_static("application/json"))
+            .header(header::AUTHORIZATION, HeaderValue::from_static(crate::upstream::API_KEY));
+        Ok(Call::Rest { http: Box::new(http.clone()), request })
+    }
+
     async fn once(&self, n: usize) -> Result<(), String> {
         match self {
-            Call::Rest { http, base, operation } => {
-                let (path, body) = match operation {
-                    Operation::IssueOneTimeToken => {
-                        ("/v1/one-time-token", format!(r#"{{"email":"{EMAIL}","validityTime":60}}"#))
-                    }
-                    Operation::Login => (
-                        "/manager/mtr-login",
-                        format!(r#"{{"email":"{EMAIL}","password":"{PASSWORD}","brokerId":"{BROKER_ID}"}}"#),
-                    ),
-                };
-                let response = http
-                    .post(format!("{base}{path}"))
-                    .header("content-type", "application/json")
-                    .header("accept", "application/json")
-                    .header("authorization", crate::upstream::API_KEY)
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| e.to_string())?;
+            Call::Rest { http, request } => {
+                use http_body_util::BodyExt as _;
+                let response = http.send(request).await.map_err(|e| e.to_string())?;
                 let status = response.status();
-                response.bytes().await.map_err(|e| e.to_string())?;
+                response.into_body().collect().await.map_err(|e| e.to_string())?;
                 if status != 200 {
                     return Err(format!("HTTP {status}"));
                 }

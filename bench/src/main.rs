@@ -17,6 +17,10 @@ mod upstream;
 
 use clap::Parser;
 use load::{Call, Operation, Outcome};
+use mtr_sso::{
+    config::HttpSettings,
+    upstream::{HttpClient, Proxies},
+};
 use serde_json::json;
 use std::{path::PathBuf, time::Duration};
 
@@ -144,18 +148,26 @@ async fn measure(mut args: Args) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (rss_idle_kib, _) = gateway.memory_kib()?;
     let channels = gateway.channels(4).await?;
-    let rest_http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    // A uses the gateway's own HTTP client, so A and B differ by the gateway alone.
+    let rest_http = HttpClient::new(
+        &HttpSettings {
+            user_agent: "mtr-sso-bench".into(),
+            connect_timeout: Duration::from_secs(5),
+            upstream_timeout: Duration::from_secs(30),
+        },
+        Proxies::None,
+    )?;
     let base = format!("http://{upstream_addr}");
-    let rest = |operation| Call::Rest { http: rest_http.clone(), base: base.clone(), operation };
+    let rest = |operation| Call::rest(&rest_http, &base, operation);
     let relay = relay::start(&std::env::current_exe()?, upstream_addr).await?;
     let relayed_base = format!("http://{}", relay.addr);
-    let relayed = |operation| Call::Rest { http: rest_http.clone(), base: relayed_base.clone(), operation };
+    let relayed = |operation| Call::rest(&rest_http, &relayed_base, operation);
     let rpc = |operation| Call::Rpc { channels: channels.clone(), operation };
 
     // Warm both paths' connection pools before measuring.
-    run.check("warm-up A", &load::closed_loop(&rest(Operation::Login), 8, Duration::from_millis(500)).await);
+    run.check("warm-up A", &load::closed_loop(&rest(Operation::Login)?, 8, Duration::from_millis(500)).await);
     run.check("warm-up B", &load::closed_loop(&rpc(Operation::Login), 8, Duration::from_millis(500)).await);
-    run.check("warm-up relay", &load::closed_loop(&relayed(Operation::Login), 8, Duration::from_millis(500)).await);
+    run.check("warm-up relay", &load::closed_loop(&relayed(Operation::Login)?, 8, Duration::from_millis(500)).await);
 
     if let Some(operation) = args.single {
         let outcome = single_phase(&gateway, &rpc(operation), &args).await;
@@ -167,14 +179,14 @@ async fn measure(mut args: Args) -> anyhow::Result<()> {
     // Added latency at a fixed rate, and CPU per RPC at that rate.
     let mut latency = Vec::new();
     for operation in [Operation::IssueOneTimeToken, Operation::Login] {
-        let a = load::open_loop(&rest(operation), args.rate, args.duration).await;
+        let a = load::open_loop(&rest(operation)?, args.rate, args.duration).await;
         run.check(&format!("A {}", operation.name()), &a);
         let cpu_before = gateway.cpu_time()?;
         let b = load::open_loop(&rpc(operation), args.rate, args.duration).await;
         let cpu = gateway.cpu_time()? - cpu_before;
         run.check(&format!("B {}", operation.name()), &b);
         let cpu_us = cpu.as_secs_f64() * 1e6 / b.completed.max(1) as f64;
-        let r = load::open_loop(&relayed(operation), args.rate, args.duration).await;
+        let r = load::open_loop(&relayed(operation)?, args.rate, args.duration).await;
         run.check(&format!("A via relay {}", operation.name()), &r);
         latency.push((operation, a, b, cpu_us, r));
     }
@@ -190,7 +202,7 @@ async fn measure(mut args: Args) -> anyhow::Result<()> {
     // A 5 ms upstream: the pool and concurrency must keep up without queueing.
     upstream.set_delay(Duration::from_millis(5));
     upstream.take_connection_count();
-    let a_slow = load::open_loop(&rest(Operation::Login), args.rate, args.duration).await;
+    let a_slow = load::open_loop(&rest(Operation::Login)?, args.rate, args.duration).await;
     run.check("A Login, 5 ms upstream", &a_slow);
     let connections_a = upstream.take_connection_count();
     let b_slow = load::open_loop(&rpc(Operation::Login), args.rate, args.duration).await;

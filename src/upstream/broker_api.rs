@@ -1,7 +1,10 @@
 //! The Broker-API client: account creation and one-time tokens, authenticated
 //! by the broker's API key.
 
-use reqwest::header::{AUTHORIZATION, HeaderValue};
+use http::{
+    HeaderValue, Uri,
+    header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE},
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::Value;
@@ -10,7 +13,9 @@ use time::OffsetDateTime;
 use url::Url;
 
 use super::{
-    Endpoint, UpstreamError, UpstreamFault, json,
+    Endpoint, UpstreamError, UpstreamFault,
+    http_client::{HttpClient, Outgoing},
+    json,
     transport::{Accounting, Answer, Observer, exchange},
 };
 use crate::{
@@ -218,9 +223,9 @@ pub struct IssuedToken {
 /// Client of one broker's Broker-API.
 #[derive(Debug, Clone)]
 pub struct BrokerApi {
-    http: reqwest::Client,
-    create_account_url: Url,
-    one_time_token_url: Url,
+    http: HttpClient,
+    create_account_url: Uri,
+    one_time_token_url: Uri,
     api_key: SecretString,
     auth_scheme: AuthScheme,
     observer: Observer,
@@ -228,15 +233,19 @@ pub struct BrokerApi {
 
 impl BrokerApi {
     /// A client for the tenant's Broker-API on the shared HTTP client.
-    pub fn new(http: reqwest::Client, tenant: &TenantSettings, accounting: std::sync::Arc<Accounting>) -> Self {
-        Self {
+    pub fn new(
+        http: HttpClient,
+        tenant: &TenantSettings,
+        accounting: std::sync::Arc<Accounting>,
+    ) -> Result<Self, String> {
+        Ok(Self {
             http,
             observer: Observer::new(&tenant.name, "broker-api", accounting),
-            create_account_url: endpoint_url(&tenant.broker_api_url, &tenant.paths.create_account),
-            one_time_token_url: endpoint_url(&tenant.broker_api_url, &tenant.paths.one_time_token),
+            create_account_url: endpoint_uri(&tenant.broker_api_url, &tenant.paths.create_account)?,
+            one_time_token_url: endpoint_uri(&tenant.broker_api_url, &tenant.paths.one_time_token)?,
             api_key: tenant.api_key.clone(),
             auth_scheme: tenant.auth_scheme,
-        }
+        })
     }
 
     fn authorization(&self) -> HeaderValue {
@@ -251,13 +260,11 @@ impl BrokerApi {
         value
     }
 
-    fn post(&self, url: &Url, body: Vec<u8>) -> reqwest::RequestBuilder {
-        self.http
-            .post(url.clone())
+    fn post(&self, uri: &Uri, body: Vec<u8>) -> Outgoing {
+        Outgoing::post(uri, body)
             .header(AUTHORIZATION, self.authorization())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::ACCEPT, "application/json")
-            .body(body)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(ACCEPT, HeaderValue::from_static("application/json"))
     }
 
     /// `POST /v1/accounts`. Sent once, never retried: a retry could create a
@@ -281,9 +288,8 @@ impl BrokerApi {
             lead_details: account.lead_details.as_ref(),
         };
         let bytes = serialize(Endpoint::CreateAccount, &body)?;
-        let answer =
-            exchange(Endpoint::CreateAccount, &self.observer, self.post(&self.create_account_url, bytes), deadline)
-                .await?;
+        let request = self.post(&self.create_account_url, bytes);
+        let answer = exchange(Endpoint::CreateAccount, &self.observer, &self.http, request, deadline).await?;
         Ok(parse_created_account(&answer))
     }
 
@@ -298,9 +304,8 @@ impl BrokerApi {
         let body = OneTimeTokenBody { email, validity_time: validity.as_secs() };
         let bytes = serialize(Endpoint::IssueOneTimeToken, &body)?;
         let expires_at = OffsetDateTime::now_utc() + validity;
-        let answer =
-            exchange(Endpoint::IssueOneTimeToken, &self.observer, self.post(&self.one_time_token_url, bytes), deadline)
-                .await?;
+        let request = self.post(&self.one_time_token_url, bytes);
+        let answer = exchange(Endpoint::IssueOneTimeToken, &self.observer, &self.http, request, deadline).await?;
         let token = parse_one_time_token(&answer.body).ok_or_else(|| {
             UpstreamError::new(
                 Endpoint::IssueOneTimeToken,
@@ -321,11 +326,17 @@ fn serialize(endpoint: Endpoint, body: &impl Serialize) -> Result<Vec<u8>, Upstr
 }
 
 /// Base URL plus configured path, keeping any path prefix the base URL has.
-pub(crate) fn endpoint_url(base: &Url, path: &str) -> Url {
+fn endpoint_url(base: &Url, path: &str) -> Url {
     let mut url = base.clone();
     let joined = format!("{}{}", base.path().trim_end_matches('/'), path);
     url.set_path(&joined);
     url
+}
+
+/// [`endpoint_url`] as the URI requests are sent to, parsed once.
+pub(crate) fn endpoint_uri(base: &Url, path: &str) -> Result<Uri, String> {
+    let url = endpoint_url(base, path);
+    url.as_str().parse().map_err(|e| format!("the upstream URL {url} cannot be requested: {e}"))
 }
 
 /// A created account: whatever fields are there. The account exists once the

@@ -2,7 +2,7 @@
 //! on, and the rules for finding the session (`co-auth`) and the refresh
 //! token (`rt`) among possibly several, path-scoped cookies.
 
-use reqwest::header::{HeaderMap, SET_COOKIE};
+use http::header::{HeaderMap, SET_COOKIE};
 use secrecy::SecretString;
 use std::time::Duration;
 use time::OffsetDateTime;

@@ -4,6 +4,7 @@
 
 pub(crate) mod broker_api;
 pub(crate) mod cookies;
+pub mod http_client;
 pub(crate) mod json;
 pub(crate) mod platform_api;
 pub mod resilience;
@@ -11,8 +12,9 @@ pub(crate) mod transport;
 
 pub use broker_api::{BrokerApi, CreatedAccount, IssuedToken, NewAccount};
 pub use cookies::{SameSitePolicy, UpstreamCookie};
+pub use http_client::{HttpClient, Outgoing, Proxies, install_crypto_provider};
 pub use platform_api::{PlatformApi, PlatformSession, TradingAccountInfo};
-pub use transport::{Accounting, build_http_client, install_crypto_provider};
+pub use transport::Accounting;
 
 /// The sections of the Broker-API create-account form.
 pub mod broker_api_form {

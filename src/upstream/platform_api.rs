@@ -2,17 +2,21 @@
 //! refresh. Sessions travel as cookies; `Set-Cookie` is the truth and a token
 //! in the body is accepted when present.
 
-use reqwest::header::{ACCEPT, CONTENT_TYPE, COOKIE, HeaderValue};
+use bytes::Bytes;
+use http::{
+    HeaderValue, Uri,
+    header::{ACCEPT, CONTENT_TYPE, COOKIE},
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
-use url::Url;
 
 use super::{
     Endpoint, UpstreamError, UpstreamFault,
-    broker_api::endpoint_url,
+    broker_api::endpoint_uri,
     cookies::{self, REFRESH_COOKIE, SESSION_COOKIE, UpstreamCookie},
+    http_client::{HttpClient, Outgoing},
     json,
     transport::{Accounting, Answer, Observer, exchange},
 };
@@ -61,40 +65,36 @@ struct TokenLoginBody<'a> {
 /// Client of one broker's platform.
 #[derive(Debug, Clone)]
 pub struct PlatformApi {
-    http: reqwest::Client,
-    login_url: Url,
-    login_with_token_url: Url,
-    refresh_url: Url,
+    http: HttpClient,
+    login_url: Uri,
+    login_with_token_url: Uri,
+    refresh_url: Uri,
     observer: Observer,
 }
 
 impl PlatformApi {
     /// A client for the tenant's platform on the shared HTTP client.
-    pub fn new(http: reqwest::Client, tenant: &TenantSettings, accounting: std::sync::Arc<Accounting>) -> Self {
-        Self {
+    pub fn new(
+        http: HttpClient,
+        tenant: &TenantSettings,
+        accounting: std::sync::Arc<Accounting>,
+    ) -> Result<Self, String> {
+        Ok(Self {
             http,
             observer: Observer::new(&tenant.name, "platform", accounting),
-            login_url: endpoint_url(&tenant.platform_url, &tenant.paths.login),
-            login_with_token_url: endpoint_url(&tenant.platform_url, &tenant.paths.login_with_token),
-            refresh_url: endpoint_url(&tenant.platform_url, &tenant.paths.refresh),
-        }
+            login_url: endpoint_uri(&tenant.platform_url, &tenant.paths.login)?,
+            login_with_token_url: endpoint_uri(&tenant.platform_url, &tenant.paths.login_with_token)?,
+            refresh_url: endpoint_uri(&tenant.platform_url, &tenant.paths.refresh)?,
+        })
     }
 
-    fn post_json(
-        &self,
-        url: &Url,
-        body: &impl Serialize,
-        endpoint: Endpoint,
-    ) -> Result<reqwest::RequestBuilder, UpstreamError> {
+    fn post_json(&self, uri: &Uri, body: &impl Serialize, endpoint: Endpoint) -> Result<Outgoing, UpstreamError> {
         let bytes = serde_json::to_vec(body).map_err(|_| {
             UpstreamError::new(endpoint, None, UpstreamFault::Protocol { problem: "the request could not be encoded" })
         })?;
-        Ok(self
-            .http
-            .post(url.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json")
-            .body(bytes))
+        Ok(Outgoing::post(uri, bytes)
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(ACCEPT, HeaderValue::from_static("application/json")))
     }
 
     /// `POST /manager/mtr-login` with email, password and broker id.
@@ -107,7 +107,7 @@ impl PlatformApi {
     ) -> Result<PlatformSession, UpstreamError> {
         let body = LoginBody { email, password: password.expose_secret(), broker_id };
         let request = self.post_json(&self.login_url, &body, Endpoint::Login)?;
-        let answer = exchange(Endpoint::Login, &self.observer, request, deadline).await?;
+        let answer = exchange(Endpoint::Login, &self.observer, &self.http, request, deadline).await?;
         session_from_answer(Endpoint::Login, &answer, self.refresh_url.path(), None)
     }
 
@@ -120,7 +120,7 @@ impl PlatformApi {
     ) -> Result<PlatformSession, UpstreamError> {
         let body = TokenLoginBody { token: token.expose_secret() };
         let request = self.post_json(&self.login_with_token_url, &body, Endpoint::LoginWithToken)?;
-        let answer = exchange(Endpoint::LoginWithToken, &self.observer, request, deadline).await?;
+        let answer = exchange(Endpoint::LoginWithToken, &self.observer, &self.http, request, deadline).await?;
         session_from_answer(Endpoint::LoginWithToken, &answer, self.refresh_url.path(), None)
     }
 
@@ -140,9 +140,10 @@ impl PlatformApi {
                 )
             })?;
         cookie.set_sensitive(true);
-        let request =
-            self.http.post(self.refresh_url.clone()).header(ACCEPT, "application/json").header(COOKIE, cookie);
-        let answer = exchange(Endpoint::Refresh, &self.observer, request, deadline).await?;
+        let request = Outgoing::post(&self.refresh_url, Bytes::new())
+            .header(ACCEPT, HeaderValue::from_static("application/json"))
+            .header(COOKIE, cookie);
+        let answer = exchange(Endpoint::Refresh, &self.observer, &self.http, request, deadline).await?;
         session_from_answer(Endpoint::Refresh, &answer, self.refresh_url.path(), Some(refresh_token))
     }
 }

@@ -4,43 +4,23 @@
 //! Before it is sent, a call takes one of its tenant API's concurrency slots,
 //! a token from its quota, and the circuit breaker's permission.
 
-use bytes::{Bytes, BytesMut};
-use reqwest::header::HeaderMap;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use http_body_util::BodyExt as _;
 use std::time::Duration;
 use time::{OffsetDateTime, format_description::well_known::Rfc2822};
 use tracing::Instrument as _;
 
 use super::{
     Endpoint, UpstreamError, UpstreamFault,
+    http_client::{HttpClient, Outgoing},
     json::Problem,
     resilience::{Breaker, ResilienceSettings, RetryBudget},
 };
-use crate::{config::HttpSettings, deadline::Deadline, metrics::Metrics, quota::Buckets, trace_context};
+use crate::{deadline::Deadline, metrics::Metrics, quota::Buckets, trace_context};
 
 /// Largest upstream answer read; anything bigger is a protocol error, not a memory spike.
 pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
-
-/// Installs the process-wide TLS crypto provider (ring). Idempotent.
-pub fn install_crypto_provider() {
-    // A second install fails harmlessly: the first provider stays.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// The one HTTP client all upstream calls share, so connections are pooled.
-pub fn build_http_client(settings: &HttpSettings) -> Result<reqwest::Client, reqwest::Error> {
-    install_crypto_provider();
-    reqwest::Client::builder()
-        .user_agent(settings.user_agent.as_str())
-        .connect_timeout(settings.connect_timeout)
-        // No client-wide or per-request timeout: every exchange runs under its
-        // RPC's deadline (at most --upstream-timeout), and each extra timer
-        // costs a wake-up of the I/O driver per call.
-        // A redirect from these APIs means a login page or bot wall, never a result.
-        .redirect(reqwest::redirect::Policy::none())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .tcp_nodelay(true)
-        .build()
-}
 
 /// What every upstream call is counted against: the metrics, the buckets that
 /// keep each tenant's API key and platform inside the vendor's quota, and how
@@ -121,7 +101,8 @@ pub(crate) struct Answer {
 pub(crate) async fn exchange(
     endpoint: Endpoint,
     observer: &Observer,
-    request: reqwest::RequestBuilder,
+    client: &HttpClient,
+    request: Outgoing,
     deadline: Deadline,
 ) -> Result<Answer, UpstreamError> {
     let span = tracing::info_span!(
@@ -132,14 +113,10 @@ pub(crate) async fn exchange(
         latency_us = tracing::field::Empty
     );
     // The vendor call continues the caller's trace.
-    let request = match trace_context::outgoing_traceparent(&span) {
-        Some(traceparent) => request.header("traceparent", traceparent),
+    let request = match trace_context::outgoing_traceparent(&span).and_then(|t| HeaderValue::try_from(t).ok()) {
+        Some(traceparent) => request.header(HeaderName::from_static("traceparent"), traceparent),
         None => request,
     };
-    let (client, request) = request.build_split();
-    let request = request.map_err(|_| {
-        UpstreamError::new(endpoint, None, UpstreamFault::Protocol { problem: "the request could not be built" })
-    })?;
     let started = std::time::Instant::now();
     let mut admitted = false;
     let mut last_budget = Duration::ZERO;
@@ -174,7 +151,7 @@ pub(crate) async fn exchange(
         let mut attempt = 1;
         loop {
             last_budget = deadline.remaining();
-            let outcome = send_once(endpoint, &client, &request, deadline).await;
+            let outcome = send_once(endpoint, client, &request, deadline).await;
             let refused = matches!(&outcome, Err(e) if e.fault == UpstreamFault::ConnectFailed);
             if !refused || attempt >= resilience.max_attempts {
                 return outcome;
@@ -234,8 +211,8 @@ pub(crate) async fn exchange(
 /// non-2xx status is classified for `endpoint`.
 async fn send_once(
     endpoint: Endpoint,
-    client: &reqwest::Client,
-    request: &reqwest::Request,
+    client: &HttpClient,
+    request: &Outgoing,
     deadline: Deadline,
 ) -> Result<Answer, UpstreamError> {
     let budget = deadline.remaining();
@@ -243,19 +220,12 @@ async fn send_once(
         // Nothing was sent, so even a create is known not to have happened.
         return Err(UpstreamError::new(endpoint, None, UpstreamFault::Timeout));
     }
-    let Some(attempt) = request.try_clone() else {
-        return Err(UpstreamError::new(
-            endpoint,
-            None,
-            UpstreamFault::Protocol { problem: "the request cannot be re-sent" },
-        ));
-    };
     let call = async {
-        let response = client.execute(attempt).await.map_err(|e| transport_error(endpoint, None, &e))?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = read_bounded(endpoint, status, response).await?;
-        Ok(Answer { status, headers, body })
+        let response = client.send(request).await.map_err(|e| transport_error(endpoint, &e))?;
+        let (parts, body) = response.into_parts();
+        let status = parts.status.as_u16();
+        let body = read_bounded(endpoint, status, body).await?;
+        Ok(Answer { status, headers: parts.headers, body })
     };
     let answer = match tokio::time::timeout_at(deadline.instant(), call).await {
         Ok(result) => result?,
@@ -268,39 +238,25 @@ async fn send_once(
     Err(UpstreamError::new(endpoint, Some(answer.status), fault))
 }
 
-async fn read_bounded(
-    endpoint: Endpoint,
-    status: u16,
-    mut response: reqwest::Response,
-) -> Result<Bytes, UpstreamError> {
-    if response.content_length().is_some_and(|len| len > MAX_ANSWER_BYTES as u64) {
-        return Err(too_large(endpoint, status));
+async fn read_bounded(endpoint: Endpoint, status: u16, body: hyper::body::Incoming) -> Result<Bytes, UpstreamError> {
+    // A declared length over the bound is refused before reading; an
+    // undeclared one is cut off where it crosses it.
+    match http_body_util::Limited::new(body, MAX_ANSWER_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large(endpoint, status)),
+        Err(_) => Err(UpstreamError::new(endpoint, Some(status), UpstreamFault::ConnectionLost)),
     }
-    let mut body = BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(endpoint, Some(status), &e))? {
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-            return Err(too_large(endpoint, status));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
 }
 
 fn too_large(endpoint: Endpoint, status: u16) -> UpstreamError {
     UpstreamError::new(endpoint, Some(status), UpstreamFault::Protocol { problem: "the answer is larger than 1 MiB" })
 }
 
-fn transport_error(endpoint: Endpoint, status: Option<u16>, error: &reqwest::Error) -> UpstreamError {
-    // Connect failures come first: a connect timeout is also a timeout, but
-    // only "never connected" proves the request was not processed.
-    let fault = if error.is_connect() {
-        UpstreamFault::ConnectFailed
-    } else if error.is_timeout() {
-        UpstreamFault::Timeout
-    } else {
-        UpstreamFault::ConnectionLost
-    };
-    UpstreamError::new(endpoint, status, fault)
+fn transport_error(endpoint: Endpoint, error: &hyper_util::client::legacy::Error) -> UpstreamError {
+    // Only "never connected" (which includes a connect timeout) proves the
+    // request was not processed; the exchange's own deadline is timed outside.
+    let fault = if error.is_connect() { UpstreamFault::ConnectFailed } else { UpstreamFault::ConnectionLost };
+    UpstreamError::new(endpoint, None, fault)
 }
 
 /// Interprets a non-2xx answer for the endpoint that gave it.
@@ -341,7 +297,7 @@ fn classify(endpoint: Endpoint, answer: &Answer) -> UpstreamFault {
 
 /// `Retry-After` as delta-seconds or an HTTP date.
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
@@ -384,9 +340,9 @@ mod tests {
     #[test]
     fn retry_after_is_read_as_seconds_or_as_a_date() {
         let mut headers = HeaderMap::new();
-        headers.insert(reqwest::header::RETRY_AFTER, "7".parse().expect("ascii"));
+        headers.insert(http::header::RETRY_AFTER, "7".parse().expect("ascii"));
         assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
-        headers.insert(reqwest::header::RETRY_AFTER, "Sun, 06 Nov 1994 08:49:37 GMT".parse().expect("ascii"));
+        headers.insert(http::header::RETRY_AFTER, "Sun, 06 Nov 1994 08:49:37 GMT".parse().expect("ascii"));
         assert_eq!(retry_after(&headers), Some(Duration::ZERO), "a past date means retry now");
     }
 }

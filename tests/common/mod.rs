@@ -16,7 +16,7 @@ use mtr_sso::{
     sandbox::{Sandbox, SandboxOptions},
     service::SsoGateway,
     tenant::Tenants,
-    upstream::build_http_client,
+    upstream::{HttpClient, Proxies},
 };
 use secrecy::SecretString;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -89,7 +89,7 @@ pub async fn spawn_gateway_with(
     configure: impl FnOnce(SsoGateway) -> SsoGateway,
 ) -> Gateway {
     let default = tenants[0].name.clone();
-    let http = build_http_client(&http_settings(upstream_timeout)).expect("http client");
+    let http = HttpClient::new(&http_settings(upstream_timeout), Proxies::None).expect("http client");
     let metrics = std::sync::Arc::new(mtr_sso::metrics::Metrics::new());
     let accounting = std::sync::Arc::new(mtr_sso::upstream::Accounting {
         metrics: metrics.clone(),
@@ -190,9 +190,15 @@ pub struct Running {
 
 impl Running {
     pub fn start(args: &[&str]) -> Self {
+        Self::start_with_env(args, &[])
+    }
+
+    /// Started with nothing in its environment but `env`.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(BINARY)
             .args(args)
             .env_clear()
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
