@@ -25,7 +25,9 @@ where
         let metadata = event.metadata();
         writer.write_str("{\"timestamp\":\"")?;
         write_timestamp(&mut writer, OffsetDateTime::now_utc())?;
-        write!(writer, "\",\"level\":\"{}\"", metadata.level())?;
+        writer.write_str("\",\"level\":\"")?;
+        writer.write_str(metadata.level().as_str())?;
+        writer.write_char('"')?;
         let mut fields = Fields { out: &mut writer, result: Ok(()) };
         event.record(&mut fields);
         fields.result?;
@@ -36,18 +38,26 @@ where
 }
 
 /// RFC 3339 in UTC with microseconds, e.g. `2026-11-22T21:20:04.112345Z`.
+/// Digits are placed by hand: `write!` with seven padded numbers cost more
+/// than the rest of the line.
 fn write_timestamp(out: &mut impl fmt::Write, at: OffsetDateTime) -> fmt::Result {
-    write!(
-        out,
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        at.year(),
-        u8::from(at.month()),
-        at.day(),
-        at.hour(),
-        at.minute(),
-        at.second(),
-        at.microsecond()
-    )
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |end: usize, digits: usize, value: u32| {
+        let mut value = value;
+        for at in (end - digits..end).rev() {
+            text[at] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(4, 4, at.year().clamp(0, 9999) as u32);
+    put(7, 2, u8::from(at.month()).into());
+    put(10, 2, at.day().into());
+    put(13, 2, at.hour().into());
+    put(16, 2, at.minute().into());
+    put(19, 2, at.second().into());
+    put(26, 6, at.microsecond());
+    // Only ASCII digits and separators were written.
+    out.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
 }
 
 /// Writes `text` as a JSON string, quotes included.
@@ -71,8 +81,26 @@ fn write_formatted(out: &mut impl fmt::Write, value: fmt::Arguments<'_>) -> fmt:
     out.write_char('"')
 }
 
+/// Bytes that JSON strings escape: control characters, `"` and `\\` (and DEL, for safety).
+static NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = true;
+        byte += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table[0x7f] = true;
+    table
+};
+
 /// Writes `text` with JSON's escapes, without quotes.
 fn write_escaped(out: &mut impl fmt::Write, text: &str) -> fmt::Result {
+    // Most values need no escape at all: one scan, one write.
+    if !text.bytes().any(|byte| NEEDS_ESCAPE[byte as usize]) {
+        return out.write_str(text);
+    }
     let mut plain = 0;
     for (at, byte) in text.bytes().enumerate() {
         let escaped = match byte {
@@ -147,5 +175,20 @@ impl<W: fmt::Write> tracing::field::Visit for Fields<'_, W> {
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.put(field, |out| write_formatted(out, format_args!("{value:?}")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_zero_padded_rfc3339_with_microseconds() {
+        let mut text = String::new();
+        write_timestamp(&mut text, time::macros::datetime!(2026-01-02 03:04:05.000678 UTC)).expect("written");
+        assert_eq!(text, "2026-01-02T03:04:05.000678Z");
+        text.clear();
+        write_timestamp(&mut text, time::macros::datetime!(0987-12-31 23:59:59.999999 UTC)).expect("written");
+        assert_eq!(text, "0987-12-31T23:59:59.999999Z");
     }
 }

@@ -9,7 +9,13 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    borrow::Cow,
+    hash::{Hash, Hasher},
+    net::SocketAddr,
+    sync::Arc,
+    time::Duration,
+};
 use tokio::net::TcpListener;
 use tonic::Code;
 
@@ -23,19 +29,34 @@ const SERVICE: &str = "matchtrader.sso.v1.SsoService";
 const LATENCY_BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+// The RPC label sets hash only the labels that vary: every lookup hashes
+// its key, and the constant service name was most of the bytes.
+#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
 struct RpcLabels {
     grpc_type: &'static str,
     grpc_service: &'static str,
     grpc_method: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+impl Hash for RpcLabels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.grpc_method.hash(state);
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
 struct HandledLabels {
     grpc_type: &'static str,
     grpc_service: &'static str,
     grpc_method: &'static str,
     grpc_code: &'static str,
+}
+
+impl Hash for HandledLabels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.grpc_method.hash(state);
+        self.grpc_code.hash(state);
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -48,7 +69,7 @@ struct ReasonLabels {
 struct UpstreamLabels {
     tenant: String,
     endpoint: &'static str,
-    status: String,
+    status: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -113,7 +134,7 @@ impl Metrics {
         let upstream_requests = Family::<UpstreamLabels, Counter>::default();
         registry.register(
             "mtr_sso_upstream_requests",
-            "Vendor calls by tenant, endpoint and HTTP status (or timeout, connect_error, connection_lost)",
+            "Vendor calls by tenant, endpoint and HTTP status (or timeout, connect_error, connection_lost; quota_exhausted, circuit_open and busy for calls not sent)",
             upstream_requests.clone(),
         );
         let upstream_seconds =
@@ -191,8 +212,9 @@ impl Metrics {
         fault: Option<&UpstreamFault>,
         elapsed: Duration,
     ) {
-        let status = match (status, fault) {
-            (Some(status), _) => status.to_string(),
+        let status: Cow<'static, str> = match (status, fault) {
+            (Some(200), _) => "200".into(),
+            (Some(status), _) => status.to_string().into(),
             (None, Some(UpstreamFault::ConnectFailed)) => "connect_error".into(),
             (None, Some(UpstreamFault::Timeout)) => "timeout".into(),
             (None, Some(UpstreamFault::QuotaExhausted { .. })) => "quota_exhausted".into(),
