@@ -5,11 +5,16 @@ const DIGITS: &[u8; 16] = b"0123456789abcdef";
 /// Bytes as lowercase hex (by table: this runs for every RPC's trace ids).
 pub fn encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
+    push(&mut out, bytes);
+    out
+}
+
+/// Appends `bytes` as lowercase hex to `out`.
+pub fn push(out: &mut String, bytes: &[u8]) {
     for byte in bytes {
         out.push(char::from(DIGITS[usize::from(byte >> 4)]));
         out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
     }
-    out
 }
 
 /// Bytes of a hex string; pairs that are not hex are skipped (only this

@@ -20,8 +20,13 @@ pub fn timestamp(at: OffsetDateTime) -> prost_types::Timestamp {
 
 /// The browser URL that redeems a one-time token: `{platform}/?auth={token}`.
 pub fn redirect_url(platform_url: &Url, token: &SecretString) -> String {
-    let encoded: String = url::form_urlencoded::byte_serialize(token.expose_secret().as_bytes()).collect();
-    format!("{}/?auth={encoded}", platform_url.as_str().trim_end_matches('/'))
+    let base = platform_url.as_str().trim_end_matches('/');
+    let token = token.expose_secret();
+    let mut url = String::with_capacity(base.len() + "/?auth=".len() + token.len());
+    url.push_str(base);
+    url.push_str("/?auth=");
+    url.extend(url::form_urlencoded::byte_serialize(token.as_bytes()));
+    url
 }
 
 /// A login link for a token.

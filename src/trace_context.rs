@@ -95,7 +95,15 @@ impl TraceContext {
     pub fn child_traceparent(&self) -> String {
         let mut span_id: [u8; 8] = rand::random();
         span_id[0] |= 1;
-        format!("00-{}-{}-{:02x}", crate::hex::encode(&self.trace_id), crate::hex::encode(&span_id), self.flags)
+        // Written piece by piece: this runs for every vendor call.
+        let mut traceparent = String::with_capacity(55);
+        traceparent.push_str("00-");
+        crate::hex::push(&mut traceparent, &self.trace_id);
+        traceparent.push('-');
+        crate::hex::push(&mut traceparent, &span_id);
+        traceparent.push('-');
+        crate::hex::push(&mut traceparent, &[self.flags]);
+        traceparent
     }
 }
 

@@ -184,7 +184,9 @@ async fn callers_are_authenticated_by_certificate_or_token_and_authorized_per_rp
     let logs = captured.text();
     let finished: Vec<&str> = logs.lines().filter(|l| l.contains("rpc finished")).collect();
     assert!(finished.iter().any(|l| l.contains(&format!("caller=\"{SPIFFE_CRM}\"")) && l.contains("code=\"OK\"")));
-    assert!(finished.iter().any(|l| l.contains(&format!("caller=\"{SPIFFE_CRM}\"")) && l.contains("CALLER_NOT_PERMITTED")));
+    assert!(
+        finished.iter().any(|l| l.contains(&format!("caller=\"{SPIFFE_CRM}\"")) && l.contains("CALLER_NOT_PERMITTED"))
+    );
     assert!(finished.iter().any(|l| l.contains("caller=\"signup\"") && l.contains("code=\"OK\"")));
     assert!(finished.iter().any(|l| l.contains("caller=\"unauthenticated\"") && l.contains("CALLER_UNAUTHENTICATED")));
     assert!(!logs.contains(SIGNUP_TOKEN) && !logs.contains(wrong_token), "credentials never logged");

@@ -121,6 +121,7 @@ async fn bearer_scheme_and_configured_paths_are_used() {
     });
     let issued = broker.issue_one_time_token("ada@example.com", Duration::from_secs(30), soon()).await.expect("issued");
     assert_eq!(issued.token.expose_secret(), "t-1");
+    assert!(!format!("{broker:?}").contains(API_KEY), "the key never shows in debug output");
 }
 
 #[tokio::test]

@@ -226,8 +226,9 @@ pub struct BrokerApi {
     http: HttpClient,
     create_account_url: Uri,
     one_time_token_url: Uri,
-    api_key: SecretString,
-    auth_scheme: AuthScheme,
+    /// The `Authorization` value, built once (marked sensitive, so it never
+    /// shows in debug output).
+    authorization: HeaderValue,
     observer: Observer,
 }
 
@@ -243,26 +244,13 @@ impl BrokerApi {
             observer: Observer::new(&tenant.name, "broker-api", accounting),
             create_account_url: endpoint_uri(&tenant.broker_api_url, &tenant.paths.create_account)?,
             one_time_token_url: endpoint_uri(&tenant.broker_api_url, &tenant.paths.one_time_token)?,
-            api_key: tenant.api_key.clone(),
-            auth_scheme: tenant.auth_scheme,
+            authorization: authorization(&tenant.api_key, tenant.auth_scheme)?,
         })
-    }
-
-    fn authorization(&self) -> HeaderValue {
-        let key = self.api_key.expose_secret();
-        let text = match self.auth_scheme {
-            AuthScheme::Raw => key.to_string(),
-            AuthScheme::Bearer => format!("Bearer {key}"),
-        };
-        // Checked at start: the key is a valid header value.
-        let mut value = HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""));
-        value.set_sensitive(true);
-        value
     }
 
     fn post(&self, uri: &Uri, body: Vec<u8>) -> Outgoing {
         Outgoing::post(uri, body)
-            .header(AUTHORIZATION, self.authorization())
+            .header(AUTHORIZATION, self.authorization.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header(ACCEPT, HeaderValue::from_static("application/json"))
     }
@@ -323,6 +311,19 @@ fn serialize(endpoint: Endpoint, body: &impl Serialize) -> Result<Vec<u8>, Upstr
     serde_json::to_vec(body).map_err(|_| {
         UpstreamError::new(endpoint, None, UpstreamFault::Protocol { problem: "the request could not be encoded" })
     })
+}
+
+/// The API key as the `Authorization` header value of `scheme`.
+fn authorization(api_key: &SecretString, scheme: AuthScheme) -> Result<HeaderValue, String> {
+    let key = api_key.expose_secret();
+    let text = match scheme {
+        AuthScheme::Raw => key.to_string(),
+        AuthScheme::Bearer => format!("Bearer {key}"),
+    };
+    let mut value =
+        HeaderValue::from_str(&text).map_err(|_| "the API key is not a valid HTTP header value".to_string())?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 /// Base URL plus configured path, keeping any path prefix the base URL has.
