@@ -61,10 +61,12 @@ pub struct Outgoing {
 }
 
 impl Outgoing {
+    /// A POST of `body` to `uri`, with no headers yet.
     pub fn post(uri: &Uri, body: impl Into<Bytes>) -> Self {
         Self { uri: uri.clone(), headers: HeaderMap::with_capacity(6), body: body.into() }
     }
 
+    /// With `name` set to `value` (replacing any earlier value).
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.insert(name, value);
         self
