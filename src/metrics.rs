@@ -13,7 +13,7 @@ use std::{
     borrow::Cow,
     hash::{Hash, Hasher},
     net::SocketAddr,
-    sync::Arc,
+    sync::{Arc, PoisonError, RwLock},
     time::Duration,
 };
 use tokio::net::TcpListener;
@@ -102,6 +102,25 @@ pub struct Metrics {
     upstream_retries: Family<UpstreamLatencyLabels, Counter>,
     circuit_state: Family<ApiLabels, Gauge>,
     quota_left: Family<ApiLabels, Gauge>,
+    /// The series of each method seen so far (see [`MethodSeries`]).
+    methods: RwLock<Vec<(&'static str, MethodSeries)>>,
+}
+
+/// The series every call of one RPC method touches, resolved on its first
+/// call: a family lookup hashes the labels and takes a lock, every time.
+#[derive(Debug, Clone)]
+struct MethodSeries {
+    started: Counter,
+    handled_ok: Counter,
+    seconds: Histogram,
+}
+
+/// The series every call of one tenant to one vendor endpoint touches: its
+/// latency and its count of 200 answers, resolved once by the caller.
+#[derive(Debug, Clone)]
+pub struct UpstreamSeries {
+    ok: Counter,
+    seconds: Histogram,
 }
 
 fn latency_histogram() -> Histogram {
@@ -176,7 +195,39 @@ impl Metrics {
             upstream_retries,
             circuit_state,
             quota_left,
+            methods: RwLock::new(Vec::new()),
         }
+    }
+
+    /// Runs `use_series` on `method`'s series, resolving them on its first call.
+    fn with_method<R>(&self, method: &'static str, use_series: impl FnOnce(&MethodSeries) -> R) -> R {
+        let seen = |methods: &[(&'static str, MethodSeries)]| methods.iter().position(|(name, _)| *name == method);
+        {
+            let methods = self.methods.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(at) = seen(&methods) {
+                return use_series(&methods[at].1);
+            }
+        }
+        let mut methods = self.methods.write().unwrap_or_else(PoisonError::into_inner);
+        let at = match seen(&methods) {
+            Some(at) => at,
+            None => {
+                let handled_ok = HandledLabels {
+                    grpc_type: "unary",
+                    grpc_service: SERVICE,
+                    grpc_method: method,
+                    grpc_code: code_name(Code::Ok),
+                };
+                let series = MethodSeries {
+                    started: self.started.get_or_create(&Self::rpc(method)).clone(),
+                    handled_ok: self.handled.get_or_create(&handled_ok).clone(),
+                    seconds: self.handling_seconds.get_or_create(&Self::rpc(method)).clone(),
+                };
+                methods.push((method, series));
+                methods.len() - 1
+            }
+        };
+        use_series(&methods[at].1)
     }
 
     fn rpc(method: &'static str) -> RpcLabels {
@@ -185,35 +236,58 @@ impl Metrics {
 
     /// An RPC started.
     pub fn rpc_started(&self, method: &'static str) {
-        self.started.get_or_create(&Self::rpc(method)).inc();
+        self.with_method(method, |series| series.started.inc());
     }
 
     /// An RPC finished with `code` (and `reason` when it failed).
     pub fn rpc_handled(&self, method: &'static str, code: Code, reason: Option<&'static str>, elapsed: Duration) {
-        let labels = HandledLabels {
-            grpc_type: "unary",
-            grpc_service: SERVICE,
-            grpc_method: method,
-            grpc_code: code_name(code),
-        };
-        self.handled.get_or_create(&labels).inc();
-        self.handling_seconds.get_or_create(&Self::rpc(method)).observe(elapsed.as_secs_f64());
+        self.with_method(method, |series| {
+            series.seconds.observe(elapsed.as_secs_f64());
+            if code == Code::Ok {
+                series.handled_ok.inc();
+            } else {
+                let labels = HandledLabels {
+                    grpc_type: "unary",
+                    grpc_service: SERVICE,
+                    grpc_method: method,
+                    grpc_code: code_name(code),
+                };
+                self.handled.get_or_create(&labels).inc();
+            }
+        });
         if let Some(reason) = reason {
             self.errors.get_or_create(&ReasonLabels { grpc_method: method, reason }).inc();
         }
     }
 
+    /// The series every call of `tenant` to `endpoint` touches, for
+    /// [`Metrics::upstream_call`].
+    pub fn upstream_series(&self, tenant: &str, endpoint: Endpoint) -> UpstreamSeries {
+        let ok = UpstreamLabels { tenant: tenant.to_string(), endpoint: endpoint.name(), status: "200".into() };
+        let latency = UpstreamLatencyLabels { tenant: tenant.to_string(), endpoint: endpoint.name() };
+        UpstreamSeries {
+            ok: self.upstream_requests.get_or_create(&ok).clone(),
+            seconds: self.upstream_seconds.get_or_create(&latency).clone(),
+        }
+    }
+
     /// A vendor call ended with an HTTP status, or without one (`fault`).
+    /// `series` are the tenant's and endpoint's own (see [`Metrics::upstream_series`]).
     pub fn upstream_call(
         &self,
+        series: &UpstreamSeries,
         tenant: &str,
         endpoint: Endpoint,
         status: Option<u16>,
         fault: Option<&UpstreamFault>,
         elapsed: Duration,
     ) {
+        series.seconds.observe(elapsed.as_secs_f64());
         let status: Cow<'static, str> = match (status, fault) {
-            (Some(200), _) => "200".into(),
+            (Some(200), _) => {
+                series.ok.inc();
+                return;
+            }
             (Some(status), _) => status.to_string().into(),
             (None, Some(UpstreamFault::ConnectFailed)) => "connect_error".into(),
             (None, Some(UpstreamFault::Timeout)) => "timeout".into(),
@@ -222,13 +296,9 @@ impl Metrics {
             (None, Some(UpstreamFault::CircuitOpen { .. })) => "circuit_open".into(),
             (None, _) => "connection_lost".into(),
         };
-        let tenant = tenant.to_string();
         self.upstream_requests
-            .get_or_create(&UpstreamLabels { tenant: tenant.clone(), endpoint: endpoint.name(), status })
+            .get_or_create(&UpstreamLabels { tenant: tenant.to_string(), endpoint: endpoint.name(), status })
             .inc();
-        self.upstream_seconds
-            .get_or_create(&UpstreamLatencyLabels { tenant, endpoint: endpoint.name() })
-            .observe(elapsed.as_secs_f64());
     }
 
     /// A vendor call was sent again after a refused connection.

@@ -37,6 +37,20 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// How many endpoints there are.
+    pub const COUNT: usize = 5;
+
+    /// A dense index below [`Endpoint::COUNT`], for per-endpoint tables.
+    pub fn index(self) -> usize {
+        match self {
+            Endpoint::CreateAccount => 0,
+            Endpoint::IssueOneTimeToken => 1,
+            Endpoint::Login => 2,
+            Endpoint::LoginWithToken => 3,
+            Endpoint::Refresh => 4,
+        }
+    }
+
     /// A stable snake_case name.
     pub fn name(self) -> &'static str {
         match self {

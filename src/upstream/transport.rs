@@ -17,7 +17,12 @@ use super::{
     json::Problem,
     resilience::{Breaker, ResilienceSettings, RetryBudget},
 };
-use crate::{deadline::Deadline, metrics::Metrics, quota::Buckets, trace_context};
+use crate::{
+    deadline::Deadline,
+    metrics::{Metrics, UpstreamSeries},
+    quota::Buckets,
+    trace_context,
+};
 
 /// Largest upstream answer read; anything bigger is a protocol error, not a memory spike.
 pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
@@ -62,6 +67,8 @@ pub(crate) struct Observer {
     /// gauge is written when the state changes, not on every call.
     circuit_published: std::sync::Arc<std::sync::atomic::AtomicI64>,
     retry_budget: std::sync::Arc<RetryBudget>,
+    /// Each endpoint's metric series, resolved on its first call.
+    series: [std::sync::OnceLock<UpstreamSeries>; Endpoint::COUNT],
 }
 
 impl Observer {
@@ -80,7 +87,12 @@ impl Observer {
             breaker,
             circuit_published: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(-1)),
             retry_budget: Default::default(),
+            series: Default::default(),
         }
+    }
+
+    fn series(&self, endpoint: Endpoint) -> &UpstreamSeries {
+        self.series[endpoint.index()].get_or_init(|| self.accounting.metrics.upstream_series(&self.tenant, endpoint))
     }
 }
 
@@ -191,13 +203,21 @@ pub(crate) async fn exchange(
     let metrics = &observer.accounting.metrics;
     match result {
         Ok(answer) => {
-            metrics.upstream_call(&observer.tenant, endpoint, Some(answer.status), None, latency);
+            metrics.upstream_call(
+                observer.series(endpoint),
+                &observer.tenant,
+                endpoint,
+                Some(answer.status),
+                None,
+                latency,
+            );
             span.record("http.status", answer.status);
             tracing::debug!(tenant = %observer.tenant, endpoint = endpoint.name(), status = answer.status, ?latency, "upstream answered");
             Ok(answer)
         }
         Err(error) => {
-            metrics.upstream_call(&observer.tenant, endpoint, error.status, Some(&error.fault), latency);
+            let series = observer.series(endpoint);
+            metrics.upstream_call(series, &observer.tenant, endpoint, error.status, Some(&error.fault), latency);
             if let Some(status) = error.status {
                 span.record("http.status", status);
             }
