@@ -81,7 +81,7 @@ fn write_formatted(out: &mut impl fmt::Write, value: fmt::Arguments<'_>) -> fmt:
     out.write_char('"')
 }
 
-/// Bytes that JSON strings escape: control characters, `"` and `\\` (and DEL, for safety).
+/// Bytes that JSON strings escape: control characters, `"` and `\` (and DEL, for safety).
 static NEEDS_ESCAPE: [bool; 256] = {
     let mut table = [false; 256];
     let mut byte = 0;
