@@ -11,7 +11,6 @@ use prometheus_client::{
 };
 use std::{
     borrow::Cow,
-    hash::{Hash, Hasher},
     net::SocketAddr,
     sync::{Arc, PoisonError, RwLock},
     time::Duration,
@@ -29,34 +28,19 @@ const SERVICE: &str = "matchtrader.sso.v1.SsoService";
 const LATENCY_BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-// The RPC label sets hash only the labels that vary: every lookup hashes
-// its key, and the constant service name was most of the bytes.
-#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RpcLabels {
     grpc_type: &'static str,
     grpc_service: &'static str,
     grpc_method: &'static str,
 }
 
-impl Hash for RpcLabels {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.grpc_method.hash(state);
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, EncodeLabelSet)]
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HandledLabels {
     grpc_type: &'static str,
     grpc_service: &'static str,
     grpc_method: &'static str,
     grpc_code: &'static str,
-}
-
-impl Hash for HandledLabels {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.grpc_method.hash(state);
-        self.grpc_code.hash(state);
-    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -212,15 +196,9 @@ impl Metrics {
         let at = match seen(&methods) {
             Some(at) => at,
             None => {
-                let handled_ok = HandledLabels {
-                    grpc_type: "unary",
-                    grpc_service: SERVICE,
-                    grpc_method: method,
-                    grpc_code: code_name(Code::Ok),
-                };
                 let series = MethodSeries {
                     started: self.started.get_or_create(&Self::rpc(method)).clone(),
-                    handled_ok: self.handled.get_or_create(&handled_ok).clone(),
+                    handled_ok: self.handled.get_or_create(&Self::handled(method, Code::Ok)).clone(),
                     seconds: self.handling_seconds.get_or_create(&Self::rpc(method)).clone(),
                 };
                 methods.push((method, series));
@@ -232,6 +210,10 @@ impl Metrics {
 
     fn rpc(method: &'static str) -> RpcLabels {
         RpcLabels { grpc_type: "unary", grpc_service: SERVICE, grpc_method: method }
+    }
+
+    fn handled(method: &'static str, code: Code) -> HandledLabels {
+        HandledLabels { grpc_type: "unary", grpc_service: SERVICE, grpc_method: method, grpc_code: code_name(code) }
     }
 
     /// An RPC started.
@@ -246,13 +228,7 @@ impl Metrics {
             if code == Code::Ok {
                 series.handled_ok.inc();
             } else {
-                let labels = HandledLabels {
-                    grpc_type: "unary",
-                    grpc_service: SERVICE,
-                    grpc_method: method,
-                    grpc_code: code_name(code),
-                };
-                self.handled.get_or_create(&labels).inc();
+                self.handled.get_or_create(&Self::handled(method, code)).inc();
             }
         });
         if let Some(reason) = reason {

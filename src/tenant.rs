@@ -34,14 +34,13 @@ impl Tenants {
     ) -> Result<Self, String> {
         let mut by_name = HashMap::with_capacity(settings.len());
         for settings in settings {
+            let in_tenant = |error: String| format!("tenant `{}`: {error}", settings.name);
             for url in [&settings.broker_api_url, &settings.platform_url] {
-                http.check_proxy_for(url).map_err(|e| format!("tenant `{}`: {e}", settings.name))?;
+                http.check_proxy_for(url).map_err(in_tenant)?;
             }
             let tenant = Tenant {
-                broker: BrokerApi::new(http.clone(), &settings, accounting.clone())
-                    .map_err(|e| format!("tenant `{}`: {e}", settings.name))?,
-                platform: PlatformApi::new(http.clone(), &settings, accounting.clone())
-                    .map_err(|e| format!("tenant `{}`: {e}", settings.name))?,
+                broker: BrokerApi::new(http.clone(), &settings, accounting.clone()).map_err(in_tenant)?,
+                platform: PlatformApi::new(http.clone(), &settings, accounting.clone()).map_err(in_tenant)?,
                 settings,
             };
             by_name.insert(tenant.settings.name.clone(), Arc::new(tenant));

@@ -200,24 +200,19 @@ pub(crate) async fn exchange(
 
     let latency = started.elapsed();
     span.record("latency_us", latency.as_micros() as u64);
-    let metrics = &observer.accounting.metrics;
+    let (status, fault) = match &result {
+        Ok(answer) => (Some(answer.status), None),
+        Err(error) => (error.status, Some(&error.fault)),
+    };
+    let series = observer.series(endpoint);
+    observer.accounting.metrics.upstream_call(series, &observer.tenant, endpoint, status, fault, latency);
     match result {
         Ok(answer) => {
-            metrics.upstream_call(
-                observer.series(endpoint),
-                &observer.tenant,
-                endpoint,
-                Some(answer.status),
-                None,
-                latency,
-            );
             span.record("http.status", answer.status);
             tracing::debug!(tenant = %observer.tenant, endpoint = endpoint.name(), status = answer.status, ?latency, "upstream answered");
             Ok(answer)
         }
         Err(error) => {
-            let series = observer.series(endpoint);
-            metrics.upstream_call(series, &observer.tenant, endpoint, error.status, Some(&error.fault), latency);
             if let Some(status) = error.status {
                 span.record("http.status", status);
             }
