@@ -1,118 +1,190 @@
-//! Wires settings into a running service: the upstream (real tenants or the
-//! built-in sandbox), the shared HTTP client, the listener and the server.
+//! Wires settings into a running service in two steps. [`App::build`] starts
+//! the upstream (real tenants or the built-in sandbox), the shared HTTP client
+//! and the stores, and binds every listener, so the bound addresses are known
+//! before anything is served; [`App::run`] serves until shutdown. `main` and
+//! the tests take the same path.
 
-use std::{future::Future, sync::Arc};
+use anyhow::Context as _;
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
-    config::{DEFAULT_TENANT, Settings, Upstream},
+    config::{Settings, TlsFiles, Upstream},
     idempotency::Idempotency,
     metrics::{self, Metrics},
     quota::{Buckets, connect_redis},
-    sandbox::Sandbox,
     server,
-    service::SsoGateway,
-    tenant::Tenants,
+    service::{GatewayParts, SsoGateway, Tenants},
     upstream::{Accounting, HttpClient, Proxies},
 };
 
-/// Runs the service until `shutdown` resolves and the drain ends.
-pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-    let (tenants, default_tenant, sandbox) = match settings.upstream {
-        Upstream::Tenants { tenants, default_tenant } => (tenants, default_tenant, None),
-        Upstream::Sandbox(options) => {
-            let sandbox = Sandbox::start(options).await?;
-            tracing::warn!(
-                sandbox_url = %sandbox.base_url(),
-                "SANDBOX MODE: upstream is the built-in emulation of the vendor at {}; no real broker is called. \
-                 Demo user {} (broker id {}); its password and the sandbox API key are in the README",
-                sandbox.base_url(),
-                crate::sandbox::DEMO_EMAIL,
-                crate::sandbox::DEMO_BROKER_ID,
-            );
-            (vec![sandbox.tenant_settings(DEFAULT_TENANT)], DEFAULT_TENANT.to_string(), Some(sandbox))
-        }
-    };
-    for tenant in &tenants {
-        if tenant.cookie_domain.is_none() && sandbox.is_none() {
-            tracing::warn!(tenant = %tenant.name, "no cookie domain: session cookies are host-only and will not reach the platform from another host");
-        }
-    }
-    // The in-process sandbox is reached directly, whatever proxy the environment names.
-    let proxies = if sandbox.is_some() { Proxies::None } else { Proxies::FromEnvironment };
-    let http = HttpClient::new(&settings.http, proxies)?;
-    let metrics = Arc::new(Metrics::new());
-    let (buckets, idempotency) = match &settings.redis_url {
-        Some(url) => {
-            let connection =
-                connect_redis(url).await.map_err(|e| anyhow::anyhow!("invalid setting --redis-url: {e}"))?;
-            tracing::info!("limits and idempotency keys shared through Redis");
-            (Buckets::redis(connection.clone()), Idempotency::redis(connection, settings.idempotency_window))
-        }
-        None => (Buckets::in_memory(), Idempotency::in_memory(settings.idempotency_window)),
-    };
-    let buckets = Arc::new(buckets);
-    let accounting = Arc::new(Accounting {
-        metrics: metrics.clone(),
-        buckets: buckets.clone(),
-        upstream_per_minute: settings.limits.upstream_per_minute,
-        resilience: settings.resilience,
-    });
-    let tenants = Tenants::new(tenants, &default_tenant, http, accounting).map_err(anyhow::Error::msg)?;
-    let names = tenants.names();
-    let mut gateway = SsoGateway::new(tenants, settings.http.upstream_timeout, metrics.clone())
-        .with_max_in_flight(settings.max_in_flight)
-        .with_throttles(buckets, settings.limits)
-        .with_idempotency(Arc::new(idempotency));
-    match &settings.callers {
-        Some(callers) => gateway = gateway.with_caller_auth(callers.clone()),
-        None => tracing::warn!("callers are not authenticated: anyone who reaches this port can sign any user in"),
-    }
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("invalid setting --listen: cannot bind {}: {e}", settings.listen))?;
-    let addr = listener.local_addr()?;
+/// A built service: listeners bound, not yet serving.
+#[derive(Debug)]
+pub struct App {
+    gateway: SsoGateway,
+    grpc: TcpListener,
+    health: Option<TcpListener>,
+    metrics_listener: Option<TcpListener>,
+    metrics: Arc<Metrics>,
+    tls: Option<TlsFiles>,
+    client_certificate_optional: bool,
+    shutdown_grace: Duration,
+    tenant_names: Vec<String>,
+    default_tenant: String,
+    /// The in-process sandbox, kept alive as long as the service.
+    #[cfg(feature = "sandbox")]
+    sandbox: Option<crate::sandbox::Sandbox>,
+}
 
-    // The metrics endpoint outlives the gRPC drain, so the last scrape sees it.
-    let (stop_metrics, metrics_stopped) = watch::channel(false);
-    let metrics_task = match settings.metrics_addr {
-        Some(metrics_addr) => {
-            let metrics_listener = metrics::bind(metrics_addr).await?;
-            tracing::info!(metrics_addr = %metrics_listener.local_addr()?, "metrics on http://{}/metrics", metrics_listener.local_addr()?);
+impl App {
+    /// Starts everything the service needs and binds its listeners.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // The sandbox's tenant is reached on loopback, where a host-only cookie is right.
+        let in_sandbox = matches!(settings.upstream, Upstream::Sandbox(_));
+        #[cfg(feature = "sandbox")]
+        let mut sandbox = None;
+        let (tenants, default_tenant) = match settings.upstream {
+            Upstream::Tenants { tenants, default_tenant } => (tenants, default_tenant),
+            #[cfg(feature = "sandbox")]
+            Upstream::Sandbox(options) => {
+                let started = crate::sandbox::Sandbox::start(options).await?;
+                tracing::warn!(
+                    sandbox_url = %started.base_url(),
+                    "SANDBOX MODE: upstream is the built-in emulation of the vendor at {}; no real broker is called. \
+                     Demo user {} (broker id {}); its password and the sandbox API key are in the README",
+                    started.base_url(),
+                    crate::sandbox::DEMO_EMAIL,
+                    crate::sandbox::DEMO_BROKER_ID,
+                );
+                let tenant = started.tenant_settings(crate::tenant::DEFAULT_TENANT);
+                sandbox = Some(started);
+                (vec![tenant], crate::tenant::DEFAULT_TENANT.to_string())
+            }
+            #[cfg(not(feature = "sandbox"))]
+            Upstream::Sandbox(_) => anyhow::bail!("this build has no sandbox (built without the `sandbox` feature)"),
+        };
+        for tenant in &tenants {
+            if tenant.cookie_domain.is_none() && !in_sandbox {
+                tracing::warn!(tenant = %tenant.name, "no cookie domain: session cookies are host-only and will not reach the platform from another host");
+            }
+        }
+        let proxies = if settings.http.proxies_from_environment { Proxies::FromEnvironment } else { Proxies::None };
+        let http = HttpClient::new(&settings.http, proxies)?;
+        let metrics = Arc::new(Metrics::new());
+        let (buckets, idempotency) = match &settings.redis_url {
+            Some(url) => {
+                let connection =
+                    connect_redis(url).await.map_err(|e| anyhow::anyhow!("invalid setting --redis-url: {e}"))?;
+                tracing::info!("limits and idempotency keys shared through Redis");
+                (Buckets::redis(connection.clone()), Idempotency::redis(connection, settings.idempotency_window))
+            }
+            None => (Buckets::in_memory(), Idempotency::in_memory(settings.idempotency_window)),
+        };
+        let buckets = Arc::new(buckets);
+        let accounting = Arc::new(Accounting {
+            metrics: metrics.clone(),
+            buckets: buckets.clone(),
+            upstream_per_minute: settings.limits.upstream_per_minute,
+            resilience: settings.resilience,
+        });
+        let tenants = Tenants::new(tenants, &default_tenant, http, accounting).map_err(anyhow::Error::msg)?;
+        let tenant_names = tenants.names();
+        if settings.callers.is_none() {
+            tracing::warn!("callers are not authenticated: anyone who reaches this port can sign any user in");
+        }
+        let gateway = SsoGateway::new(GatewayParts {
+            tenants,
+            upstream_timeout: settings.http.upstream_timeout,
+            metrics: metrics.clone(),
+            max_in_flight: settings.max_in_flight,
+            callers: settings.callers.clone(),
+            buckets,
+            limits: settings.limits,
+            idempotency: Arc::new(idempotency),
+        });
+        let grpc = bind("--listen", settings.listen).await?;
+        let health = match settings.health_listen {
+            Some(addr) => Some(bind("--health-listen", addr).await?),
+            None => None,
+        };
+        let metrics_listener = match settings.metrics_addr {
+            Some(addr) => Some(metrics::bind(addr).await?),
+            None => None,
+        };
+        Ok(Self {
+            gateway,
+            grpc,
+            health,
+            metrics_listener,
+            metrics,
+            tls: settings.tls,
+            // With tokens accepted too, a caller may come without a certificate.
+            client_certificate_optional: settings.callers.as_ref().is_some_and(|c| c.accepts_tokens()),
+            shutdown_grace: settings.shutdown_grace,
+            tenant_names,
+            default_tenant,
+            #[cfg(feature = "sandbox")]
+            sandbox,
+        })
+    }
+
+    /// Where gRPC is served.
+    pub fn grpc_addr(&self) -> SocketAddr {
+        local_addr(&self.grpc)
+    }
+
+    /// Where plaintext health is served, if apart from gRPC.
+    pub fn health_addr(&self) -> Option<SocketAddr> {
+        self.health.as_ref().map(local_addr)
+    }
+
+    /// Where `/metrics` is served, if at all.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(local_addr)
+    }
+
+    /// Serves until `shutdown` resolves and the drain ends.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let addr = self.grpc_addr();
+        // The metrics endpoint outlives the gRPC drain, so the last scrape sees it.
+        let (stop_metrics, metrics_stopped) = watch::channel(false);
+        let metrics_task = self.metrics_listener.map(|listener| {
+            let bound = local_addr(&listener);
+            tracing::info!(metrics_addr = %bound, "metrics on http://{bound}/metrics");
             let mut stopped = metrics_stopped;
-            Some(tokio::spawn(metrics::serve(metrics_listener, metrics, async move {
+            tokio::spawn(metrics::serve(listener, self.metrics, async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
-            })))
-        }
-        None => None,
-    };
-
-    let health_listener = match settings.health_listen {
-        Some(health_addr) => {
-            let health_listener = TcpListener::bind(health_addr)
-                .await
-                .map_err(|e| anyhow::anyhow!("invalid setting --health-listen: cannot bind {health_addr}: {e}"))?;
-            let bound = health_listener.local_addr()?;
+            }))
+        });
+        if let Some(health) = &self.health {
+            let bound = local_addr(health);
             tracing::info!(health_addr = %bound, "plaintext health on {bound}");
-            Some(health_listener)
         }
-        None => None,
-    };
-    let exposure = server::Exposure {
-        // With tokens accepted too, a caller may come without a certificate.
-        client_certificate_optional: settings.callers.as_ref().is_some_and(|c| c.accepts_tokens()),
-        tls: settings.tls.clone(),
-        health_listener,
-    };
-    let scheme = if exposure.tls.is_some() { "TLS" } else { "plaintext" };
-    tracing::info!(grpc_addr = %addr, tenants = ?names, default_tenant = %default_tenant, %scheme, "mtr-sso listening on {addr}");
-    server::serve_exposed(listener, exposure, gateway, settings.shutdown_grace, shutdown)
-        .await
-        .map_err(|e| anyhow::anyhow!("the server failed (check --tls-cert, --tls-key, --tls-client-ca): {e}"))?;
-    let _ = stop_metrics.send(true);
-    if let Some(task) = metrics_task {
-        task.await??;
+        let exposure = server::Exposure {
+            tls: self.tls,
+            client_certificate_optional: self.client_certificate_optional,
+            health_listener: self.health,
+        };
+        let scheme = if exposure.tls.is_some() { "TLS" } else { "plaintext" };
+        tracing::info!(grpc_addr = %addr, tenants = ?self.tenant_names, default_tenant = %self.default_tenant, %scheme, "mtr-sso listening on {addr}");
+        server::serve(self.grpc, exposure, self.gateway, self.shutdown_grace, shutdown)
+            .await
+            .context("the server failed (check --tls-cert, --tls-key, --tls-client-ca)")?;
+        let _ = stop_metrics.send(true);
+        if let Some(task) = metrics_task {
+            task.await??;
+        }
+        #[cfg(feature = "sandbox")]
+        drop(self.sandbox);
+        Ok(())
     }
-    drop(sandbox);
-    Ok(())
+}
+
+async fn bind(setting: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("invalid setting {setting}: cannot bind {addr}: {e}"))
+}
+
+fn local_addr(listener: &TcpListener) -> SocketAddr {
+    // A bound TCP listener always has a local address; the fallback is never seen.
+    listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 use time::{Date, OffsetDateTime, format_description::well_known::Rfc3339, macros::format_description};
 
 use crate::{
-    config::TenantSettings,
     error::{InvalidReason, SsoError, Violation},
     proto,
+    tenant::TenantSettings,
     upstream::{NewAccount, broker_api_form as form},
 };
 

@@ -7,8 +7,8 @@ use prost::Message as _;
 use std::time::Duration;
 
 use crate::{
-    config::{AuthScheme, TenantSettings, UpstreamPaths},
     convert, proto,
+    tenant::{AuthScheme, TenantSettings, UpstreamPaths},
     upstream::{Endpoint, cookies, json, platform_api, transport::Answer},
 };
 
@@ -54,7 +54,7 @@ pub fn parse_upstream_answers(data: &[u8]) {
     let _ = crate::upstream::broker_api::parse_created_account(&answer);
     for endpoint in [Endpoint::Login, Endpoint::LoginWithToken, Endpoint::Refresh] {
         if let Ok(session) = platform_api::session_from_answer(endpoint, &answer, "/manager/refresh-token", None) {
-            let _ = crate::session::browser_session(&tenant(), &session, time::OffsetDateTime::now_utc());
+            let _ = crate::service::replies::browser_session(&tenant(), &session, time::OffsetDateTime::now_utc());
         }
     }
 }
@@ -71,7 +71,7 @@ pub fn parse_set_cookies(data: &[u8]) {
     let parsed = cookies::parse_set_cookies(&headers, time::OffsetDateTime::now_utc());
     let _ = cookies::refresh_cookie_for(&parsed, "/manager/refresh-token");
     if let Ok(session) = platform_api::session_from_answer(Endpoint::Refresh, &answer, "/manager/refresh-token", None) {
-        let _ = crate::session::browser_session(&tenant(), &session, time::OffsetDateTime::now_utc());
+        let _ = crate::service::replies::browser_session(&tenant(), &session, time::OffsetDateTime::now_utc());
     }
 }
 

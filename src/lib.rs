@@ -3,6 +3,27 @@
 //! IssueOneTimeToken, Login, Refresh); this crate performs the vendor's REST
 //! calls, cookie handling and quirks behind them, and ships a sandbox that
 //! emulates the vendor for local use and tests.
+//!
+//! The modules, from the bottom up; each imports only those above it in
+//! this list, never one below:
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`proto`] | the generated gRPC types and the descriptor set for reflection |
+//! | [`hex`], [`setting_values`] | small parsers and encoders |
+//! | [`tenant`] | one tenant's settings, declared once for flags and the tenants file |
+//! | [`auth`] | who a caller is (certificate or token) and what the policy lets it do |
+//! | [`quota`] | the limits shared by replicas: the vendor's quota, per caller, per email |
+//! | [`deadline`], [`trace_context`] | an RPC's deadline and its W3C trace context |
+//! | [`json_log`], [`idempotency`] | the JSON log line; remembered CreateAccount outcomes |
+//! | [`config`] | the command line, the tenants file and the caller files, checked into `Settings` |
+//! | [`metrics`] | Prometheus metrics and their endpoint |
+//! | [`upstream`] | the vendor's two HTTP APIs: client, admission gate, classification, errors |
+//! | [`error`] | the service's errors and their one mapping to gRPC statuses |
+//! | [`convert`] | requests validated into commands at the edge |
+//! | [`service`] | the envelope every RPC passes through, and one file per flow |
+//! | [`sandbox`] | the built-in emulation of the vendor (feature `sandbox`) |
+//! | [`server`], [`telemetry`], [`app`] | the gRPC server, logging and traces, and the wiring |
 
 pub mod app;
 pub mod auth;
@@ -18,10 +39,11 @@ pub mod json_log;
 pub mod metrics;
 pub mod proto;
 pub mod quota;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod server;
 pub mod service;
-pub mod session;
+pub mod setting_values;
 pub mod telemetry;
 pub mod tenant;
 pub mod trace_context;

@@ -4,7 +4,7 @@
 use clap::Parser as _;
 use std::process::ExitCode;
 
-use mtr_sso::{app, config::Cli, server, telemetry};
+use mtr_sso::{app::App, config::Cli, server, telemetry};
 
 // mimalloc instead of glibc's malloc: an RPC allocates and frees a few
 // hundred small objects, and glibc's allocator took a fifth of the CPU time
@@ -80,7 +80,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_SETTING);
         }
     };
-    let outcome = runtime.block_on(app::run(settings, server::shutdown_signal()));
+    let outcome = runtime.block_on(async {
+        let app = App::build(settings).await?;
+        app.run(server::shutdown_signal()).await
+    });
     telemetry.shutdown();
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

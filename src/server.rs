@@ -21,41 +21,14 @@ pub struct Exposure {
     pub health_listener: Option<TcpListener>,
 }
 
-/// Checks that the TLS files hold a usable certificate, key and CA.
-pub fn check_tls(files: &TlsFiles) -> Result<(), String> {
-    Server::builder()
-        .tls_config(tls_config(files, false))
-        .map(|_| ())
-        .map_err(|e| format!("unusable TLS material: {e}"))
-}
-
-fn tls_config(files: &TlsFiles, client_certificate_optional: bool) -> tonic::transport::ServerTlsConfig {
-    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-    let mut config = ServerTlsConfig::new().identity(Identity::from_pem(&files.cert_pem, &files.key_pem));
-    if let Some(ca) = &files.client_ca_pem {
-        config = config.client_ca_root(Certificate::from_pem(ca)).client_auth_optional(client_certificate_optional);
-    }
-    config
-}
-
 /// The health service name of the SSO service.
 pub const SERVICE_NAME: &str = "matchtrader.sso.v1.SsoService";
 
 /// Largest request accepted; the biggest legitimate one (a full account form) is a few KiB.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-/// Serves plaintext until `shutdown` resolves, then drains for at most `grace`.
-pub async fn serve(
-    listener: TcpListener,
-    gateway: SsoGateway,
-    grace: Duration,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), tonic::transport::Error> {
-    serve_exposed(listener, Exposure::default(), gateway, grace, shutdown).await
-}
-
 /// Serves until `shutdown` resolves, then drains for at most `grace`.
-pub async fn serve_exposed(
+pub async fn serve(
     listener: TcpListener,
     exposure: Exposure,
     gateway: SsoGateway,
@@ -74,18 +47,8 @@ pub async fn serve_exposed(
             let _ = stopped.wait_for(|stop| *stop).await;
         }))
     });
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .expect("the embedded descriptor sets are valid");
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .expect("the embedded descriptor sets are valid");
+    let reflection_v1 = reflection().build_v1().expect("the embedded descriptor sets are valid");
+    let reflection_v1alpha = reflection().build_v1alpha().expect("the embedded descriptor sets are valid");
     let sso = SsoServiceServer::new(gateway).max_decoding_message_size(MAX_REQUEST_BYTES);
 
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -94,7 +57,7 @@ pub async fn serve_exposed(
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut builder = Server::builder();
     if let Some(files) = &exposure.tls {
-        builder = builder.tls_config(tls_config(files, exposure.client_certificate_optional))?;
+        builder = builder.tls_config(files.server_config(exposure.client_certificate_optional))?;
     }
     let server = builder
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -138,6 +101,15 @@ pub async fn serve_exposed(
         let _ = task.await;
     }
     drained
+}
+
+/// Reflection over the SSO service, health and the `google.rpc` error
+/// details, so that grpcurl can describe and decode all of them.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// Resolves on SIGTERM (Kubernetes) or SIGINT (Ctrl-C).

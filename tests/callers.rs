@@ -10,12 +10,7 @@ use common::{reason, tenant};
 use mtr_sso::{
     auth::CallerAuth,
     config::TlsFiles,
-    metrics::Metrics,
     proto::{IssueOneTimeTokenRequest, LoginRequest, sso_service_client::SsoServiceClient},
-    server::{Exposure, serve_exposed},
-    service::SsoGateway,
-    tenant::Tenants,
-    upstream::{HttpClient, Proxies},
 };
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use std::{sync::Arc, time::Duration};
@@ -103,32 +98,19 @@ async fn callers_are_authenticated_by_certificate_or_token_and_authorized_per_rp
         "[callers.\"{SPIFFE_CRM}\"]\nrpcs = [\"Login\", \"Refresh\"]\n\n[callers.signup]\nrpcs = [\"CreateAccount\", \"IssueOneTimeToken\"]\ntenants = [\"acme\"]\n"
     );
     let callers = Arc::new(CallerAuth::parse(&policy, Some(&format!("signup {SIGNUP_TOKEN}\n"))).expect("policy"));
-    let http = HttpClient::new(&common::http_settings(Duration::from_secs(5)), Proxies::None).expect("client");
-    let metrics = Arc::new(Metrics::new());
-    let tenants = Tenants::new(
+    let mut settings = common::settings(
         vec![tenant("acme", &upstream.uri()), tenant("globex", &upstream.uri())],
-        "acme",
-        http,
-        mtr_sso::upstream::Accounting::unlimited(metrics.clone()),
-    )
-    .expect("tenants");
-    let gateway = SsoGateway::new(tenants, Duration::from_secs(5), metrics).with_caller_auth(callers);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let health_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let (addr, health_addr) = (listener.local_addr().expect("addr"), health_listener.local_addr().expect("addr"));
-    let exposure = Exposure {
-        tls: Some(TlsFiles {
-            cert_pem: pki.server.0.clone().into_bytes(),
-            key_pem: pki.server.1.clone().into_bytes(),
-            client_ca_pem: Some(pki.ca_pem.clone().into_bytes()),
-        }),
-        client_certificate_optional: true,
-        health_listener: Some(health_listener),
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve_exposed(listener, exposure, gateway, Duration::from_secs(2), async {
-        let _ = stopped.await;
-    }));
+        Duration::from_secs(5),
+    );
+    settings.callers = Some(callers);
+    settings.tls = Some(TlsFiles {
+        cert_pem: pki.server.0.clone().into_bytes(),
+        key_pem: pki.server.1.clone().into_bytes(),
+        client_ca_pem: Some(pki.ca_pem.clone().into_bytes()),
+    });
+    settings.health_listen = Some("127.0.0.1:0".parse().expect("address"));
+    let gateway = common::spawn_app(settings).await;
+    let (addr, health_addr) = (gateway.addr, gateway.health_addr.expect("a health port"));
 
     let login = || LoginRequest { email: "a@b.co".into(), password: "pw".into(), ..Default::default() };
     let ott =
@@ -179,7 +161,7 @@ async fn callers_are_authenticated_by_certificate_or_token_and_authorized_per_rp
     // Only the permitted calls reached the vendor: one login, one token.
     let requests = upstream.received_requests().await.expect("recorded");
     assert_eq!(requests.len(), 2, "{:?}", requests.iter().map(|r| r.url.path().to_string()).collect::<Vec<_>>());
-    let _ = stop.send(());
+    drop(gateway);
 
     let logs = captured.text();
     let finished: Vec<&str> = logs.lines().filter(|l| l.contains("rpc finished")).collect();

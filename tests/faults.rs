@@ -6,14 +6,10 @@
 
 mod common;
 
-use common::{reason, tenant};
+use common::{Gateway, reason, tenant};
 use mtr_sso::{
-    metrics::Metrics,
-    proto::{IssueOneTimeTokenRequest, LoginRequest, RefreshRequest, sso_service_client::SsoServiceClient},
-    quota::Buckets,
-    service::SsoGateway,
-    tenant::Tenants,
-    upstream::{Accounting, HttpClient, Proxies, resilience::ResilienceSettings},
+    proto::{IssueOneTimeTokenRequest, LoginRequest, RefreshRequest},
+    upstream::resilience::ResilienceSettings,
 };
 use std::{
     net::SocketAddr,
@@ -154,25 +150,11 @@ async fn serve(mut stream: TcpStream, fault: Fault, paths: Arc<Mutex<Vec<String>
     let _ = stream.shutdown().await;
 }
 
-struct Gateway {
-    client: SsoServiceClient<tonic::transport::Channel>,
-    metrics: Arc<Metrics>,
-    _running: common::Gateway,
-}
-
 async fn gateway_for(url: &str, resilience: ResilienceSettings) -> Gateway {
-    let http = HttpClient::new(&common::http_settings(Duration::from_secs(5)), Proxies::None).expect("client");
-    let metrics = Arc::new(Metrics::new());
-    let accounting = Arc::new(Accounting {
-        metrics: metrics.clone(),
-        buckets: Arc::new(Buckets::in_memory()),
-        upstream_per_minute: 0,
-        resilience,
-    });
-    let tenants = Tenants::new(vec![tenant("default", url)], "default", http, accounting).expect("tenants");
-    let gateway = SsoGateway::new(tenants, Duration::from_secs(5), metrics.clone());
-    let running = common::serve_gateway(gateway).await;
-    Gateway { client: running.client.clone(), metrics, _running: running }
+    common::spawn_gateway_with(vec![tenant("default", url)], Duration::from_secs(5), 0, |settings| {
+        settings.resilience = resilience
+    })
+    .await
 }
 
 /// Calls `rpc` with a 500 ms deadline; returns the code and reason and checks the time.
@@ -345,7 +327,10 @@ async fn every_fault_on_every_rpc_ends_in_time_with_its_code_and_leaves_nothing_
         assert_eq!(call(&mut gateway, rpc).await, (Unavailable, "UPSTREAM_UNAVAILABLE".to_string()), "refused × {rpc}");
         cells += 1;
     }
-    assert!(gateway.metrics.render().contains("mtr_sso_upstream_retries_total"), "refused connections were retried");
+    assert!(
+        gateway.metrics_text().await.contains("mtr_sso_upstream_retries_total"),
+        "refused connections were retried"
+    );
     drop(gateway);
 
     // Everything the matrix opened is closed again.
@@ -394,8 +379,8 @@ async fn a_refused_connection_is_retried_until_the_upstream_comes_up() {
         .expect("retried into success");
     assert!(
         gateway
-            .metrics
-            .render()
+            .metrics_text()
+            .await
             .contains("mtr_sso_upstream_retries_total{tenant=\"default\",endpoint=\"issue_one_time_token\"} 1")
     );
     upstream.abort();
@@ -418,7 +403,9 @@ async fn a_failing_upstream_opens_the_circuit_and_calls_then_fail_fast_until_a_p
     assert_eq!((code, fast_reason.as_str()), (Code::Unavailable, "UPSTREAM_CIRCUIT_OPEN"));
     assert!(started.elapsed() < Duration::from_millis(50), "fails fast");
     assert_eq!(server.hits("/manager/mtr-login"), 3, "the open circuit sent nothing");
-    assert!(gateway.metrics.render().contains("mtr_sso_upstream_circuit_state{tenant=\"default\",api=\"platform\"} 1"));
+    assert!(
+        gateway.metrics_text().await.contains("mtr_sso_upstream_circuit_state{tenant=\"default\",api=\"platform\"} 1")
+    );
     assert_eq!(
         call(&mut gateway, "IssueOneTimeToken").await.1,
         "UPSTREAM_UNAVAILABLE",
@@ -459,6 +446,6 @@ async fn calls_beyond_the_concurrency_limit_wait_for_a_slot_and_are_never_sent_i
     // The slots came back when their calls ended.
     assert_eq!(call(&mut gateway, "IssueOneTimeToken").await.1, "UPSTREAM_TIMEOUT");
     assert_eq!(server.hits("/v1/one-time-token"), 3);
-    let metrics = gateway.metrics.render();
+    let metrics = gateway.metrics_text().await;
     assert!(metrics.contains("status=\"busy\"} 1"), "the refusal is counted:\n{metrics}");
 }

@@ -5,8 +5,7 @@
 mod common;
 
 use common::{new_account, reason, spawn_gateway_with, tenant, with_deadline};
-use mtr_sso::idempotency::Idempotency;
-use std::{sync::Arc, time::Duration};
+use std::time::Duration;
 use tonic::Code;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers::path};
 
@@ -28,8 +27,8 @@ async fn slow_vendor(delay: Duration) -> MockServer {
 }
 
 async fn gateway(server: &MockServer) -> common::Gateway {
-    spawn_gateway_with(vec![tenant("default", &server.uri())], Duration::from_secs(5), 0, |g| {
-        g.with_idempotency(Arc::new(Idempotency::in_memory(Duration::from_secs(3600))))
+    spawn_gateway_with(vec![tenant("default", &server.uri())], Duration::from_secs(5), 0, |settings| {
+        settings.idempotency_window = Duration::from_secs(3600)
     })
     .await
 }

@@ -8,7 +8,7 @@ use common::{reason, spawn_gateway_with, tenant};
 use mtr_sso::{
     auth::CallerAuth,
     proto::{IssueOneTimeTokenRequest, LoginRequest},
-    quota::{Buckets, Limits},
+    quota::Limits,
 };
 use std::{
     sync::Arc,
@@ -39,7 +39,7 @@ fn ott(email: &str) -> IssueOneTimeTokenRequest {
 async fn calls_over_the_upstream_quota_are_refused_at_once_and_never_sent() {
     let server = upstream().await;
     let mut gateway =
-        spawn_gateway_with(vec![tenant("default", &server.uri())], Duration::from_secs(5), 3, |g| g).await;
+        spawn_gateway_with(vec![tenant("default", &server.uri())], Duration::from_secs(5), 3, |_| {}).await;
     for n in 0..3 {
         gateway.client.issue_one_time_token(ott(&format!("u{n}@example.com"))).await.expect("within the quota");
     }
@@ -53,7 +53,7 @@ async fn calls_over_the_upstream_quota_are_refused_at_once_and_never_sent() {
     let login = LoginRequest { email: "a@b.co".into(), password: "pw".into(), ..Default::default() };
     gateway.client.login(login).await.expect("platform quota is separate");
     assert_eq!(server.received_requests().await.expect("recorded").len(), 4, "3 tokens and 1 login reached the vendor");
-    let metrics = gateway.metrics.render();
+    let metrics = gateway.metrics_text().await;
     assert!(
         metrics.contains("mtr_sso_upstream_quota_tokens_left{tenant=\"default\",api=\"broker-api\"} 0"),
         "{metrics}"
@@ -66,10 +66,11 @@ async fn calls_over_the_upstream_quota_are_refused_at_once_and_never_sent() {
 async fn one_email_cannot_burst_sign_ins() {
     let server = upstream().await;
     let limits = Limits { upstream_per_minute: 0, caller_per_minute: 0, email_per_minute: 2 };
-    let mut gateway = spawn_gateway_with(vec![tenant("default", &server.uri())], Duration::from_secs(5), 0, |g| {
-        g.with_throttles(Arc::new(Buckets::in_memory()), limits)
-    })
-    .await;
+    let mut gateway =
+        spawn_gateway_with(vec![tenant("default", &server.uri())], Duration::from_secs(5), 0, |settings| {
+            settings.limits = limits
+        })
+        .await;
     let login = |email: &str| LoginRequest { email: email.into(), password: "pw".into(), ..Default::default() };
     gateway.client.login(login("victim@example.com")).await.expect("first");
     gateway.client.issue_one_time_token(ott("VICTIM@example.com")).await.expect("second, same email in other case");
@@ -90,10 +91,12 @@ async fn one_caller_cannot_burst_token_minting() {
     )
     .expect("policy");
     let limits = Limits { upstream_per_minute: 0, caller_per_minute: 2, email_per_minute: 0 };
-    let mut gateway = spawn_gateway_with(vec![tenant("default", &server.uri())], Duration::from_secs(5), 0, |g| {
-        g.with_caller_auth(Arc::new(callers)).with_throttles(Arc::new(Buckets::in_memory()), limits)
-    })
-    .await;
+    let mut gateway =
+        spawn_gateway_with(vec![tenant("default", &server.uri())], Duration::from_secs(5), 0, |settings| {
+            settings.callers = Some(Arc::new(callers));
+            settings.limits = limits;
+        })
+        .await;
     let as_caller = |token: &str, n: u32| {
         let mut request = tonic::Request::new(ott(&format!("user{n}@example.com")));
         request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));

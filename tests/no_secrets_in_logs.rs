@@ -80,7 +80,7 @@ async fn no_secret_appears_in_any_log_line_error_message_or_metric_at_trace_leve
     errors.push(
         gateway.client.create_account(new_account("reset@example.com")).await.expect_err("reset").message().to_string(),
     );
-    let metrics = gateway.metrics.render();
+    let metrics = gateway.metrics_text().await;
     assert!(metrics.contains("grpc_server_handled_total"), "metrics were recorded");
     drop(gateway);
     drop(sandbox);

@@ -6,8 +6,8 @@ mod common;
 
 use common::{API_KEY, USER_AGENT, http_settings, tenant};
 use mtr_sso::{
-    config::AuthScheme,
     deadline::Deadline,
+    tenant::AuthScheme,
     upstream::{
         Accounting, BrokerApi, HttpClient, NewAccount, PlatformApi, Proxies, UpstreamFault, broker_api_form as form,
     },
@@ -20,7 +20,7 @@ use wiremock::{
     matchers::{body_json, header, method, path},
 };
 
-fn clients(server: &MockServer, adjust: impl FnOnce(&mut mtr_sso::config::TenantSettings)) -> (BrokerApi, PlatformApi) {
+fn clients(server: &MockServer, adjust: impl FnOnce(&mut mtr_sso::tenant::TenantSettings)) -> (BrokerApi, PlatformApi) {
     let mut settings = tenant("default", &server.uri());
     adjust(&mut settings);
     let http = HttpClient::new(&http_settings(Duration::from_secs(5)), Proxies::None).expect("client");

@@ -154,6 +154,7 @@ async fn measure(mut args: Args) -> anyhow::Result<()> {
             user_agent: "mtr-sso-bench".into(),
             connect_timeout: Duration::from_secs(5),
             upstream_timeout: Duration::from_secs(30),
+            proxies_from_environment: false,
         },
         Proxies::None,
     )?;

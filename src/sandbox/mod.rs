@@ -21,7 +21,6 @@ use secrecy::SecretString;
 use serde::Serialize;
 use std::{
     collections::BTreeMap,
-    net::SocketAddr,
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
@@ -29,7 +28,8 @@ use time::OffsetDateTime;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use url::Url;
 
-use crate::config::{AuthScheme, TenantSettings, UpstreamPaths};
+pub use crate::config::SandboxOptions;
+use crate::tenant::{AuthScheme, TenantSettings, UpstreamPaths};
 
 /// The sandbox's Broker-API key (raw, or as `Bearer <key>`).
 pub const SANDBOX_API_KEY: &str = "sandbox-api-key";
@@ -39,23 +39,6 @@ pub const DEMO_EMAIL: &str = "test@match-trade.com";
 pub const DEMO_PASSWORD: &str = "abcd1234";
 /// The sandbox platform's broker id (partner id).
 pub const DEMO_BROKER_ID: &str = "1";
-
-/// How to start the sandbox.
-#[derive(Debug, Clone)]
-pub struct SandboxOptions {
-    /// Where its HTTP server listens; port 0 picks a free one.
-    pub addr: SocketAddr,
-    /// Requests per minute per API key and per platform; 0 switches the limit off.
-    pub rate_limit_per_minute: u32,
-    /// Latency added to every answer.
-    pub latency: Duration,
-}
-
-impl Default for SandboxOptions {
-    fn default() -> Self {
-        Self { addr: SocketAddr::from(([127, 0, 0, 1], 0)), rate_limit_per_minute: 500, latency: Duration::ZERO }
-    }
-}
 
 /// Requests received, by endpoint name.
 pub type Stats = BTreeMap<String, u64>;

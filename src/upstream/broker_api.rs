@@ -19,8 +19,8 @@ use super::{
     transport::{Accounting, Answer, Observer, exchange},
 };
 use crate::{
-    config::{AuthScheme, TenantSettings},
     deadline::Deadline,
+    tenant::{AuthScheme, TenantSettings},
 };
 
 /// A validated account to create: the body of `POST /v1/accounts`.

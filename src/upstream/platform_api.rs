@@ -20,7 +20,7 @@ use super::{
     json,
     transport::{Accounting, Answer, Observer, exchange},
 };
-use crate::{config::TenantSettings, deadline::Deadline};
+use crate::{deadline::Deadline, tenant::TenantSettings};
 
 /// A platform session as the platform granted it.
 #[derive(Debug)]

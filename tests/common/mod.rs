@@ -2,6 +2,7 @@
 //! mock upstream or the built-in sandbox) and hands back a generated client.
 #![allow(dead_code)]
 
+use clap::Parser as _;
 use std::{
     io::{BufRead, BufReader},
     net::SocketAddr,
@@ -11,15 +12,14 @@ use std::{
 };
 
 use mtr_sso::{
-    config::{AuthScheme, HttpSettings, TenantSettings, UpstreamPaths},
+    app::App,
+    config::{Cli, HttpSettings, Settings, Upstream},
     proto::sso_service_client::SsoServiceClient,
     sandbox::{Sandbox, SandboxOptions},
-    service::SsoGateway,
-    tenant::Tenants,
-    upstream::{HttpClient, Proxies},
+    tenant::{AuthScheme, TenantSettings, UpstreamPaths},
 };
 use secrecy::SecretString;
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio::{sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
 use url::Url;
 
@@ -30,7 +30,8 @@ pub const USER_AGENT: &str = "mtr-sso-tests/1";
 pub struct Gateway {
     pub addr: SocketAddr,
     pub client: SsoServiceClient<Channel>,
-    pub metrics: std::sync::Arc<mtr_sso::metrics::Metrics>,
+    pub metrics_addr: SocketAddr,
+    pub health_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -44,9 +45,26 @@ impl Drop for Gateway {
     }
 }
 
-/// The settings the tests' HTTP client uses.
+impl Gateway {
+    /// The Prometheus text its `/metrics` endpoint serves now.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.metrics_addr))
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+}
+
+/// The settings the tests' own HTTP clients use.
 pub fn http_settings(upstream_timeout: Duration) -> HttpSettings {
-    HttpSettings { user_agent: USER_AGENT.into(), connect_timeout: Duration::from_secs(1), upstream_timeout }
+    HttpSettings {
+        user_agent: USER_AGENT.into(),
+        connect_timeout: Duration::from_secs(1),
+        upstream_timeout,
+        proxies_from_environment: false,
+    }
 }
 
 /// A tenant whose Broker-API and platform are both served at `base`.
@@ -67,9 +85,61 @@ pub fn tenant(name: &str, base: &str) -> TenantSettings {
     }
 }
 
+/// The settings of a gateway over `tenants` (the first is the default), as
+/// the command line makes them, with everything that would make one test
+/// depend on another switched off: no limits, no retries, no breaker, no
+/// concurrency cap, no proxies, ports picked by the OS.
+pub fn settings(tenants: Vec<TenantSettings>, upstream_timeout: Duration) -> Settings {
+    let timeout = format!("{}ms", upstream_timeout.as_millis());
+    let args = [
+        "mtr-sso",
+        "--broker-api-url=http://127.0.0.1:9",
+        "--api-key=placeholder",
+        "--platform-url=http://127.0.0.1:9",
+        "--listen=127.0.0.1:0",
+        "--metrics-addr=127.0.0.1:0",
+        "--user-agent",
+        USER_AGENT,
+        "--connect-timeout=1s",
+        "--upstream-timeout",
+        &timeout,
+        "--upstream-quota-per-minute=0",
+        "--caller-limit-per-minute=0",
+        "--email-limit-per-minute=0",
+        "--circuit-breaker-failures=0",
+        "--connect-attempts=1",
+        "--upstream-concurrency=0",
+        "--shutdown-grace=5s",
+    ];
+    let mut settings = Cli::try_parse_from(args).expect("flags parse").into_settings().expect("valid settings");
+    let default_tenant = tenants[0].name.clone();
+    settings.upstream = Upstream::Tenants { tenants, default_tenant };
+    settings.http.proxies_from_environment = false;
+    settings
+}
+
+/// Builds and runs the service as `main` does, on ports the OS picks.
+pub async fn spawn_app(settings: Settings) -> Gateway {
+    let app = App::build(settings).await.expect("the service builds");
+    let (addr, health_addr) = (app.grpc_addr(), app.health_addr());
+    let metrics_addr = app.metrics_addr().expect("the harness asks for a metrics endpoint");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        app.run(async {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("server runs");
+    });
+    // Lazy, so that a TLS-only server can be spawned too; its tests connect their own way.
+    let channel = Channel::from_shared(format!("http://{addr}")).expect("uri").connect_lazy();
+    let client = SsoServiceClient::new(channel);
+    Gateway { addr, client, metrics_addr, health_addr, stop: Some(stop), task }
+}
+
 /// Starts a gateway over `tenants` (the first is the default).
 pub async fn spawn_gateway(tenants: Vec<TenantSettings>, upstream_timeout: Duration) -> Gateway {
-    spawn_gateway_limited(tenants, upstream_timeout, mtr_sso::service::DEFAULT_MAX_IN_FLIGHT).await
+    spawn_app(settings(tenants, upstream_timeout)).await
 }
 
 /// Starts a gateway that sheds RPCs beyond `max_in_flight`.
@@ -78,7 +148,7 @@ pub async fn spawn_gateway_limited(
     upstream_timeout: Duration,
     max_in_flight: usize,
 ) -> Gateway {
-    spawn_gateway_with(tenants, upstream_timeout, 0, |gateway| gateway.with_max_in_flight(max_in_flight)).await
+    spawn_gateway_with(tenants, upstream_timeout, 0, |settings| settings.max_in_flight = max_in_flight).await
 }
 
 /// Starts a gateway with an upstream quota per minute (0: none), adjusted by `configure`.
@@ -86,43 +156,12 @@ pub async fn spawn_gateway_with(
     tenants: Vec<TenantSettings>,
     upstream_timeout: Duration,
     upstream_per_minute: u32,
-    configure: impl FnOnce(SsoGateway) -> SsoGateway,
+    configure: impl FnOnce(&mut Settings),
 ) -> Gateway {
-    let default = tenants[0].name.clone();
-    let http = HttpClient::new(&http_settings(upstream_timeout), Proxies::None).expect("http client");
-    let metrics = std::sync::Arc::new(mtr_sso::metrics::Metrics::new());
-    let accounting = std::sync::Arc::new(mtr_sso::upstream::Accounting {
-        metrics: metrics.clone(),
-        buckets: std::sync::Arc::new(mtr_sso::quota::Buckets::in_memory()),
-        upstream_per_minute,
-        resilience: mtr_sso::upstream::resilience::ResilienceSettings::off(),
-    });
-    let tenants = Tenants::new(tenants, &default, http, accounting).expect("tenants");
-    let gateway = configure(SsoGateway::new(tenants, upstream_timeout, metrics.clone()));
-    serve_gateway_with_metrics(gateway, metrics).await
-}
-
-/// Serves an already built gateway on `127.0.0.1:0`.
-pub async fn serve_gateway(gateway: SsoGateway) -> Gateway {
-    serve_gateway_with_metrics(gateway, std::sync::Arc::new(mtr_sso::metrics::Metrics::new())).await
-}
-
-async fn serve_gateway_with_metrics(
-    gateway: SsoGateway,
-    metrics: std::sync::Arc<mtr_sso::metrics::Metrics>,
-) -> Gateway {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        mtr_sso::server::serve(listener, gateway, Duration::from_secs(5), async {
-            let _ = stopped.await;
-        })
-        .await
-        .expect("server runs");
-    });
-    let client = SsoServiceClient::connect(format!("http://{addr}")).await.expect("connect");
-    Gateway { addr, client, metrics, stop: Some(stop), task }
+    let mut settings = settings(tenants, upstream_timeout);
+    settings.limits.upstream_per_minute = upstream_per_minute;
+    configure(&mut settings);
+    spawn_app(settings).await
 }
 
 /// Starts the sandbox and a gateway wired to it.

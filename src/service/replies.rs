@@ -1,6 +1,8 @@
-//! Turns what the platform granted into what the caller hands on: a Session
-//! with its expiry and the browser cookies re-scoped to the shared parent
-//! domain, and login links of the form `{platform}/?auth={token}`.
+//! The proto replies, built in one place from what the vendor answered: the
+//! account, a Session with its expiry and the browser cookies re-scoped to the
+//! shared parent domain, login links of the form `{platform}/?auth={token}`,
+//! trading accounts, and the sign-in error of an account created without a
+//! way in.
 
 use secrecy::{ExposeSecret, SecretString};
 use std::time::Duration;
@@ -8,10 +10,44 @@ use time::OffsetDateTime;
 use url::Url;
 
 use crate::{
-    config::TenantSettings,
+    error::upstream_code_and_reason,
     proto,
-    upstream::{PlatformSession, SameSitePolicy, TradingAccountInfo, UpstreamCookie},
+    tenant::TenantSettings,
+    upstream::{CreatedAccount, PlatformSession, SameSitePolicy, TradingAccountInfo, UpstreamCookie, UpstreamError},
 };
+
+/// The account the vendor created; the requested email stands in when the
+/// answer leaves it out.
+pub fn account(created: &CreatedAccount, requested_email: &str) -> proto::Account {
+    let verification_status = match created.verification_status.as_deref() {
+        Some("NEW") => proto::VerificationStatus::New,
+        Some("REJECTED") => proto::VerificationStatus::Rejected,
+        Some("VERIFIED") => proto::VerificationStatus::Verified,
+        Some("BLOCKED") => proto::VerificationStatus::Blocked,
+        Some("PENDING_VERIFICATION") => proto::VerificationStatus::PendingVerification,
+        Some("UNVERIFIED") => proto::VerificationStatus::Unverified,
+        _ => proto::VerificationStatus::Unspecified,
+    };
+    let client_type = match created.client_type.as_deref() {
+        Some("RETAIL") => proto::ClientType::Retail,
+        Some("PROFESSIONAL") => proto::ClientType::Professional,
+        Some("EXPERIENCED") => proto::ClientType::Experienced,
+        _ => proto::ClientType::Unspecified,
+    };
+    proto::Account {
+        uuid: created.uuid.clone().unwrap_or_default(),
+        email: created.email.clone().unwrap_or_else(|| requested_email.to_string()),
+        verification_status: verification_status as i32,
+        client_type: client_type as i32,
+        created: created.created.map(timestamp),
+        updated: created.updated.map(timestamp),
+    }
+}
+
+/// Why an account was created but could not be signed in.
+pub fn sign_in_error(error: &UpstreamError) -> proto::SignInError {
+    proto::SignInError { reason: upstream_code_and_reason(&error.fault).1.to_string(), message: error.to_string() }
+}
 
 /// A protobuf timestamp.
 pub fn timestamp(at: OffsetDateTime) -> prost_types::Timestamp {

@@ -4,8 +4,8 @@
 use std::{collections::HashMap, sync::Arc};
 
 use crate::{
-    config::TenantSettings,
     error::{InvalidReason, SsoError, Violation},
+    tenant::TenantSettings,
     upstream::{Accounting, BrokerApi, HttpClient, PlatformApi},
 };
 

@@ -1,0 +1,260 @@
+//! The command line. Every flag also reads the environment variable shown by
+//! `--help`; the single tenant's flags are the tenant's own declaration
+//! ([`TenantOptions`]), flattened in.
+
+use clap::Parser;
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use super::{
+    ConfigError, DEFAULT_MAX_IN_FLIGHT, HttpSettings, LogFormat, SandboxOptions, Settings, Upstream,
+    callers::CallerFiles, invalid, tenants_file,
+};
+use crate::{
+    quota::Limits,
+    setting_values::{parse_base_url, parse_duration, positive},
+    tenant::{DEFAULT_TENANT, TenantOptions},
+    upstream::resilience::ResilienceSettings,
+};
+
+/// The command line. Every flag also reads the environment variable shown by `--help`.
+#[derive(Debug, Parser)]
+#[command(name = "mtr-sso", version, about = "gRPC single sign-on gateway into the Match-Trader platform")]
+pub struct Cli {
+    /// gRPC listen address [default: 0.0.0.0:50051, or 127.0.0.1:50051 with --sandbox];
+    /// port 0 lets the OS pick one (the startup log prints it).
+    #[arg(long, env = "MTR_SSO_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// Runtime worker threads. One serves about 30,000 RPCs a second, far above
+    /// what the vendor's quota lets through; more only pay off with the CPUs
+    /// to match, since workers sharing CPUs wake each other (see BENCHMARKS.md).
+    #[arg(long, env = "MTR_SSO_WORKER_THREADS", default_value_t = 1)]
+    pub worker_threads: usize,
+
+    /// Server certificate chain (PEM) for TLS; needs --tls-key.
+    #[arg(long, env = "MTR_SSO_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM) for TLS.
+    #[arg(long, env = "MTR_SSO_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) of the callers' client certificates: enables mTLS, callers named by their certificate's SAN.
+    #[arg(long, env = "MTR_SSO_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Secret file of per-caller bearer tokens, one `<caller> <token>` per line.
+    #[arg(long, env = "MTR_SSO_CALLER_TOKENS_FILE")]
+    pub caller_tokens_file: Option<PathBuf>,
+    /// TOML policy: which caller may call which RPC, for which tenants (see README).
+    #[arg(long, env = "MTR_SSO_POLICY_FILE")]
+    pub policy_file: Option<PathBuf>,
+    /// Plaintext address serving only grpc.health.v1, for probes that cannot present certificates.
+    #[arg(long, env = "MTR_SSO_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
+
+    /// Calls per minute per tenant to its Broker-API key, and separately to its platform,
+    /// for the whole fleet (the vendor allows 500); 0 switches the guard off.
+    #[arg(long, env = "MTR_SSO_UPSTREAM_QUOTA_PER_MINUTE", default_value_t = 450)]
+    pub upstream_quota_per_minute: u32,
+    /// IssueOneTimeToken and Login calls per minute per authenticated caller; 0 for no limit.
+    #[arg(long, env = "MTR_SSO_CALLER_LIMIT_PER_MINUTE", default_value_t = 600)]
+    pub caller_limit_per_minute: u32,
+    /// IssueOneTimeToken and Login calls per minute per email; 0 for no limit.
+    #[arg(long, env = "MTR_SSO_EMAIL_LIMIT_PER_MINUTE", default_value_t = 20)]
+    pub email_limit_per_minute: u32,
+    /// Consecutive upstream failures that open a tenant API's circuit; 0 switches the breaker off.
+    #[arg(long, env = "MTR_SSO_CIRCUIT_BREAKER_FAILURES", default_value_t = 5)]
+    pub circuit_breaker_failures: u32,
+    /// How long an open circuit fails fast before one probe call is let through.
+    #[arg(long, env = "MTR_SSO_CIRCUIT_BREAKER_COOLDOWN", default_value = "10s", value_parser = parse_duration)]
+    pub circuit_breaker_cooldown: Duration,
+    /// Attempts per upstream call when the connection is refused (1: no retry).
+    #[arg(long, env = "MTR_SSO_CONNECT_ATTEMPTS", default_value_t = 3)]
+    pub connect_attempts: u32,
+    /// Calls in flight at once to one tenant's Broker-API, and separately to its
+    /// platform; more wait for a slot within their deadline. Each call holds an
+    /// HTTP/1.1 connection, so this bounds connections and memory; 0 for no limit.
+    #[arg(long, env = "MTR_SSO_UPSTREAM_CONCURRENCY", default_value_t = 64)]
+    pub upstream_concurrency: usize,
+
+    /// How long a CreateAccount idempotency key is remembered.
+    #[arg(long, env = "MTR_SSO_IDEMPOTENCY_WINDOW", default_value = "1h", value_parser = parse_duration)]
+    pub idempotency_window: Duration,
+    /// Redis URL (e.g. `redis://redis:6379`) to share limits and idempotency keys across replicas;
+    /// in memory when unset.
+    #[arg(long, env = "MTR_SSO_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// RPCs in flight at most; more are refused at once with RESOURCE_EXHAUSTED (OVERLOADED).
+    #[arg(long, env = "MTR_SSO_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
+    pub max_in_flight: usize,
+
+    /// Address of the Prometheus `/metrics` endpoint; no metrics endpoint when unset.
+    #[arg(long, env = "MTR_SSO_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// OTLP/gRPC collector to export spans to (e.g. `http://otel-collector:4317`); none when unset.
+    #[arg(long, env = "MTR_SSO_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// Check the settings (files included), print `configuration OK` and exit, without serving.
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// Run against the built-in sandbox of the vendor's APIs instead of a real upstream.
+    #[arg(long, env = "MTR_SSO_SANDBOX")]
+    pub sandbox: bool,
+    /// Address of the sandbox's HTTP server (the emulated Broker-API and platform).
+    #[arg(long, env = "MTR_SSO_SANDBOX_ADDR", default_value = "127.0.0.1:0")]
+    pub sandbox_addr: SocketAddr,
+    /// Requests per minute the sandbox allows per API key and per platform, like the vendor.
+    #[arg(long, env = "MTR_SSO_SANDBOX_RATE_LIMIT", default_value_t = 500)]
+    pub sandbox_rate_limit: u32,
+    /// Extra latency the sandbox adds to every answer (e.g. `5ms`).
+    #[arg(long, env = "MTR_SSO_SANDBOX_LATENCY", value_parser = parse_duration)]
+    pub sandbox_latency: Option<Duration>,
+
+    /// A TOML file describing one or more tenants (see README); excludes the single-tenant flags.
+    #[arg(long, env = "MTR_SSO_TENANTS_FILE")]
+    pub tenants_file: Option<PathBuf>,
+    /// The single tenant's settings (or none, with --tenants-file or --sandbox).
+    #[command(flatten)]
+    pub tenant: TenantOptions,
+
+    /// User-Agent sent upstream (platform hosts reject unknown client fingerprints).
+    #[arg(long, env = "MTR_SSO_USER_AGENT", default_value = concat!("mtr-sso/", env!("CARGO_PKG_VERSION")))]
+    pub user_agent: String,
+    /// Time allowed to open an upstream connection.
+    #[arg(long, env = "MTR_SSO_CONNECT_TIMEOUT", default_value = "2s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Longest time an RPC may wait for the upstream; a shorter caller deadline wins.
+    #[arg(long, env = "MTR_SSO_UPSTREAM_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub upstream_timeout: Duration,
+    /// On SIGTERM/SIGINT, how long in-flight RPCs may take to finish.
+    #[arg(long, env = "MTR_SSO_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+    /// Log format: `text` for people, `json` for log pipelines.
+    #[arg(long, env = "MTR_SSO_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter, in `RUST_LOG` syntax (e.g. `info,mtr_sso=debug`).
+    #[arg(long, env = "MTR_SSO_LOG", default_value = "info")]
+    pub log: String,
+}
+
+fn positive_setting(setting: &str, value: Duration) -> Result<Duration, ConfigError> {
+    positive(value).map_err(|problem| invalid(setting, problem))
+}
+
+fn at_least_one<T: PartialEq + From<u8>>(setting: &str, value: T) -> Result<T, ConfigError> {
+    if value == T::from(0) {
+        return Err(invalid(setting, "must be at least 1"));
+    }
+    Ok(value)
+}
+
+impl Cli {
+    /// Checks the command line and resolves it into [`Settings`].
+    pub fn into_settings(self) -> Result<Settings, ConfigError> {
+        let http = HttpSettings {
+            user_agent: self.user_agent.clone(),
+            connect_timeout: positive_setting("--connect-timeout", self.connect_timeout)?,
+            upstream_timeout: positive_setting("--upstream-timeout", self.upstream_timeout)?,
+            // The in-process sandbox is reached directly, whatever proxy the environment names.
+            proxies_from_environment: !self.sandbox,
+        };
+        if http::HeaderValue::from_str(&http.user_agent).is_err() || http.user_agent.is_empty() {
+            return Err(invalid("--user-agent", "must be a non-empty, printable header value"));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
+            return Err(invalid("--log", e.to_string()));
+        }
+        let otlp_endpoint = match &self.otlp_endpoint {
+            Some(text) => Some(parse_base_url(text).map_err(|problem| invalid("--otlp-endpoint", problem))?),
+            None => None,
+        };
+        let upstream = self.resolve_upstream()?;
+        // A sandbox hands out sessions for a fake user: keep it on loopback unless asked otherwise.
+        let default_host = if self.sandbox { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
+        let (tls, callers) = CallerFiles {
+            tls_cert: self.tls_cert.as_ref(),
+            tls_key: self.tls_key.as_ref(),
+            tls_client_ca: self.tls_client_ca.as_ref(),
+            caller_tokens_file: self.caller_tokens_file.as_ref(),
+            policy_file: self.policy_file.as_ref(),
+        }
+        .resolve()?;
+        Ok(Settings {
+            tls,
+            callers,
+            health_listen: self.health_listen,
+            check_only: self.check_config,
+            listen: self.listen.unwrap_or(SocketAddr::from((default_host, 50051))),
+            worker_threads: at_least_one("--worker-threads", self.worker_threads)?,
+            max_in_flight: at_least_one("--max-in-flight", self.max_in_flight)?,
+            limits: Limits {
+                upstream_per_minute: self.upstream_quota_per_minute,
+                caller_per_minute: self.caller_limit_per_minute,
+                email_per_minute: self.email_limit_per_minute,
+            },
+            idempotency_window: positive_setting("--idempotency-window", self.idempotency_window)?,
+            resilience: ResilienceSettings {
+                breaker_failures: self.circuit_breaker_failures,
+                breaker_cooldown: positive_setting("--circuit-breaker-cooldown", self.circuit_breaker_cooldown)?,
+                max_attempts: at_least_one("--connect-attempts", self.connect_attempts)?,
+                max_concurrent_calls: self.upstream_concurrency,
+                ..Default::default()
+            },
+            redis_url: match &self.redis_url {
+                Some(url) if !url.starts_with("redis://") && !url.starts_with("rediss://") => {
+                    return Err(invalid("--redis-url", "must start with redis:// or rediss://"));
+                }
+                other => other.clone(),
+            },
+            metrics_addr: self.metrics_addr,
+            otlp_endpoint,
+            upstream,
+            http,
+            shutdown_grace: self.shutdown_grace,
+            log_format: self.log_format,
+            log_filter: self.log,
+        })
+    }
+
+    fn resolve_upstream(&self) -> Result<Upstream, ConfigError> {
+        let given = self.tenant.given_keys();
+        let first_flag = || given.first().map(|key| TenantOptions::flag_for(key));
+        if self.sandbox {
+            if !cfg!(feature = "sandbox") {
+                return Err(invalid(
+                    "--sandbox",
+                    "this build has no sandbox (it was built without the `sandbox` feature)",
+                ));
+            }
+            // The sandbox wires its own upstream; mixing in real settings would be ambiguous.
+            if let Some(flag) = first_flag().or_else(|| self.tenants_file.as_ref().map(|_| "--tenants-file".into())) {
+                return Err(invalid(flag, "cannot be combined with --sandbox"));
+            }
+            return Ok(Upstream::Sandbox(SandboxOptions {
+                addr: self.sandbox_addr,
+                rate_limit_per_minute: self.sandbox_rate_limit,
+                latency: self.sandbox_latency.unwrap_or_default(),
+            }));
+        }
+        if let Some(path) = &self.tenants_file {
+            if let Some(flag) = first_flag() {
+                return Err(invalid(flag, "cannot be combined with --tenants-file (put it in the file)"));
+            }
+            return tenants_file::load(path);
+        }
+        if given.is_empty() {
+            return Err(invalid(
+                "--broker-api-url",
+                "no upstream configured: set --broker-api-url, --api-key-file and --platform-url (or --tenants-file), or run with --sandbox",
+            ));
+        }
+        let tenant = self
+            .tenant
+            .clone()
+            .resolve(DEFAULT_TENANT)
+            .map_err(|bad| invalid(TenantOptions::flag_for(bad.key), bad.problem))?;
+        Ok(Upstream::Tenants { tenants: vec![tenant], default_tenant: DEFAULT_TENANT.into() })
+    }
+}

@@ -1,0 +1,114 @@
+//! Typed configuration: command-line flags with environment fallbacks
+//! ([`cli`]), an optional tenants file ([`tenants_file`]), and the files that
+//! say who may call ([`callers`]). Everything is parsed and checked at start,
+//! so a bad setting stops the process with one line that names it instead of
+//! failing on the first request. This module imports nothing above it: the
+//! layers above read the [`Settings`] it produces.
+
+mod callers;
+mod cli;
+mod tenants_file;
+
+pub use callers::TlsFiles;
+pub use cli::Cli;
+
+use clap::ValueEnum;
+use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
+use url::Url;
+
+use crate::{auth::CallerAuth, quota::Limits, tenant::TenantSettings, upstream::resilience::ResilienceSettings};
+
+/// Default limit of RPCs in flight; each holds about 40 KB (see BENCHMARKS.md).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Settings of the shared upstream HTTP client.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub user_agent: String,
+    pub connect_timeout: Duration,
+    pub upstream_timeout: Duration,
+    /// Whether `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` apply;
+    /// off for the in-process sandbox, which is always reached directly.
+    pub proxies_from_environment: bool,
+}
+
+/// How to start the built-in sandbox of the vendor.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    /// Where its HTTP server listens; port 0 picks a free one.
+    pub addr: SocketAddr,
+    /// Requests per minute per API key and per platform; 0 switches the limit off.
+    pub rate_limit_per_minute: u32,
+    /// Latency added to every answer.
+    pub latency: Duration,
+}
+
+impl Default for SandboxOptions {
+    fn default() -> Self {
+        Self { addr: SocketAddr::from(([127, 0, 0, 1], 0)), rate_limit_per_minute: 500, latency: Duration::ZERO }
+    }
+}
+
+/// Where the upstream comes from.
+#[derive(Debug, Clone)]
+pub enum Upstream {
+    /// Real upstreams, one profile per tenant.
+    Tenants { tenants: Vec<TenantSettings>, default_tenant: String },
+    /// The built-in sandbox, started in-process.
+    Sandbox(SandboxOptions),
+}
+
+/// The whole, checked configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub tls: Option<TlsFiles>,
+    pub callers: Option<Arc<CallerAuth>>,
+    pub health_listen: Option<SocketAddr>,
+    /// Only check the settings, then exit.
+    pub check_only: bool,
+    pub listen: SocketAddr,
+    pub worker_threads: usize,
+    pub max_in_flight: usize,
+    pub limits: Limits,
+    pub idempotency_window: Duration,
+    pub resilience: ResilienceSettings,
+    pub redis_url: Option<String>,
+    pub metrics_addr: Option<SocketAddr>,
+    pub otlp_endpoint: Option<Url>,
+    pub upstream: Upstream,
+    pub http: HttpSettings,
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+}
+
+/// A setting that cannot be used, with the name an operator would type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub setting: String,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid setting {}: {}", self.setting, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub(crate) fn invalid(setting: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError { setting: setting.into(), problem: problem.into() }
+}
+
+#[cfg(test)]
+mod tests;

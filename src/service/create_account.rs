@@ -1,0 +1,130 @@
+//! CreateAccount: validate, honour the idempotency key, create the account at
+//! the vendor, then hand back a login link or a live session. Once the vendor
+//! has created the account every later failure is reported inside an OK
+//! answer, so the caller never creates the same user twice.
+
+use time::OffsetDateTime;
+use tracing::Instrument as _;
+
+use super::{
+    SsoGateway, Tenant,
+    envelope::Call,
+    idempotent::{recordable, replay, request_fingerprint},
+    replies,
+};
+use crate::{
+    convert::{self, CreateAccountCommand},
+    deadline::Deadline,
+    error::SsoError,
+    idempotency::{self, Claim},
+    proto,
+    trace_context::{self, TraceContext},
+    upstream::UpstreamFault,
+};
+
+impl SsoGateway {
+    pub(super) async fn create_account_flow(
+        &self,
+        call: Call,
+        request: proto::CreateAccountRequest,
+    ) -> Result<proto::CreateAccountResponse, SsoError> {
+        let Call { tenant, deadline, caller } = call;
+        let fingerprint = request_fingerprint(&request);
+        let command = convert::create_account(request)?;
+        let Some(key) = command.idempotency_key.clone() else {
+            return self.create_account_at_vendor(&tenant, command, deadline).await;
+        };
+        let idempotency = self.idempotency.clone();
+        let key = idempotency::scoped_key(&tenant.settings.name, caller.as_deref().unwrap_or("anonymous"), &key);
+        let claim = idempotency.claim(&key, &fingerprint).await.map_err(|error| {
+            tracing::warn!(%error, "idempotency store failed");
+            SsoError::IdempotencyUnavailable
+        })?;
+        match claim {
+            Claim::Done(outcome) => replay(outcome),
+            Claim::Mismatch => Err(SsoError::IdempotencyKeyReused),
+            Claim::InProgress => match idempotency.wait(&key, &fingerprint, deadline.instant()).await {
+                Some(outcome) => replay(outcome),
+                None => Err(SsoError::CreationInProgress),
+            },
+            Claim::Run => {
+                // Detached, and bounded by the configured cap rather than the
+                // caller's deadline: a vendor answer that comes after the
+                // caller gave up is still recorded for its retry.
+                let gateway = self.clone();
+                let run_deadline = Deadline::after(self.upstream_timeout);
+                let trace = trace_context::current().unwrap_or_else(TraceContext::new_root);
+                let run = async move {
+                    let result = gateway.create_account_at_vendor(&tenant, command, run_deadline).await;
+                    match recordable(&result) {
+                        Some(outcome) => idempotency.complete(&key, &fingerprint, outcome).await,
+                        None => idempotency.release(&key).await,
+                    }
+                    result
+                };
+                let task = tokio::spawn(trace_context::scope(trace, run).instrument(tracing::Span::current()));
+                match tokio::time::timeout_at(deadline.instant(), task).await {
+                    Ok(Ok(result)) => result,
+                    // The run goes on (or ended abnormally); its retry finds out which.
+                    Ok(Err(_)) | Err(_) => Err(SsoError::CreationInProgress),
+                }
+            }
+        }
+    }
+
+    /// The vendor calls of CreateAccount: create, then a login link or a session.
+    async fn create_account_at_vendor(
+        &self,
+        tenant: &Tenant,
+        command: CreateAccountCommand,
+        deadline: Deadline,
+    ) -> Result<proto::CreateAccountResponse, SsoError> {
+        let email = command.account.email.clone();
+        let created = tenant.broker.create_account(&command.account, deadline).await.map_err(|error| {
+            if error.may_have_been_processed() {
+                SsoError::AccountCreationOutcomeUnknown { tenant: tenant.settings.name.clone(), error }
+            } else {
+                SsoError::Upstream { tenant: tenant.settings.name.clone(), error }
+            }
+        })?;
+        // From here on the account exists: every failure is reported inside an OK answer.
+        let account = replies::account(&created, &email);
+        let mut response = proto::CreateAccountResponse { account: Some(account), ..Default::default() };
+        let token = match created.one_time_token {
+            Some(token) => Ok((token, None)),
+            // The vendor may omit the token: mint one so the caller still gets a link.
+            None => tenant
+                .broker
+                .issue_one_time_token(&email, tenant.settings.one_time_token_validity, deadline)
+                .await
+                .map(|issued| (issued.token, Some(issued.expires_at))),
+        };
+        let (token, expires_at) = match token {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::warn!(%error, account_uuid = %created.uuid.as_deref().unwrap_or(""), "account created, but no login token");
+                response.sign_in_error = Some(replies::sign_in_error(&error));
+                return Ok(response);
+            }
+        };
+        if !command.start_session {
+            response.login_link = Some(replies::login_link(&tenant.settings, &token, expires_at));
+            return Ok(response);
+        }
+        match tenant.platform.login_with_token(&token, deadline).await {
+            Ok(granted) => {
+                response.session =
+                    Some(replies::browser_session(&tenant.settings, &granted, OffsetDateTime::now_utc()));
+            }
+            Err(error) => {
+                tracing::warn!(%error, account_uuid = %created.uuid.as_deref().unwrap_or(""), "account created, but its session could not be started");
+                // A token the platform never saw is still good: hand it on as a link.
+                if !error.may_have_been_processed() && error.fault != UpstreamFault::OneTimeTokenRejected {
+                    response.login_link = Some(replies::login_link(&tenant.settings, &token, expires_at));
+                }
+                response.sign_in_error = Some(replies::sign_in_error(&error));
+            }
+        }
+        Ok(response)
+    }
+}

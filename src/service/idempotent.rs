@@ -1,0 +1,51 @@
+//! How a CreateAccount outcome is kept for its idempotency key: which
+//! request a key belongs to, which outcomes a retry must see again, and how
+//! a stored outcome is replayed.
+
+use prost::Message as _;
+use tonic::{Code, Status};
+
+use crate::{error::SsoError, hex, idempotency::Outcome, proto, upstream::UpstreamFault};
+
+/// What identifies a CreateAccount request for its idempotency key: the
+/// request without its key and tenant, the password only as a hash.
+pub(super) fn request_fingerprint(request: &proto::CreateAccountRequest) -> String {
+    let mut essence = request.clone();
+    essence.password = sha1_smol::Sha1::from(&request.password).digest().to_string();
+    essence.idempotency_key.clear();
+    essence.tenant.clear();
+    sha1_smol::Sha1::from(essence.encode_to_vec()).digest().to_string()
+}
+
+/// The outcomes a retry must see again: an account, or a definite refusal by
+/// the vendor. Anything else means nothing was created, so a retry runs anew
+/// (and if the vendor did create the account, it then says it already exists).
+pub(super) fn recordable(result: &Result<proto::CreateAccountResponse, SsoError>) -> Option<Outcome> {
+    match result {
+        Ok(response) => Some(Outcome::Created(hex::encode(&response.encode_to_vec()))),
+        Err(SsoError::Upstream { tenant, error })
+            if matches!(error.fault, UpstreamFault::AccountAlreadyExists | UpstreamFault::RequestRejected) =>
+        {
+            let status = Status::from(SsoError::Upstream { tenant: tenant.clone(), error: error.clone() });
+            Some(Outcome::Failed {
+                code: status.code() as i32,
+                message: status.message().to_string(),
+                details: hex::encode(status.details()),
+            })
+        }
+        Err(_) => None,
+    }
+}
+
+/// The stored outcome, as the first call answered it.
+pub(super) fn replay(outcome: Outcome) -> Result<proto::CreateAccountResponse, SsoError> {
+    match outcome {
+        Outcome::Created(hex) => proto::CreateAccountResponse::decode(hex::decode(&hex).as_slice())
+            .map_err(|_| SsoError::IdempotencyUnavailable),
+        Outcome::Failed { code, message, details } => Err(SsoError::Replayed(Box::new(Status::with_details(
+            Code::from(code),
+            message,
+            hex::decode(&details).into(),
+        )))),
+    }
+}

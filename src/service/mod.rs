@@ -1,0 +1,114 @@
+//! The four RPCs. Every call passes through one envelope ([`envelope`]):
+//! shedding, the caller, the deadline, the tenant (resolved once), the trace,
+//! metrics and the log line. Each flow then lives in a file of its own and
+//! reads like the vendor's documentation: validate, call the vendor, reply.
+
+mod create_account;
+mod envelope;
+mod idempotent;
+mod login;
+mod one_time_token;
+mod refresh;
+pub mod replies;
+mod tenants;
+mod throttle;
+
+pub use tenants::{Tenant, Tenants};
+
+use std::{sync::Arc, time::Duration};
+use tokio::sync::Semaphore;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    auth::CallerAuth,
+    error::SsoError,
+    idempotency::Idempotency,
+    metrics::Metrics,
+    proto::{self, sso_service_server::SsoService},
+    quota::{Buckets, Limits},
+    upstream::UpstreamError,
+};
+
+/// The gRPC service. Cloning shares everything.
+#[derive(Debug, Clone)]
+pub struct SsoGateway {
+    tenants: Arc<Tenants>,
+    upstream_timeout: Duration,
+    metrics: Arc<Metrics>,
+    in_flight: Arc<Semaphore>,
+    max_in_flight: usize,
+    callers: Option<Arc<CallerAuth>>,
+    buckets: Arc<Buckets>,
+    limits: Limits,
+    idempotency: Arc<Idempotency>,
+}
+
+/// What a gateway is made of.
+#[derive(Debug)]
+pub struct GatewayParts {
+    pub tenants: Tenants,
+    /// Caps every RPC's upstream time; a shorter caller deadline wins.
+    pub upstream_timeout: Duration,
+    pub metrics: Arc<Metrics>,
+    /// RPCs beyond this many in flight are shed with RESOURCE_EXHAUSTED, never queued.
+    pub max_in_flight: usize,
+    /// With it, every caller must authenticate and be allowed by the policy.
+    pub callers: Option<Arc<CallerAuth>>,
+    /// Where the per-caller and per-email limits are counted.
+    pub buckets: Arc<Buckets>,
+    pub limits: Limits,
+    /// Where CreateAccount idempotency keys are remembered.
+    pub idempotency: Arc<Idempotency>,
+}
+
+impl SsoGateway {
+    pub fn new(parts: GatewayParts) -> Self {
+        Self {
+            tenants: Arc::new(parts.tenants),
+            upstream_timeout: parts.upstream_timeout,
+            metrics: parts.metrics,
+            in_flight: Arc::new(Semaphore::new(parts.max_in_flight)),
+            max_in_flight: parts.max_in_flight,
+            callers: parts.callers,
+            buckets: parts.buckets,
+            limits: parts.limits,
+            idempotency: parts.idempotency,
+        }
+    }
+}
+
+/// An upstream failure of `tenant`'s call, as the RPC reports it.
+fn upstream_failure(tenant: &Tenant) -> impl Fn(UpstreamError) -> SsoError + '_ {
+    move |error| SsoError::Upstream { tenant: tenant.settings.name.clone(), error }
+}
+
+#[tonic::async_trait]
+impl SsoService for SsoGateway {
+    async fn create_account(
+        &self,
+        request: Request<proto::CreateAccountRequest>,
+    ) -> Result<Response<proto::CreateAccountResponse>, Status> {
+        self.envelope("CreateAccount", request, |call, request| Box::pin(self.create_account_flow(call, request))).await
+    }
+
+    async fn issue_one_time_token(
+        &self,
+        request: Request<proto::IssueOneTimeTokenRequest>,
+    ) -> Result<Response<proto::IssueOneTimeTokenResponse>, Status> {
+        self.envelope("IssueOneTimeToken", request, |call, request| {
+            Box::pin(self.issue_one_time_token_flow(call, request))
+        })
+        .await
+    }
+
+    async fn login(&self, request: Request<proto::LoginRequest>) -> Result<Response<proto::LoginResponse>, Status> {
+        self.envelope("Login", request, |call, request| Box::pin(self.login_flow(call, request))).await
+    }
+
+    async fn refresh(
+        &self,
+        request: Request<proto::RefreshRequest>,
+    ) -> Result<Response<proto::RefreshResponse>, Status> {
+        self.envelope("Refresh", request, |call, request| Box::pin(self.refresh_flow(call, request))).await
+    }
+}

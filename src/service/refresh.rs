@@ -1,0 +1,22 @@
+//! Refresh: a renewed session for a refresh token, which the platform rotates.
+
+use time::OffsetDateTime;
+
+use super::{SsoGateway, envelope::Call, replies, upstream_failure};
+use crate::{convert, error::SsoError, proto};
+
+impl SsoGateway {
+    pub(super) async fn refresh_flow(
+        &self,
+        call: Call,
+        request: proto::RefreshRequest,
+    ) -> Result<proto::RefreshResponse, SsoError> {
+        let Call { tenant, deadline, .. } = call;
+        let command = convert::refresh(request)?;
+        let granted =
+            tenant.platform.refresh(&command.refresh_token, deadline).await.map_err(upstream_failure(&tenant))?;
+        Ok(proto::RefreshResponse {
+            session: Some(replies::browser_session(&tenant.settings, &granted, OffsetDateTime::now_utc())),
+        })
+    }
+}
