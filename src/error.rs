@@ -10,8 +10,28 @@ use tonic_types::{ErrorDetails, StatusExt as _};
 
 use crate::upstream::{UpstreamError, UpstreamFault};
 
-/// The `domain` of every ErrorInfo this service sends.
+/// The `domain` of every ErrorInfo this service sends. The proto's header
+/// comment and the README state it too; a test keeps them equal.
 pub const ERROR_DOMAIN: &str = "mtr-sso";
+
+/// The ErrorInfo metadata keys this service sends: lowerCamelCase, as AIP-193
+/// asks, because callers read them by name. The proto's header comment lists
+/// them as the contract; a test keeps that list equal to this one.
+pub mod metadata_key {
+    /// The tenant whose vendor call failed.
+    pub const TENANT: &str = "tenant";
+    /// The vendor call that failed, e.g. `login`.
+    pub const ENDPOINT: &str = "endpoint";
+    /// The vendor's HTTP status, when it answered.
+    pub const UPSTREAM_STATUS: &str = "upstreamStatus";
+    /// The reason the vendor's failure maps to, even where the ErrorInfo
+    /// reason says something else (ACCOUNT_CREATION_OUTCOME_UNKNOWN).
+    pub const UPSTREAM_REASON: &str = "upstreamReason";
+    /// The authenticated caller a CALLER_NOT_PERMITTED refers to.
+    pub const CALLER: &str = "caller";
+    /// Every key above.
+    pub const ALL: [&str; 5] = [TENANT, ENDPOINT, UPSTREAM_STATUS, UPSTREAM_REASON, CALLER];
+}
 
 /// One invalid field of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,10 +210,10 @@ impl From<SsoError> for Status {
                 }
             }
             SsoError::Upstream { tenant, error } | SsoError::AccountCreationOutcomeUnknown { tenant, error } => {
-                metadata.insert("tenant".to_string(), tenant.clone());
-                metadata.insert("endpoint".to_string(), error.endpoint.name().to_string());
+                metadata.insert(metadata_key::TENANT.to_string(), tenant.clone());
+                metadata.insert(metadata_key::ENDPOINT.to_string(), error.endpoint.name().to_string());
                 if let Some(status) = error.status {
-                    metadata.insert("upstream_status".to_string(), status.to_string());
+                    metadata.insert(metadata_key::UPSTREAM_STATUS.to_string(), status.to_string());
                 }
                 match error.fault {
                     UpstreamFault::RateLimited { retry_after } => {
@@ -205,7 +225,10 @@ impl From<SsoError> for Status {
                     _ => {}
                 }
                 // The outcome-unknown reason hides what went wrong upstream; keep it visible.
-                metadata.insert("upstream_reason".to_string(), upstream_code_and_reason(&error.fault).1.to_string());
+                metadata.insert(
+                    metadata_key::UPSTREAM_REASON.to_string(),
+                    upstream_code_and_reason(&error.fault).1.to_string(),
+                );
             }
             SsoError::Overloaded { .. } => {
                 details.set_retry_info(Some(std::time::Duration::from_millis(100)));
@@ -215,7 +238,7 @@ impl From<SsoError> for Status {
                 details.set_retry_info(Some(*retry_after));
             }
             SsoError::CallerNotPermitted { caller } => {
-                metadata.insert("caller".to_string(), caller.clone());
+                metadata.insert(metadata_key::CALLER.to_string(), caller.clone());
             }
             SsoError::CreationInProgress => {
                 details.set_retry_info(Some(std::time::Duration::from_millis(500)));
@@ -247,7 +270,10 @@ mod tests {
         let details = status.get_error_details();
         let info = details.error_info().expect("error info");
         assert_eq!(info.reason, "UPSTREAM_RATE_LIMITED");
-        assert_eq!(info.metadata.get("upstream_status").map(String::as_str), Some("429"));
+        assert_eq!(info.domain, "mtr-sso");
+        assert_eq!(info.metadata.get("upstreamStatus").map(String::as_str), Some("429"));
+        assert_eq!(info.metadata.get("upstreamReason").map(String::as_str), Some("UPSTREAM_RATE_LIMITED"));
+        assert_eq!(info.metadata.get("tenant").map(String::as_str), Some("default"));
         assert_eq!(info.metadata.get("endpoint").map(String::as_str), Some("login"));
         let retry = details.retry_info().expect("retry info");
         assert_eq!(retry.retry_delay, Some(std::time::Duration::from_secs(3)));
@@ -262,5 +288,79 @@ mod tests {
         assert_eq!(status.code(), Code::InvalidArgument);
         let bad = status.get_details_bad_request().expect("bad request");
         assert_eq!(bad.field_violations.len(), 2);
+    }
+
+    fn metadata_of(error: SsoError) -> HashMap<String, String> {
+        let status = Status::from(error);
+        let details = status.get_error_details();
+        let info = details.error_info().expect("error info");
+        assert_eq!(info.domain, ERROR_DOMAIN);
+        info.metadata.clone()
+    }
+
+    #[test]
+    fn every_metadata_key_sent_is_listed_and_lower_camel_case() {
+        let failed_create =
+            || UpstreamError { endpoint: Endpoint::CreateAccount, status: None, fault: UpstreamFault::Timeout };
+        let failed_login =
+            UpstreamError { endpoint: Endpoint::Login, status: Some(401), fault: UpstreamFault::CredentialsRejected };
+        let mut sent = std::collections::BTreeSet::new();
+        for error in [
+            SsoError::Upstream { tenant: "acme".into(), error: failed_login },
+            SsoError::AccountCreationOutcomeUnknown { tenant: "acme".into(), error: failed_create() },
+            SsoError::CallerNotPermitted { caller: "crm".into() },
+        ] {
+            sent.extend(metadata_of(error).into_keys());
+        }
+        let listed: std::collections::BTreeSet<String> = metadata_key::ALL.iter().map(|k| k.to_string()).collect();
+        assert_eq!(sent, listed, "the list matches what is sent");
+        for key in metadata_key::ALL {
+            let mut chars = key.chars();
+            let lower_camel =
+                chars.next().is_some_and(|c| c.is_ascii_lowercase()) && chars.all(|c| c.is_ascii_alphanumeric());
+            assert!(lower_camel && key.len() <= 64, "`{key}` is not lowerCamelCase");
+        }
+    }
+
+    #[test]
+    fn outcome_unknown_keeps_the_upstream_cause_in_its_metadata() {
+        let error =
+            UpstreamError { endpoint: Endpoint::CreateAccount, status: Some(503), fault: UpstreamFault::ServerError };
+        let metadata = metadata_of(SsoError::AccountCreationOutcomeUnknown { tenant: "acme".into(), error });
+        assert_eq!(metadata.get("upstreamReason").map(String::as_str), Some("UPSTREAM_UNAVAILABLE"));
+        assert_eq!(metadata.get("upstreamStatus").map(String::as_str), Some("503"));
+        assert_eq!(metadata.get("endpoint").map(String::as_str), Some("create_account"));
+        assert_eq!(metadata.get("tenant").map(String::as_str), Some("acme"));
+    }
+
+    /// `upstreamStatus` as `upstream_status`: the spelling a stale document would use.
+    fn snake_case(key: &str) -> String {
+        key.chars()
+            .flat_map(|c| if c.is_ascii_uppercase() { vec!['_', c.to_ascii_lowercase()] } else { vec![c] })
+            .collect()
+    }
+
+    #[test]
+    fn the_proto_and_the_docs_state_the_domain_and_keys_that_are_sent() {
+        let proto = include_str!("../proto/matchtrader/sso/v1/sso_service.proto");
+        let readme = include_str!("../README.md");
+        let callers = include_str!("../docs/callers.md");
+        let contract = proto.split("syntax =").next().expect("header comment");
+        assert!(contract.contains(&format!("domain `{ERROR_DOMAIN}`")), "the proto header names the domain");
+        assert!(readme.contains(&format!("domain `{ERROR_DOMAIN}`")), "the README names the domain");
+        let named = contract.split("domain `").skip(1).chain(readme.split("domain `").skip(1));
+        let shown = readme.split("\"domain\":\"").skip(1);
+        for rest in named.map(|rest| rest.split('`').next()).chain(shown.map(|rest| rest.split('"').next())) {
+            assert_eq!(rest, Some(ERROR_DOMAIN), "every domain the proto and README state is the one sent");
+        }
+        for key in metadata_key::ALL {
+            assert!(contract.contains(&format!("`{key}`")), "the proto header lists `{key}`");
+            let stale = snake_case(key);
+            if stale != key {
+                for (name, text) in [("proto", proto), ("README", readme), ("docs/callers.md", callers)] {
+                    assert!(!text.contains(&stale), "{name} still spells `{key}` as `{stale}`");
+                }
+            }
+        }
     }
 }

@@ -140,8 +140,8 @@ async fn create_account_is_sent_once_when_the_vendor_fails_and_the_outcome_is_re
     let status = gateway.client.create_account(new_account("ada@example.com")).await.expect_err("fails");
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(reason(&status), "ACCOUNT_CREATION_OUTCOME_UNKNOWN");
-    assert_eq!(error_metadata(&status, "upstream_status").as_deref(), Some("500"));
-    assert_eq!(error_metadata(&status, "upstream_reason").as_deref(), Some("UPSTREAM_UNAVAILABLE"));
+    assert_eq!(error_metadata(&status, "upstreamStatus").as_deref(), Some("500"));
+    assert_eq!(error_metadata(&status, "upstreamReason").as_deref(), Some("UPSTREAM_UNAVAILABLE"));
     assert_eq!(upstream_calls(&server, "/v1/accounts").await, 1);
 }
 

@@ -1,7 +1,8 @@
 //! What two gateway processes share through a real Redis: the upstream quota
 //! (together they never send the vendor more than it allows), and CreateAccount
 //! idempotency keys (a retry that reaches the other replica gets the first
-//! outcome, and the vendor sees one creation).
+//! outcome, and the vendor sees one creation). An outcome damaged in Redis is
+//! refused, never replayed as garbage.
 
 mod common;
 
@@ -37,10 +38,15 @@ impl Redis {
         Self { child, port }
     }
 
-    fn keys(&self) -> Vec<String> {
+    fn cli(&self, args: &[&str]) -> String {
         let output =
-            Command::new("redis-cli").args(["-p", &self.port.to_string(), "--scan"]).output().expect("redis-cli");
-        String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect()
+            Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli");
+        assert!(output.status.success(), "redis-cli {args:?}");
+        String::from_utf8(output.stdout).expect("utf8").trim_end().to_string()
+    }
+
+    fn keys(&self) -> Vec<String> {
+        self.cli(&["--scan"]).lines().map(str::to_string).collect()
     }
 }
 
@@ -62,8 +68,8 @@ fn tenants_file(dir: &Path, upstream: &MockServer) -> std::path::PathBuf {
     tenants
 }
 
-/// Two gateway processes on the same tenants file and Redis.
-fn two_replicas(tenants: &Path, redis: &Redis, extra: &[&str]) -> (Running, Running) {
+/// A gateway process on the tenants file and Redis.
+fn replica(tenants: &Path, redis: &Redis, extra: &[&str]) -> Running {
     let redis_url = format!("redis://127.0.0.1:{}", redis.port);
     let mut args = vec![
         "--tenants-file",
@@ -76,7 +82,12 @@ fn two_replicas(tenants: &Path, redis: &Redis, extra: &[&str]) -> (Running, Runn
         &redis_url,
     ];
     args.extend_from_slice(extra);
-    (Running::start(&args), Running::start(&args))
+    Running::start(&args)
+}
+
+/// Two gateway processes on the same tenants file and Redis.
+fn two_replicas(tenants: &Path, redis: &Redis, extra: &[&str]) -> (Running, Running) {
+    (replica(tenants, redis, extra), replica(tenants, redis, extra))
 }
 
 #[tokio::test]
@@ -161,4 +172,49 @@ async fn a_create_retried_on_another_replica_after_a_timeout_gets_the_first_acco
         redis.keys().iter().any(|k| k.starts_with("mtr-sso:idempotency:") && !k.contains("signup-42")),
         "keys are hashed"
     );
+}
+
+#[tokio::test]
+async fn a_stored_outcome_damaged_in_redis_is_refused_and_not_replayed_or_run_again() {
+    let redis = Redis::start();
+    let upstream = MockServer::start().await;
+    Mock::given(path("/v1/accounts"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"uuid": "acc-stored", "oneTimeToken": "ott"})),
+        )
+        .mount(&upstream)
+        .await;
+    let tenants = tenants_file(&std::env::temp_dir().join(format!("mtr-sso-damage-{}", std::process::id())), &upstream);
+    let gateway = replica(&tenants, &redis, &[]);
+    let mut client = SsoServiceClient::new(common::channel(gateway.grpc_addr()).await);
+    let request = || mtr_sso::proto::CreateAccountRequest {
+        idempotency_key: "signup-7".into(),
+        ..common::new_account("ada@example.com")
+    };
+    let first = client.create_account(request()).await.expect("created").into_inner();
+    assert_eq!(first.account.expect("account").uuid, "acc-stored");
+
+    let stored_key = redis.keys().into_iter().find(|k| k.starts_with("mtr-sso:idempotency:")).expect("outcome stored");
+    let stored: serde_json::Value = serde_json::from_str(&redis.cli(&["GET", &stored_key])).expect("json");
+    let hex = stored["outcome"]["Created"].as_str().expect("a created outcome, as hex").to_string();
+    let replayed = client.create_account(request()).await.expect("an intact outcome replays").into_inner();
+    assert_eq!(replayed.account.expect("account").uuid, "acc-stored");
+
+    // Skipping the non-hex pair would leave the original bytes: it must be refused all the same.
+    let middle = hex.len() / 4 * 2;
+    let non_hex_pair = format!("{}zz{}", &hex[..middle], &hex[middle..]);
+    let cut_in_half = hex[..hex.len() - 1].to_string();
+    for damaged in [non_hex_pair, cut_in_half] {
+        let mut value = stored.clone();
+        value["outcome"]["Created"] = serde_json::Value::String(damaged.clone());
+        assert_eq!(redis.cli(&["SET", &stored_key, &value.to_string(), "KEEPTTL"]), "OK");
+        let status = client.create_account(request()).await.expect_err("a damaged outcome is refused");
+        assert_eq!(
+            (status.code(), reason(&status).as_str()),
+            (Code::Unavailable, "IDEMPOTENCY_STORE_UNAVAILABLE"),
+            "stored {damaged:?}"
+        );
+    }
+    let creates = upstream.received_requests().await.expect("recorded").len();
+    assert_eq!(creates, 1, "the vendor saw one creation: a damaged outcome does not run the request again");
 }

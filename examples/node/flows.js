@@ -44,7 +44,7 @@ async function main([target, demoEmail, demoPassword]) {
 
     const wrong = await expectError('UPSTREAM_REJECTED_CREDENTIALS', () => client.login(demoEmail, 'wrong-password'));
     assert.equal(wrong.code, grpcStatus.UNAUTHENTICATED);
-    assert.equal(wrong.metadata.upstream_status, '401');
+    assert.equal(wrong.metadata.upstreamStatus, '401');
     const invalid = await expectError('INVALID_REQUEST', () => client.createAccount('not-an-email', '', 'Ada', ''));
     assert.deepEqual(invalid.fieldViolations, ['email', 'password', 'personal_details.lastname']);
     console.log('errors: ok');

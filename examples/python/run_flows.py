@@ -54,7 +54,7 @@ def main(target: str, demo_email: str, demo_password: str) -> None:
 
         # Errors carry stable reasons and field violations.
         wrong = expect_error("UPSTREAM_REJECTED_CREDENTIALS", lambda: client.login(demo_email, "wrong-password"))
-        assert wrong.metadata.get("upstream_status") == "401", wrong.metadata
+        assert wrong.metadata.get("upstreamStatus") == "401", wrong.metadata
         invalid = expect_error("INVALID_REQUEST", lambda: client.create_account("not-an-email", "", "Ada", ""))
         assert invalid.field_violations == ["email", "password", "personal_details.lastname"], invalid.field_violations
         print("errors: ok")

@@ -40,12 +40,13 @@ pub(super) fn recordable(result: &Result<proto::CreateAccountResponse, SsoError>
 /// The stored outcome, as the first call answered it.
 pub(super) fn replay(outcome: Outcome) -> Result<proto::CreateAccountResponse, SsoError> {
     match outcome {
-        Outcome::Created(hex) => proto::CreateAccountResponse::decode(hex::decode(&hex).as_slice())
-            .map_err(|_| SsoError::IdempotencyUnavailable),
-        Outcome::Failed { code, message, details } => Err(SsoError::Replayed(Box::new(Status::with_details(
-            Code::from(code),
-            message,
-            hex::decode(&details).into(),
-        )))),
+        Outcome::Created(hex) => hex::decode(&hex)
+            .ok()
+            .and_then(|bytes| proto::CreateAccountResponse::decode(bytes.as_slice()).ok())
+            .ok_or(SsoError::IdempotencyUnavailable),
+        Outcome::Failed { code, message, details } => {
+            let details = hex::decode(&details).map_err(|_| SsoError::IdempotencyUnavailable)?;
+            Err(SsoError::Replayed(Box::new(Status::with_details(Code::from(code), message, details.into()))))
+        }
     }
 }
