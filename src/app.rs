@@ -13,7 +13,7 @@ use crate::{
     server,
     service::SsoGateway,
     tenant::Tenants,
-    upstream::{Accounting, HttpClient, Proxies},
+    upstream::{GateContext, HttpClient, Proxies},
 };
 
 /// Runs the service until `shutdown` resolves and the drain ends.
@@ -52,13 +52,9 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         None => (Buckets::in_memory(), Idempotency::in_memory(settings.idempotency_window)),
     };
     let buckets = Arc::new(buckets);
-    let accounting = Arc::new(Accounting {
-        metrics: metrics.clone(),
-        buckets: buckets.clone(),
-        upstream_per_minute: settings.limits.upstream_per_minute,
-        resilience: settings.resilience,
-    });
-    let tenants = Tenants::new(tenants, &default_tenant, http, accounting).map_err(anyhow::Error::msg)?;
+    let gates =
+        GateContext::new(metrics.clone(), buckets.clone(), settings.limits.upstream_per_minute, settings.resilience);
+    let tenants = Tenants::new(tenants, &default_tenant, http, gates).map_err(anyhow::Error::msg)?;
     let names = tenants.names();
     let mut gateway = SsoGateway::new(tenants, settings.http.upstream_timeout, metrics.clone())
         .with_max_in_flight(settings.max_in_flight)

@@ -109,7 +109,7 @@ async fn callers_are_authenticated_by_certificate_or_token_and_authorized_per_rp
         vec![tenant("acme", &upstream.uri()), tenant("globex", &upstream.uri())],
         "acme",
         http,
-        mtr_sso::upstream::Accounting::unlimited(metrics.clone()),
+        mtr_sso::upstream::GateContext::unlimited(metrics.clone()),
     )
     .expect("tenants");
     let gateway = SsoGateway::new(tenants, Duration::from_secs(5), metrics).with_caller_auth(callers);

@@ -13,7 +13,7 @@ use mtr_sso::{
     quota::Buckets,
     service::SsoGateway,
     tenant::Tenants,
-    upstream::{Accounting, HttpClient, Proxies, resilience::ResilienceSettings},
+    upstream::{GateContext, HttpClient, Proxies, resilience::ResilienceSettings},
 };
 use std::{
     net::SocketAddr,
@@ -163,13 +163,8 @@ struct Gateway {
 async fn gateway_for(url: &str, resilience: ResilienceSettings) -> Gateway {
     let http = HttpClient::new(&common::http_settings(Duration::from_secs(5)), Proxies::None).expect("client");
     let metrics = Arc::new(Metrics::new());
-    let accounting = Arc::new(Accounting {
-        metrics: metrics.clone(),
-        buckets: Arc::new(Buckets::in_memory()),
-        upstream_per_minute: 0,
-        resilience,
-    });
-    let tenants = Tenants::new(vec![tenant("default", url)], "default", http, accounting).expect("tenants");
+    let gates = GateContext::new(metrics.clone(), Arc::new(Buckets::in_memory()), 0, resilience);
+    let tenants = Tenants::new(vec![tenant("default", url)], "default", http, gates).expect("tenants");
     let gateway = SsoGateway::new(tenants, Duration::from_secs(5), metrics.clone());
     let running = common::serve_gateway(gateway).await;
     Gateway { client: running.client.clone(), metrics, _running: running }

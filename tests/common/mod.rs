@@ -91,13 +91,13 @@ pub async fn spawn_gateway_with(
     let default = tenants[0].name.clone();
     let http = HttpClient::new(&http_settings(upstream_timeout), Proxies::None).expect("http client");
     let metrics = std::sync::Arc::new(mtr_sso::metrics::Metrics::new());
-    let accounting = std::sync::Arc::new(mtr_sso::upstream::Accounting {
-        metrics: metrics.clone(),
-        buckets: std::sync::Arc::new(mtr_sso::quota::Buckets::in_memory()),
+    let gates = mtr_sso::upstream::GateContext::new(
+        metrics.clone(),
+        std::sync::Arc::new(mtr_sso::quota::Buckets::in_memory()),
         upstream_per_minute,
-        resilience: mtr_sso::upstream::resilience::ResilienceSettings::off(),
-    });
-    let tenants = Tenants::new(tenants, &default, http, accounting).expect("tenants");
+        mtr_sso::upstream::resilience::ResilienceSettings::off(),
+    );
+    let tenants = Tenants::new(tenants, &default, http, gates).expect("tenants");
     let gateway = configure(SsoGateway::new(tenants, upstream_timeout, metrics.clone()));
     serve_gateway_with_metrics(gateway, metrics).await
 }
