@@ -15,7 +15,7 @@ use crate::{
     quota::{Buckets, connect_redis},
     server,
     service::{GatewayParts, SsoGateway, Tenants},
-    upstream::{Accounting, HttpClient, Proxies},
+    upstream::{GateContext, HttpClient, Proxies},
 };
 
 /// A built service: listeners bound, not yet serving.
@@ -81,13 +81,13 @@ impl App {
             None => (Buckets::in_memory(), Idempotency::in_memory(settings.idempotency_window)),
         };
         let buckets = Arc::new(buckets);
-        let accounting = Arc::new(Accounting {
-            metrics: metrics.clone(),
-            buckets: buckets.clone(),
-            upstream_per_minute: settings.limits.upstream_per_minute,
-            resilience: settings.resilience,
-        });
-        let tenants = Tenants::new(tenants, &default_tenant, http, accounting).map_err(anyhow::Error::msg)?;
+        let gates = GateContext::new(
+            metrics.clone(),
+            buckets.clone(),
+            settings.limits.upstream_per_minute,
+            settings.resilience,
+        );
+        let tenants = Tenants::new(tenants, &default_tenant, http, gates).map_err(anyhow::Error::msg)?;
         let tenant_names = tenants.names();
         if settings.callers.is_none() {
             tracing::warn!("callers are not authenticated: anyone who reaches this port can sign any user in");

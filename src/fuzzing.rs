@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::{
     convert, proto,
     tenant::{AuthScheme, TenantSettings, UpstreamPaths},
-    upstream::{Endpoint, cookies, json, platform_api, transport::Answer},
+    upstream::{Endpoint, cookies, exchange::Answer, json, platform_api},
 };
 
 fn tenant() -> TenantSettings {

@@ -9,7 +9,7 @@ use mtr_sso::{
     deadline::Deadline,
     tenant::AuthScheme,
     upstream::{
-        Accounting, BrokerApi, HttpClient, NewAccount, PlatformApi, Proxies, UpstreamFault, broker_api_form as form,
+        BrokerApi, GateContext, HttpClient, NewAccount, PlatformApi, Proxies, UpstreamFault, broker_api_form as form,
     },
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -24,10 +24,10 @@ fn clients(server: &MockServer, adjust: impl FnOnce(&mut mtr_sso::tenant::Tenant
     let mut settings = tenant("default", &server.uri());
     adjust(&mut settings);
     let http = HttpClient::new(&http_settings(Duration::from_secs(5)), Proxies::None).expect("client");
-    let accounting = Accounting::unlimited(std::sync::Arc::new(mtr_sso::metrics::Metrics::new()));
+    let gates = GateContext::unlimited(std::sync::Arc::new(mtr_sso::metrics::Metrics::new()));
     (
-        BrokerApi::new(http.clone(), &settings, accounting.clone()).expect("broker api"),
-        PlatformApi::new(http, &settings, accounting).expect("platform api"),
+        BrokerApi::new(http.clone(), &settings, gates.clone()).expect("broker api"),
+        PlatformApi::new(http, &settings, gates).expect("platform api"),
     )
 }
 
@@ -299,7 +299,7 @@ async fn a_refused_connection_is_known_not_to_have_reached_the_vendor() {
     let settings = tenant("default", &closed);
     let http = HttpClient::new(&http_settings(Duration::from_secs(5)), Proxies::None).expect("client");
     let broker =
-        BrokerApi::new(http, &settings, Accounting::unlimited(std::sync::Arc::new(mtr_sso::metrics::Metrics::new())))
+        BrokerApi::new(http, &settings, GateContext::unlimited(std::sync::Arc::new(mtr_sso::metrics::Metrics::new())))
             .expect("broker api");
     let error = broker.create_account(&full_account(), soon()).await.expect_err("refused");
     assert_eq!(error.fault, UpstreamFault::ConnectFailed);
@@ -325,8 +325,8 @@ async fn raw_server(answer: &'static [u8]) -> String {
 
 fn broker_at(base: &str) -> BrokerApi {
     let http = HttpClient::new(&http_settings(Duration::from_secs(5)), Proxies::None).expect("client");
-    let accounting = Accounting::unlimited(std::sync::Arc::new(mtr_sso::metrics::Metrics::new()));
-    BrokerApi::new(http, &tenant("default", base), accounting).expect("broker api")
+    let gates = GateContext::unlimited(std::sync::Arc::new(mtr_sso::metrics::Metrics::new()));
+    BrokerApi::new(http, &tenant("default", base), gates).expect("broker api")
 }
 
 #[tokio::test]
@@ -346,6 +346,14 @@ async fn an_answer_cut_short_is_a_lost_connection_that_may_have_been_processed()
     let error = broker_at(&base).create_account(&full_account(), soon()).await.expect_err("cut short");
     assert_eq!((error.fault.clone(), error.status), (UpstreamFault::ConnectionLost, Some(200)));
     assert!(error.may_have_been_processed(), "the vendor answered 200: the account may exist");
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_bound_is_refused_before_reading() {
+    // The promised body never comes: reading it would end in a lost connection.
+    let base = raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 2000000\r\n\r\n{").await;
+    let error = broker_at(&base).issue_one_time_token("a@b.co", Duration::from_secs(5), soon()).await.expect_err("big");
+    assert_eq!(error.fault, UpstreamFault::Protocol { problem: "the answer is larger than 1 MiB" });
 }
 
 #[tokio::test]

@@ -68,8 +68,8 @@ impl Call {
                 format!(r#"{{"email":"{EMAIL}","password":"{PASSWORD}","brokerId":"{BROKER_ID}"}}"#),
             ),
         };
-        let uri: http::Uri = format!("{base}{path}").parse()?;
-        let request = Outgoing::post(&uri, body)
+        let url = url::Url::parse(&format!("{base}{path}"))?;
+        let request = Outgoing::post(&url, body)
             .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header(header::ACCEPT, HeaderValue::from_static("application/json"))
             .header(header::AUTHORIZATION, HeaderValue::from_static(crate::upstream::API_KEY));
@@ -79,10 +79,9 @@ impl Call {
     async fn once(&self, n: usize) -> Result<(), String> {
         match self {
             Call::Rest { http, request } => {
-                use http_body_util::BodyExt as _;
                 let response = http.send(request).await.map_err(|e| e.to_string())?;
                 let status = response.status();
-                response.into_body().collect().await.map_err(|e| e.to_string())?;
+                response.bytes().await.map_err(|e| e.to_string())?;
                 if status != 200 {
                     return Err(format!("HTTP {status}"));
                 }

@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc};
 use crate::{
     error::{InvalidReason, SsoError, Violation},
     tenant::TenantSettings,
-    upstream::{Accounting, BrokerApi, HttpClient, PlatformApi},
+    upstream::{BrokerApi, GateContext, HttpClient, PlatformApi},
 };
 
 /// One broker/platform profile and its clients.
@@ -30,17 +30,14 @@ impl Tenants {
         settings: Vec<TenantSettings>,
         default_tenant: &str,
         http: HttpClient,
-        accounting: Arc<Accounting>,
+        gates: Arc<GateContext>,
     ) -> Result<Self, String> {
         let mut by_name = HashMap::with_capacity(settings.len());
         for settings in settings {
             let in_tenant = |error: String| format!("tenant `{}`: {error}", settings.name);
-            for url in [&settings.broker_api_url, &settings.platform_url] {
-                http.check_proxy_for(url).map_err(in_tenant)?;
-            }
             let tenant = Tenant {
-                broker: BrokerApi::new(http.clone(), &settings, accounting.clone()).map_err(in_tenant)?,
-                platform: PlatformApi::new(http.clone(), &settings, accounting.clone()).map_err(in_tenant)?,
+                broker: BrokerApi::new(http.clone(), &settings, gates.clone()).map_err(in_tenant)?,
+                platform: PlatformApi::new(http.clone(), &settings, gates.clone()).map_err(in_tenant)?,
                 settings,
             };
             by_name.insert(tenant.settings.name.clone(), Arc::new(tenant));

@@ -2,21 +2,22 @@
 //! by the broker's API key.
 
 use http::{
-    HeaderValue, Uri,
+    HeaderValue,
     header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE},
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::Value;
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 use time::OffsetDateTime;
 use url::Url;
 
 use super::{
-    Endpoint, UpstreamError, UpstreamFault,
+    error::{Endpoint, UpstreamError, UpstreamFault},
+    exchange::{Answer, exchange},
+    gate::{GateContext, UpstreamGate},
     http_client::{HttpClient, Outgoing},
     json,
-    transport::{Accounting, Answer, Observer, exchange},
 };
 use crate::{
     deadline::Deadline,
@@ -224,32 +225,28 @@ pub struct IssuedToken {
 #[derive(Debug, Clone)]
 pub struct BrokerApi {
     http: HttpClient,
-    create_account_url: Uri,
-    one_time_token_url: Uri,
+    create_account_url: Url,
+    one_time_token_url: Url,
     /// The `Authorization` value, built once (marked sensitive, so it never
     /// shows in debug output).
     authorization: HeaderValue,
-    observer: Observer,
+    gate: Arc<UpstreamGate>,
 }
 
 impl BrokerApi {
     /// A client for the tenant's Broker-API on the shared HTTP client.
-    pub fn new(
-        http: HttpClient,
-        tenant: &TenantSettings,
-        accounting: std::sync::Arc<Accounting>,
-    ) -> Result<Self, String> {
+    pub fn new(http: HttpClient, tenant: &TenantSettings, gates: Arc<GateContext>) -> Result<Self, String> {
         Ok(Self {
             http,
-            observer: Observer::new(&tenant.name, "broker-api", accounting),
-            create_account_url: endpoint_uri(&tenant.broker_api_url, &tenant.paths.create_account)?,
-            one_time_token_url: endpoint_uri(&tenant.broker_api_url, &tenant.paths.one_time_token)?,
+            gate: Arc::new(UpstreamGate::new(&tenant.name, "broker-api", gates)),
+            create_account_url: endpoint_url(&tenant.broker_api_url, &tenant.paths.create_account)?,
+            one_time_token_url: endpoint_url(&tenant.broker_api_url, &tenant.paths.one_time_token)?,
             authorization: authorization(&tenant.api_key, tenant.auth_scheme)?,
         })
     }
 
-    fn post(&self, uri: &Uri, body: Vec<u8>) -> Outgoing {
-        Outgoing::post(uri, body)
+    fn post(&self, url: &Url, body: Vec<u8>) -> Outgoing {
+        Outgoing::post(url, body)
             .header(AUTHORIZATION, self.authorization.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header(ACCEPT, HeaderValue::from_static("application/json"))
@@ -277,7 +274,7 @@ impl BrokerApi {
         };
         let bytes = serialize(Endpoint::CreateAccount, &body)?;
         let request = self.post(&self.create_account_url, bytes);
-        let answer = exchange(Endpoint::CreateAccount, &self.observer, &self.http, request, deadline).await?;
+        let answer = exchange(Endpoint::CreateAccount, &self.gate, &self.http, request, deadline).await?;
         Ok(parse_created_account(&answer))
     }
 
@@ -293,7 +290,7 @@ impl BrokerApi {
         let bytes = serialize(Endpoint::IssueOneTimeToken, &body)?;
         let expires_at = OffsetDateTime::now_utc() + validity;
         let request = self.post(&self.one_time_token_url, bytes);
-        let answer = exchange(Endpoint::IssueOneTimeToken, &self.observer, &self.http, request, deadline).await?;
+        let answer = exchange(Endpoint::IssueOneTimeToken, &self.gate, &self.http, request, deadline).await?;
         let token = parse_one_time_token(&answer.body).ok_or_else(|| {
             UpstreamError::new(
                 Endpoint::IssueOneTimeToken,
@@ -326,18 +323,16 @@ fn authorization(api_key: &SecretString, scheme: AuthScheme) -> Result<HeaderVal
     Ok(value)
 }
 
-/// Base URL plus configured path, keeping any path prefix the base URL has.
-fn endpoint_url(base: &Url, path: &str) -> Url {
+/// Base URL plus configured path, keeping any path prefix the base URL has;
+/// checked once that requests can be sent to it.
+pub(crate) fn endpoint_url(base: &Url, path: &str) -> Result<Url, String> {
     let mut url = base.clone();
     let joined = format!("{}{}", base.path().trim_end_matches('/'), path);
     url.set_path(&joined);
-    url
-}
-
-/// [`endpoint_url`] as the URI requests are sent to, parsed once.
-pub(crate) fn endpoint_uri(base: &Url, path: &str) -> Result<Uri, String> {
-    let url = endpoint_url(base, path);
-    url.as_str().parse().map_err(|e| format!("the upstream URL {url} cannot be requested: {e}"))
+    match url.as_str().parse::<http::Uri>() {
+        Ok(_) => Ok(url),
+        Err(e) => Err(format!("the upstream URL {url} cannot be requested: {e}")),
+    }
 }
 
 /// A created account: whatever fields are there. The account exists once the
@@ -374,9 +369,11 @@ mod tests {
     #[test]
     fn endpoint_urls_keep_a_base_path_prefix() {
         let base = Url::parse("https://host.example/broker-api/").expect("url");
-        assert_eq!(endpoint_url(&base, "/v1/accounts").as_str(), "https://host.example/broker-api/v1/accounts");
+        let url = endpoint_url(&base, "/v1/accounts").expect("requestable");
+        assert_eq!(url.as_str(), "https://host.example/broker-api/v1/accounts");
         let bare = Url::parse("https://host.example").expect("url");
-        assert_eq!(endpoint_url(&bare, "/v1/accounts").as_str(), "https://host.example/v1/accounts");
+        let url = endpoint_url(&bare, "/v1/accounts").expect("requestable");
+        assert_eq!(url.as_str(), "https://host.example/v1/accounts");
     }
 
     #[test]

@@ -1,38 +1,16 @@
-//! The one HTTP client all upstream calls share: hyper's pooled client over
-//! TCP, TLS (rustls, trusting the platform's certificate store) and, when the
-//! environment names a proxy for a host, a CONNECT tunnel through it.
+//! The one HTTP client all upstream calls share: reqwest's pooled client over
+//! TCP, TLS (rustls with ring, trusting the platform's certificate store, HTTP/2
+//! when the vendor offers it by ALPN) and, when the environment names a proxy
+//! for a host, that proxy (http, https or socks).
 //!
-//! Requests are built here from a prepared URI and header map, so a call pays
-//! for no URL parsing and no redirect or retry machinery it does not use.
+//! A call's URL is parsed once, when its client is built; a request is then
+//! assembled from it and sent as is: redirects are never followed and
+//! reqwest's own retries are off, so every attempt is one the exchange decided.
 
 use bytes::Bytes;
-use http::{
-    HeaderMap, HeaderValue, Method, Request, Response, Uri,
-    header::{HeaderName, USER_AGENT},
-};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::{
-    client::{
-        legacy::{
-            Client,
-            connect::{HttpConnector, proxy::Tunnel},
-        },
-        proxy::matcher::Matcher,
-    },
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-};
-use std::{
-    fmt,
-    future::Future,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-    time::Duration,
-};
-use tokio::net::TcpStream;
-use tower_service::Service;
+use http::{HeaderMap, HeaderValue, Method, header::HeaderName};
+use std::{fmt, future::Future, time::Duration};
+use url::Url;
 
 use crate::config::HttpSettings;
 
@@ -46,7 +24,7 @@ pub fn install_crypto_provider() {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proxies {
     /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (or their
-    /// lowercase forms), read once, as curl reads them.
+    /// lowercase forms), read once when the client is built, as curl reads them.
     FromEnvironment,
     /// Always connect directly (the in-process sandbox).
     None,
@@ -55,21 +33,28 @@ pub enum Proxies {
 /// A POST to the vendor, kept whole so that an attempt can be made again.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
-    pub uri: Uri,
+    pub url: Url,
     pub headers: HeaderMap,
     pub body: Bytes,
 }
 
 impl Outgoing {
-    /// A POST of `body` to `uri`, with no headers yet.
-    pub fn post(uri: &Uri, body: impl Into<Bytes>) -> Self {
-        Self { uri: uri.clone(), headers: HeaderMap::with_capacity(6), body: body.into() }
+    /// A POST of `body` to `url`, with no headers yet.
+    pub fn post(url: &Url, body: impl Into<Bytes>) -> Self {
+        Self { url: url.clone(), headers: HeaderMap::with_capacity(6), body: body.into() }
     }
 
     /// With `name` set to `value` (replacing any earlier value).
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.headers.insert(name, value);
         self
+    }
+
+    fn to_request(&self) -> reqwest::Request {
+        let mut request = reqwest::Request::new(Method::POST, self.url.clone());
+        *request.headers_mut() = self.headers.clone();
+        *request.body_mut() = Some(self.body.clone().into());
+        request
     }
 }
 
@@ -81,117 +66,125 @@ pub struct HttpClientError(String);
 /// The shared, pooled HTTP client. Cloning shares the pool.
 #[derive(Clone)]
 pub struct HttpClient {
-    client: Client<HttpsConnector<ProxyingConnector>, Full<Bytes>>,
-    user_agent: HeaderValue,
-    proxies: Arc<Matcher>,
+    client: reqwest::Client,
 }
 
 impl fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The matcher may hold a proxy's credentials.
-        f.debug_struct("HttpClient").field("user_agent", &self.user_agent).finish_non_exhaustive()
+        // The client's proxy settings may hold a proxy's credentials.
+        f.debug_struct("HttpClient").finish_non_exhaustive()
     }
 }
 
 impl HttpClient {
-    /// Builds the client with the process-wide TLS provider installed.
+    /// Builds the client with the process-wide TLS provider installed. With
+    /// [`Proxies::FromEnvironment`], a proxy variable this client cannot use
+    /// is refused here rather than silently bypassed.
     pub fn new(settings: &HttpSettings, proxies: Proxies) -> Result<Self, HttpClientError> {
         install_crypto_provider();
         let user_agent = HeaderValue::from_str(&settings.user_agent)
             .map_err(|_| HttpClientError("the user agent is not a valid header value".into()))?;
-        let proxies = Arc::new(match proxies {
-            Proxies::FromEnvironment => Matcher::from_env(),
-            Proxies::None => Matcher::builder().build(),
-        });
-        let mut tcp = HttpConnector::new();
-        // TLS is layered on top, so https URIs must reach the TCP connector.
-        tcp.enforce_http(false);
-        tcp.set_nodelay(true);
-        tcp.set_connect_timeout(Some(settings.connect_timeout));
-        let tls = hyper_rustls::HttpsConnectorBuilder::new()
-            .try_with_platform_verifier()
-            .map_err(|e| HttpClientError(format!("the platform's certificate store could not be read: {e}")))?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(ProxyingConnector { tcp, proxies: proxies.clone() });
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
+        let builder = reqwest::Client::builder()
+            .user_agent(user_agent)
+            .connect_timeout(settings.connect_timeout)
+            .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(60))
             // No client-wide timeout: every exchange runs under its RPC's
             // deadline (at most --upstream-timeout). Redirects are never
             // followed: from these APIs they mean a login page or bot wall.
-            .build(tls);
-        Ok(Self { client, user_agent, proxies })
-    }
-
-    /// Checks that the proxy the environment names for `url`, if any, is one
-    /// this client can tunnel through (a plain `http://` proxy).
-    pub fn check_proxy_for(&self, url: &url::Url) -> Result<(), String> {
-        let Ok(uri) = url.as_str().parse::<Uri>() else {
-            return Ok(());
+            .redirect(reqwest::redirect::Policy::none())
+            // Only the exchange decides what is sent again (and counts it);
+            // with no retries of its own the client keeps no copy of each request.
+            .retry(reqwest::retry::never().max_retries_per_request(0));
+        let builder = match proxies {
+            Proxies::FromEnvironment => {
+                if let Some(variable) = unusable_proxy_variable(|name| std::env::var(name).ok()) {
+                    return Err(HttpClientError(format!(
+                        "{variable} does not name a proxy this client can use \
+                         (an http://, https://, socks4://, socks4a://, socks5:// or socks5h:// URL)"
+                    )));
+                }
+                builder
+            }
+            Proxies::None => builder.no_proxy(),
         };
-        match self.proxies.intercept(&uri) {
-            Some(proxy) if proxy.uri().scheme_str() != Some("http") => Err(format!(
-                "the proxy set in the environment for {} is not an http:// proxy; only HTTP CONNECT proxies are supported",
-                url.host_str().unwrap_or_default()
-            )),
-            _ => Ok(()),
-        }
+        let client = builder.build().map_err(|e| HttpClientError(e.to_string()))?;
+        Ok(Self { client })
     }
 
     /// Sends one attempt of `request`.
     pub fn send(
         &self,
         request: &Outgoing,
-    ) -> impl Future<Output = Result<Response<Incoming>, hyper_util::client::legacy::Error>> + Send + 'static {
-        let mut outgoing = Request::new(Full::new(request.body.clone()));
-        *outgoing.method_mut() = Method::POST;
-        *outgoing.uri_mut() = request.uri.clone();
-        let headers = outgoing.headers_mut();
-        headers.reserve(request.headers.len() + 1);
-        headers.insert(USER_AGENT, self.user_agent.clone());
-        for (name, value) in &request.headers {
-            headers.insert(name, value.clone());
-        }
-        self.client.request(outgoing)
+    ) -> impl Future<Output = Result<reqwest::Response, reqwest::Error>> + Send + 'static {
+        self.client.execute(request.to_request())
     }
 }
 
-/// TCP to the destination, or a CONNECT tunnel to it through the proxy the
-/// environment names for it.
-#[derive(Clone)]
-struct ProxyingConnector {
-    tcp: HttpConnector,
-    proxies: Arc<Matcher>,
+/// The proxy variables as the client reads them: per kind, the uppercase
+/// name wins over the lowercase one.
+const PROXY_VARIABLES: [[&str; 2]; 3] =
+    [["ALL_PROXY", "all_proxy"], ["HTTPS_PROXY", "https_proxy"], ["HTTP_PROXY", "http_proxy"]];
+
+/// The first proxy variable whose value the client would ignore (it cannot
+/// parse it, or cannot speak its scheme), so that calls meant to go through
+/// a proxy never go direct instead. The value is never shown: it may hold
+/// the proxy's credentials.
+fn unusable_proxy_variable(lookup: impl Fn(&str) -> Option<String>) -> Option<&'static str> {
+    PROXY_VARIABLES.iter().find_map(|names| {
+        let (name, value) = names.iter().find_map(|name| lookup(name).map(|value| (*name, value)))?;
+        (!value.is_empty() && !is_usable_proxy(&value)).then_some(name)
+    })
 }
 
-type Connecting =
-    Pin<Box<dyn Future<Output = Result<TokioIo<TcpStream>, Box<dyn std::error::Error + Send + Sync>>> + Send>>;
+fn is_usable_proxy(value: &str) -> bool {
+    let Ok(uri) = value.parse::<http::Uri>() else {
+        return false;
+    };
+    let scheme_known = match uri.scheme_str() {
+        // Without a scheme a proxy is taken to be http.
+        None => true,
+        Some(scheme) => matches!(scheme, "http" | "https" | "socks4" | "socks4a" | "socks5" | "socks5h"),
+    };
+    scheme_known && uri.authority().is_some()
+}
 
-impl Service<Uri> for ProxyingConnector {
-    type Response = TokioIo<TcpStream>;
-    type Error = Box<dyn std::error::Error + Send + Sync>;
-    type Future = Connecting;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // Both paths use a TCP connector that is always ready.
-        Poll::Ready(Ok(()))
+    fn unusable(variables: &[(&str, &str)]) -> Option<&'static str> {
+        unusable_proxy_variable(|name| {
+            variables.iter().find(|(variable, _)| *variable == name).map(|(_, value)| value.to_string())
+        })
     }
 
-    fn call(&mut self, destination: Uri) -> Self::Future {
-        match self.proxies.intercept(&destination) {
-            Some(proxy) => {
-                let mut tunnel = Tunnel::new(proxy.uri().clone(), self.tcp.clone());
-                if let Some(credentials) = proxy.basic_auth() {
-                    tunnel = tunnel.with_auth(credentials.clone());
-                }
-                Box::pin(async move { Ok(tunnel.call(destination).await?) })
-            }
-            None => {
-                let mut tcp = self.tcp.clone();
-                Box::pin(async move { Ok(tcp.call(destination).await?) })
-            }
+    #[test]
+    fn every_proxy_scheme_the_client_speaks_is_accepted() {
+        assert_eq!(unusable(&[]), None);
+        for proxy in [
+            "http://user:pw@proxy.example:3128",
+            "https://proxy.example",
+            "socks5://127.0.0.1:1080",
+            "socks5h://proxy.example:1080",
+            "socks4a://proxy.example:1080",
+            "proxy.example:3128",
+            "",
+        ] {
+            assert_eq!(unusable(&[("HTTPS_PROXY", proxy)]), None, "{proxy}");
         }
+    }
+
+    #[test]
+    fn a_proxy_the_client_would_ignore_is_named_by_its_variable() {
+        assert_eq!(unusable(&[("HTTP_PROXY", "ftp://proxy.example:21")]), Some("HTTP_PROXY"));
+        assert_eq!(unusable(&[("all_proxy", "http://pro xy")]), Some("all_proxy"));
+        assert_eq!(unusable(&[("ALL_PROXY", "http://ok.example"), ("HTTPS_PROXY", "gopher://x")]), Some("HTTPS_PROXY"));
+    }
+
+    #[test]
+    fn the_uppercase_variable_wins_over_the_lowercase_one() {
+        let both = [("HTTPS_PROXY", "socks5://127.0.0.1:1080"), ("https_proxy", "ftp://ignored.example")];
+        assert_eq!(unusable(&both), None);
     }
 }

@@ -4,21 +4,24 @@
 
 use bytes::Bytes;
 use http::{
-    HeaderValue, Uri,
+    HeaderValue,
     header::{ACCEPT, CONTENT_TYPE, COOKIE},
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::sync::Arc;
 use time::OffsetDateTime;
+use url::Url;
 
 use super::{
-    Endpoint, UpstreamError, UpstreamFault,
-    broker_api::endpoint_uri,
+    broker_api::endpoint_url,
     cookies::{self, REFRESH_COOKIE, SESSION_COOKIE, UpstreamCookie},
+    error::{Endpoint, UpstreamError, UpstreamFault},
+    exchange::{Answer, exchange},
+    gate::{GateContext, UpstreamGate},
     http_client::{HttpClient, Outgoing},
     json,
-    transport::{Accounting, Answer, Observer, exchange},
 };
 use crate::{deadline::Deadline, tenant::TenantSettings};
 
@@ -66,33 +69,29 @@ struct TokenLoginBody<'a> {
 #[derive(Debug, Clone)]
 pub struct PlatformApi {
     http: HttpClient,
-    login_url: Uri,
-    login_with_token_url: Uri,
-    refresh_url: Uri,
-    observer: Observer,
+    login_url: Url,
+    login_with_token_url: Url,
+    refresh_url: Url,
+    gate: Arc<UpstreamGate>,
 }
 
 impl PlatformApi {
     /// A client for the tenant's platform on the shared HTTP client.
-    pub fn new(
-        http: HttpClient,
-        tenant: &TenantSettings,
-        accounting: std::sync::Arc<Accounting>,
-    ) -> Result<Self, String> {
+    pub fn new(http: HttpClient, tenant: &TenantSettings, gates: Arc<GateContext>) -> Result<Self, String> {
         Ok(Self {
             http,
-            observer: Observer::new(&tenant.name, "platform", accounting),
-            login_url: endpoint_uri(&tenant.platform_url, &tenant.paths.login)?,
-            login_with_token_url: endpoint_uri(&tenant.platform_url, &tenant.paths.login_with_token)?,
-            refresh_url: endpoint_uri(&tenant.platform_url, &tenant.paths.refresh)?,
+            gate: Arc::new(UpstreamGate::new(&tenant.name, "platform", gates)),
+            login_url: endpoint_url(&tenant.platform_url, &tenant.paths.login)?,
+            login_with_token_url: endpoint_url(&tenant.platform_url, &tenant.paths.login_with_token)?,
+            refresh_url: endpoint_url(&tenant.platform_url, &tenant.paths.refresh)?,
         })
     }
 
-    fn post_json(&self, uri: &Uri, body: &impl Serialize, endpoint: Endpoint) -> Result<Outgoing, UpstreamError> {
+    fn post_json(&self, url: &Url, body: &impl Serialize, endpoint: Endpoint) -> Result<Outgoing, UpstreamError> {
         let bytes = serde_json::to_vec(body).map_err(|_| {
             UpstreamError::new(endpoint, None, UpstreamFault::Protocol { problem: "the request could not be encoded" })
         })?;
-        Ok(Outgoing::post(uri, bytes)
+        Ok(Outgoing::post(url, bytes)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header(ACCEPT, HeaderValue::from_static("application/json")))
     }
@@ -107,7 +106,7 @@ impl PlatformApi {
     ) -> Result<PlatformSession, UpstreamError> {
         let body = LoginBody { email, password: password.expose_secret(), broker_id };
         let request = self.post_json(&self.login_url, &body, Endpoint::Login)?;
-        let answer = exchange(Endpoint::Login, &self.observer, &self.http, request, deadline).await?;
+        let answer = exchange(Endpoint::Login, &self.gate, &self.http, request, deadline).await?;
         session_from_answer(Endpoint::Login, &answer, self.refresh_url.path(), None)
     }
 
@@ -120,7 +119,7 @@ impl PlatformApi {
     ) -> Result<PlatformSession, UpstreamError> {
         let body = TokenLoginBody { token: token.expose_secret() };
         let request = self.post_json(&self.login_with_token_url, &body, Endpoint::LoginWithToken)?;
-        let answer = exchange(Endpoint::LoginWithToken, &self.observer, &self.http, request, deadline).await?;
+        let answer = exchange(Endpoint::LoginWithToken, &self.gate, &self.http, request, deadline).await?;
         session_from_answer(Endpoint::LoginWithToken, &answer, self.refresh_url.path(), None)
     }
 
@@ -143,7 +142,7 @@ impl PlatformApi {
         let request = Outgoing::post(&self.refresh_url, Bytes::new())
             .header(ACCEPT, HeaderValue::from_static("application/json"))
             .header(COOKIE, cookie);
-        let answer = exchange(Endpoint::Refresh, &self.observer, &self.http, request, deadline).await?;
+        let answer = exchange(Endpoint::Refresh, &self.gate, &self.http, request, deadline).await?;
         session_from_answer(Endpoint::Refresh, &answer, self.refresh_url.path(), Some(refresh_token))
     }
 }

@@ -1,0 +1,189 @@
+//! The admission gate of one tenant's API (its Broker-API or its platform):
+//! before a call is sent it must get one of the API's concurrency slots, a
+//! token from the API's share of the vendor's quota and the circuit breaker's
+//! permission; once admitted, its retries draw on the API's retry budget and
+//! its outcome is recorded by the breaker.
+
+use std::{
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicI64, Ordering},
+    },
+    time::Duration,
+};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+use super::{
+    error::{Endpoint, UpstreamError, UpstreamFault},
+    resilience::{Breaker, ResilienceSettings, RetryBudget},
+};
+use crate::{
+    deadline::Deadline,
+    metrics::{Metrics, UpstreamSeries},
+    quota::Buckets,
+};
+
+/// What every tenant API's gate is built from and reports to, shared by all of
+/// them: the metrics, the buckets that keep each API key and platform inside
+/// the vendor's quota across the fleet (in memory or in Redis), that quota per
+/// minute, and how failures are retried and circuit-broken.
+#[derive(Debug)]
+pub struct GateContext {
+    metrics: Arc<Metrics>,
+    buckets: Arc<Buckets>,
+    /// Calls per minute per API key and per platform; 0 for no limit.
+    upstream_per_minute: u32,
+    resilience: ResilienceSettings,
+}
+
+impl GateContext {
+    /// A context reporting to `metrics`, taking quota from `buckets`
+    /// (`upstream_per_minute` calls per minute per tenant API; 0: no limit).
+    pub fn new(
+        metrics: Arc<Metrics>,
+        buckets: Arc<Buckets>,
+        upstream_per_minute: u32,
+        resilience: ResilienceSettings,
+    ) -> Arc<Self> {
+        Arc::new(Self { metrics, buckets, upstream_per_minute, resilience })
+    }
+
+    /// Metrics only: no quota, no retries, no breaker, no concurrency limit
+    /// (for tests and tools).
+    pub fn unlimited(metrics: Arc<Metrics>) -> Arc<Self> {
+        Self::new(metrics, Arc::new(Buckets::in_memory()), 0, ResilienceSettings::off())
+    }
+}
+
+/// A timeout counts against the circuit only when the call had this long:
+/// callers with tight deadlines must not open it for everyone.
+const TIMEOUT_COUNTS_AFTER: Duration = Duration::from_secs(1);
+
+/// The gate of one tenant's API.
+#[derive(Debug)]
+pub(crate) struct UpstreamGate {
+    tenant: String,
+    api: &'static str,
+    context: Arc<GateContext>,
+    /// The quota bucket of this tenant's API.
+    bucket: String,
+    /// Slots for calls in flight to this tenant's API, if limited.
+    slots: Option<Semaphore>,
+    breaker: Breaker,
+    /// The circuit state last published as a metric (-1: none yet), so the
+    /// gauge is written when the state changes, not on every call.
+    circuit_published: AtomicI64,
+    retry_budget: RetryBudget,
+    /// Each endpoint's metric series, resolved on its first call.
+    series: [OnceLock<UpstreamSeries>; Endpoint::COUNT],
+}
+
+impl UpstreamGate {
+    /// The gate of `tenant`'s `api` ("broker-api" or "platform").
+    pub(crate) fn new(tenant: &str, api: &'static str, context: Arc<GateContext>) -> Self {
+        let resilience = context.resilience;
+        Self {
+            tenant: tenant.to_string(),
+            api,
+            bucket: format!("upstream:{tenant}:{api}"),
+            slots: (resilience.max_concurrent_calls > 0).then(|| Semaphore::new(resilience.max_concurrent_calls)),
+            breaker: Breaker::new(resilience),
+            circuit_published: AtomicI64::new(-1),
+            retry_budget: RetryBudget::default(),
+            series: Default::default(),
+            context,
+        }
+    }
+
+    pub(crate) fn tenant(&self) -> &str {
+        &self.tenant
+    }
+
+    /// Lets a call to `endpoint` through, or says why it was not sent: no
+    /// slot freed up before `deadline`, the quota is used up, or the circuit
+    /// is open.
+    pub(crate) async fn admit(&self, endpoint: Endpoint, deadline: Deadline) -> Result<Admitted<'_>, UpstreamError> {
+        let refused = |fault| UpstreamError::new(endpoint, None, fault);
+        // A slot first: beyond the limit a call waits here, holding no connection.
+        let slot = match &self.slots {
+            Some(slots) => match tokio::time::timeout_at(deadline.instant(), slots.acquire()).await {
+                Ok(slot) => slot.ok(),
+                Err(_) => return Err(refused(UpstreamFault::Busy)),
+            },
+            None => None,
+        };
+        // The vendor's limit is per API key (and per platform) for the whole fleet.
+        let per_minute = self.context.upstream_per_minute;
+        if per_minute > 0 {
+            match self.context.buckets.take(&self.bucket, per_minute).await {
+                Ok(left) => self.context.metrics.quota_left(&self.tenant, self.api, left),
+                Err(retry_after) => {
+                    self.context.metrics.quota_left(&self.tenant, self.api, 0);
+                    return Err(refused(UpstreamFault::QuotaExhausted { retry_after }));
+                }
+            }
+        }
+        if let Err(retry_after) = self.breaker.admit() {
+            return Err(refused(UpstreamFault::CircuitOpen { retry_after }));
+        }
+        self.retry_budget.deposit();
+        Ok(Admitted { gate: self, endpoint, _slot: slot })
+    }
+
+    /// Counts one finished call, whatever its outcome.
+    pub(crate) fn count_call(
+        &self,
+        endpoint: Endpoint,
+        status: Option<u16>,
+        fault: Option<&UpstreamFault>,
+        latency: Duration,
+    ) {
+        let series =
+            self.series[endpoint.index()].get_or_init(|| self.context.metrics.upstream_series(&self.tenant, endpoint));
+        self.context.metrics.upstream_call(series, &self.tenant, endpoint, status, fault, latency);
+    }
+}
+
+/// A call the gate let through; it holds the call's slot until it is settled.
+#[derive(Debug)]
+pub(crate) struct Admitted<'gate> {
+    gate: &'gate UpstreamGate,
+    endpoint: Endpoint,
+    _slot: Option<SemaphorePermit<'gate>>,
+}
+
+impl Admitted<'_> {
+    pub(crate) fn resilience(&self) -> ResilienceSettings {
+        self.gate.context.resilience
+    }
+
+    /// Whether the API's retry budget grants one more attempt (counted as a retry).
+    pub(crate) fn take_retry(&self) -> bool {
+        let granted = self.gate.retry_budget.withdraw();
+        if granted {
+            self.gate.context.metrics.upstream_retry(&self.gate.tenant, self.endpoint);
+        }
+        granted
+    }
+
+    /// Records the call's outcome with the circuit breaker. `last_budget` is
+    /// the time the last attempt had, which decides whether a timeout is the
+    /// upstream's fault.
+    pub(crate) fn settle<T>(self, outcome: &Result<T, UpstreamError>, last_budget: Duration) {
+        let healthy = match outcome {
+            Ok(_) => true,
+            Err(error) => match error.fault {
+                UpstreamFault::ConnectFailed
+                | UpstreamFault::ConnectionLost
+                | UpstreamFault::ServerError
+                | UpstreamFault::Protocol { .. } => false,
+                UpstreamFault::Timeout => last_budget < TIMEOUT_COUNTS_AFTER,
+                _ => true,
+            },
+        };
+        let state = self.gate.breaker.record(healthy);
+        if self.gate.circuit_published.swap(state as i64, Ordering::Relaxed) != state as i64 {
+            self.gate.context.metrics.circuit(&self.gate.tenant, self.gate.api, state);
+        }
+    }
+}
