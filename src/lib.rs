@@ -10,6 +10,7 @@ pub mod config;
 pub mod convert;
 pub mod deadline;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hex;
@@ -18,6 +19,7 @@ pub mod json_log;
 pub mod metrics;
 pub mod proto;
 pub mod quota;
+#[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod server;
 pub mod service;
