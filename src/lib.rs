@@ -31,6 +31,7 @@ pub mod config;
 pub mod convert;
 pub mod deadline;
 pub mod error;
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hex;

@@ -40,6 +40,7 @@ fn flags_make_one_default_tenant_with_the_vendor_defaults() {
     assert_eq!(tenant.api_key.expose_secret(), "k-1");
 }
 
+#[cfg(feature = "sandbox")]
 #[test]
 fn the_sandbox_listens_on_loopback_by_default_and_production_on_all_interfaces() {
     assert_eq!(cli(&["--sandbox"]).into_settings().expect("valid").listen.to_string(), "127.0.0.1:50051");
@@ -52,6 +53,7 @@ fn no_upstream_and_no_sandbox_is_refused_with_a_hint() {
     assert!(err.to_string().contains("--sandbox"), "{err}");
 }
 
+#[cfg(feature = "sandbox")]
 #[test]
 fn sandbox_combined_with_a_real_upstream_is_refused() {
     let err = cli(&["--sandbox", "--platform-url", "https://x.example"]).into_settings().expect_err("refused");
@@ -135,7 +137,7 @@ fn caller_authentication_needs_a_policy_and_a_policy_needs_a_way_to_authenticate
     std::fs::write(&tokens, format!("crm {}\n", "x".repeat(32))).expect("write");
     let (policy, tokens) = (policy.to_str().expect("utf8"), tokens.to_str().expect("utf8"));
     let with = |extra: &[&str]| {
-        let mut args = vec!["--sandbox"];
+        let mut args = MINIMAL.to_vec();
         args.extend_from_slice(extra);
         cli(&args).into_settings()
     };
@@ -147,6 +149,13 @@ fn caller_authentication_needs_a_policy_and_a_policy_needs_a_way_to_authenticate
     assert!(settings.callers.is_some_and(|c| c.accepts_tokens()));
     let bad_pem = with(&["--tls-cert", tokens, "--tls-key", tokens]).expect_err("not PEM");
     assert!(bad_pem.setting.starts_with("--tls-cert"), "{bad_pem}");
+}
+
+#[cfg(not(feature = "sandbox"))]
+#[test]
+fn a_build_without_the_sandbox_refuses_it_by_name() {
+    let err = cli(&["--sandbox"]).into_settings().expect_err("no sandbox in this build");
+    assert_eq!(err.setting, "--sandbox");
 }
 
 #[test]

@@ -13,8 +13,7 @@ use serde_json::{Map, Value, json};
 use std::{sync::Arc, time::Duration};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::{SANDBOX_API_KEY, Shared, lock, problem, rate_limited, state};
-use crate::convert::is_plausible_email;
+use super::{SANDBOX_API_KEY, Shared, email::vendor_accepts_email, lock, problem, rate_limited, state};
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -94,7 +93,7 @@ async fn create_account(State(shared): State<Arc<Shared>>, headers: HeaderMap, b
             PATH,
         );
     }
-    if !is_plausible_email(&email) {
+    if !vendor_accepts_email(&email) {
         return problem(StatusCode::BAD_REQUEST, "Field 'email' is not a valid email address", PATH);
     }
     let client_type = match text(&request, "clientType") {

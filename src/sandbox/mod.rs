@@ -1,14 +1,15 @@
 //! A built-in sandbox of the vendor: a real HTTP server on 127.0.0.1 that
 //! speaks the Broker-API and Platform-API paths and JSON, quirks included
 //! (Problem-style errors, path-scoped `rt` cookies, refresh answered by
-//! `Set-Cookie` alone, a per-key rate limit), plus the browser landing
-//! `/?auth=` so login links really work. Fault switches (latency, 5xx,
-//! resets, malformed bodies, hangs) are off unless asked for.
+//! `Set-Cookie` alone, a per-key rate limit over a sliding minute), plus the
+//! browser landing `/?auth=` so login links really work. Fault switches
+//! (latency, 5xx, resets, malformed bodies, hangs) are off unless asked for.
 //!
 //! Control endpoints for tests and benchmarks in any language:
 //! `GET|PUT /_sandbox/switches` and `GET /_sandbox/stats`.
 
 mod broker;
+mod email;
 mod faults;
 mod platform;
 mod rate_limit;
@@ -22,7 +23,7 @@ use serde::Serialize;
 use std::{
     collections::BTreeMap,
     sync::{Arc, Mutex, MutexGuard},
-    time::Duration,
+    time::{Duration, Instant},
 };
 use time::OffsetDateTime;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -211,11 +212,9 @@ pub(crate) fn problem(status: axum::http::StatusCode, detail: &str, path: &str) 
 /// 429 with `Retry-After`, when `key` is over the limit.
 pub(crate) fn rate_limited(shared: &Shared, key: &str, path: &str) -> Option<axum::response::Response> {
     let per_minute = lock(&shared.switches).rate_limit_per_minute;
-    let wait = lock(&shared.limiter).take(key, per_minute).err()?;
+    // The instant is read under the lock, so the limiter never sees time go backwards.
+    let wait = lock(&shared.limiter).take(key, per_minute, Instant::now()).err()?;
     let mut response = problem(axum::http::StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded", path);
-    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-    if let Ok(value) = seconds.to_string().parse() {
-        response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
-    }
+    response.headers_mut().insert(axum::http::header::RETRY_AFTER, rate_limit::retry_after_seconds(wait).into());
     Some(response)
 }

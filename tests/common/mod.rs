@@ -15,7 +15,6 @@ use mtr_sso::{
     app::App,
     config::{Cli, HttpSettings, Settings, Upstream},
     proto::sso_service_client::SsoServiceClient,
-    sandbox::{Sandbox, SandboxOptions},
     tenant::{AuthScheme, TenantSettings, UpstreamPaths},
 };
 use secrecy::SecretString;
@@ -165,7 +164,9 @@ pub async fn spawn_gateway_with(
 }
 
 /// Starts the sandbox and a gateway wired to it.
-pub async fn spawn_sandbox_gateway(options: SandboxOptions) -> (Sandbox, Gateway) {
+#[cfg(feature = "sandbox")]
+pub async fn spawn_sandbox_gateway(options: mtr_sso::sandbox::SandboxOptions) -> (mtr_sso::sandbox::Sandbox, Gateway) {
+    use mtr_sso::sandbox::Sandbox;
     let sandbox = Sandbox::start(options).await.expect("sandbox starts");
     let gateway = spawn_gateway(vec![sandbox.tenant_settings("default")], Duration::from_secs(5)).await;
     (sandbox, gateway)
