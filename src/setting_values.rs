@@ -49,8 +49,16 @@ pub fn whole_seconds(value: Duration) -> Result<Duration, String> {
 
 /// Durations in the tenants file are written like the flags: `"15m"`.
 pub mod optional_duration {
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
+
+    /// Writes an optional duration the way it is read, e.g. `"15m"`.
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(duration) => s.serialize_str(&humantime::format_duration(*duration).to_string()),
+            None => s.serialize_none(),
+        }
+    }
 
     /// Reads an optional duration string with [`super::parse_duration`].
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {

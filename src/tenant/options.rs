@@ -41,15 +41,15 @@ pub struct TenantOptions {
     pub paths: PathOptions,
     /// Session lifetime assumed when the platform's cookie does not state one.
     #[arg(long, env = "MTR_SSO_SESSION_LIFETIME", value_parser = parse_duration)]
-    #[serde(default, deserialize_with = "optional_duration::deserialize")]
+    #[serde(default, with = "optional_duration")]
     pub session_lifetime: Option<Duration>,
     /// Validity of a one-time token when the request gives none.
     #[arg(long, env = "MTR_SSO_ONE_TIME_TOKEN_VALIDITY", value_parser = parse_duration)]
-    #[serde(default, deserialize_with = "optional_duration::deserialize")]
+    #[serde(default, with = "optional_duration")]
     pub one_time_token_validity: Option<Duration>,
     /// Longest validity a request may ask for a one-time token.
     #[arg(long, env = "MTR_SSO_ONE_TIME_TOKEN_MAX_VALIDITY", value_parser = parse_duration)]
-    #[serde(default, deserialize_with = "optional_duration::deserialize")]
+    #[serde(default, with = "optional_duration")]
     pub one_time_token_max_validity: Option<Duration>,
 }
 
