@@ -18,8 +18,6 @@ use std::{
 use tokio::net::TcpListener;
 use tonic::Code;
 
-use crate::upstream::{Endpoint, UpstreamFault};
-
 /// The gRPC service name used as `grpc_service`.
 const SERVICE: &str = "matchtrader.sso.v1.SsoService";
 
@@ -238,55 +236,42 @@ impl Metrics {
 
     /// The series every call of `tenant` to `endpoint` touches, for
     /// [`Metrics::upstream_call`].
-    pub fn upstream_series(&self, tenant: &str, endpoint: Endpoint) -> UpstreamSeries {
-        let ok = UpstreamLabels { tenant: tenant.to_string(), endpoint: endpoint.name(), status: "200".into() };
-        let latency = UpstreamLatencyLabels { tenant: tenant.to_string(), endpoint: endpoint.name() };
+    pub fn upstream_series(&self, tenant: &str, endpoint: &'static str) -> UpstreamSeries {
+        let ok = UpstreamLabels { tenant: tenant.to_string(), endpoint, status: "200".into() };
+        let latency = UpstreamLatencyLabels { tenant: tenant.to_string(), endpoint };
         UpstreamSeries {
             ok: self.upstream_requests.get_or_create(&ok).clone(),
             seconds: self.upstream_seconds.get_or_create(&latency).clone(),
         }
     }
 
-    /// A vendor call ended with an HTTP status, or without one (`fault`).
-    /// `series` are the tenant's and endpoint's own (see [`Metrics::upstream_series`]).
+    /// A vendor call ended: `status` is its HTTP status, or what happened
+    /// instead (`timeout`, `quota_exhausted`, ...). `series` are the tenant's
+    /// and endpoint's own (see [`Metrics::upstream_series`]).
     pub fn upstream_call(
         &self,
         series: &UpstreamSeries,
         tenant: &str,
-        endpoint: Endpoint,
-        status: Option<u16>,
-        fault: Option<&UpstreamFault>,
+        endpoint: &'static str,
+        status: Cow<'static, str>,
         elapsed: Duration,
     ) {
         series.seconds.observe(elapsed.as_secs_f64());
-        let status: Cow<'static, str> = match (status, fault) {
-            (Some(200), _) => {
-                series.ok.inc();
-                return;
-            }
-            (Some(status), _) => status.to_string().into(),
-            (None, Some(UpstreamFault::ConnectFailed)) => "connect_error".into(),
-            (None, Some(UpstreamFault::Timeout)) => "timeout".into(),
-            (None, Some(UpstreamFault::QuotaExhausted { .. })) => "quota_exhausted".into(),
-            (None, Some(UpstreamFault::Busy)) => "busy".into(),
-            (None, Some(UpstreamFault::CircuitOpen { .. })) => "circuit_open".into(),
-            (None, _) => "connection_lost".into(),
-        };
-        self.upstream_requests
-            .get_or_create(&UpstreamLabels { tenant: tenant.to_string(), endpoint: endpoint.name(), status })
-            .inc();
+        if status == "200" {
+            series.ok.inc();
+            return;
+        }
+        self.upstream_requests.get_or_create(&UpstreamLabels { tenant: tenant.to_string(), endpoint, status }).inc();
     }
 
     /// A vendor call was sent again after a refused connection.
-    pub fn upstream_retry(&self, tenant: &str, endpoint: Endpoint) {
-        self.upstream_retries
-            .get_or_create(&UpstreamLatencyLabels { tenant: tenant.to_string(), endpoint: endpoint.name() })
-            .inc();
+    pub fn upstream_retry(&self, tenant: &str, endpoint: &'static str) {
+        self.upstream_retries.get_or_create(&UpstreamLatencyLabels { tenant: tenant.to_string(), endpoint }).inc();
     }
 
-    /// The circuit of a tenant's API changed state (or was confirmed).
-    pub fn circuit(&self, tenant: &str, api: &'static str, state: crate::upstream::resilience::CircuitState) {
-        self.circuit_state.get_or_create(&ApiLabels { tenant: tenant.to_string(), api }).set(state as i64);
+    /// The circuit of a tenant's API changed state: 0 closed, 1 open, 2 half-open.
+    pub fn circuit(&self, tenant: &str, api: &'static str, state: i64) {
+        self.circuit_state.get_or_create(&ApiLabels { tenant: tenant.to_string(), api }).set(state);
     }
 
     /// Calls left in a tenant API's quota bucket after the latest call.

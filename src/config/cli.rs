@@ -6,14 +6,13 @@ use clap::Parser;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use super::{
-    ConfigError, DEFAULT_MAX_IN_FLIGHT, HttpSettings, LogFormat, SandboxOptions, Settings, Upstream,
-    callers::CallerFiles, invalid, tenants_file,
+    ConfigError, DEFAULT_MAX_IN_FLIGHT, HttpSettings, LogFormat, ResilienceSettings, SandboxOptions, Settings,
+    Upstream, callers::CallerFiles, invalid, tenants_file,
 };
 use crate::{
     quota::Limits,
     setting_values::{parse_base_url, parse_duration, positive},
     tenant::{DEFAULT_TENANT, TenantOptions},
-    upstream::resilience::ResilienceSettings,
 };
 
 /// The command line. Every flag also reads the environment variable shown by `--help`.

@@ -16,7 +16,7 @@ use clap::ValueEnum;
 use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
 use url::Url;
 
-use crate::{auth::CallerAuth, quota::Limits, tenant::TenantSettings, upstream::resilience::ResilienceSettings};
+use crate::{auth::CallerAuth, quota::Limits, tenant::TenantSettings};
 
 /// Default limit of RPCs in flight; each holds about 40 KB (see BENCHMARKS.md).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
@@ -55,6 +55,41 @@ pub struct SandboxOptions {
 impl Default for SandboxOptions {
     fn default() -> Self {
         Self { addr: SocketAddr::from(([127, 0, 0, 1], 0)), rate_limit_per_minute: 500, latency: Duration::ZERO }
+    }
+}
+
+/// How upstream failures are handled; shared by every client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResilienceSettings {
+    /// Consecutive failures that open a circuit; 0 switches the breaker off.
+    pub breaker_failures: u32,
+    /// How long an open circuit fails fast before letting a probe through.
+    pub breaker_cooldown: Duration,
+    /// Attempts per call when the connection is refused (1: no retry).
+    pub max_attempts: u32,
+    /// Backoff before the first retry; it doubles for each further one.
+    pub base_backoff: Duration,
+    /// Calls in flight at once to one tenant's API; more wait for a slot
+    /// within their deadline. 0: no limit.
+    pub max_concurrent_calls: usize,
+}
+
+impl Default for ResilienceSettings {
+    fn default() -> Self {
+        Self {
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(10),
+            max_attempts: 3,
+            base_backoff: Duration::from_millis(50),
+            max_concurrent_calls: 64,
+        }
+    }
+}
+
+impl ResilienceSettings {
+    /// No breaker, no retries, no concurrency limit: every call behaves on its own (tests).
+    pub fn off() -> Self {
+        Self { breaker_failures: 0, max_attempts: 1, max_concurrent_calls: 0, ..Self::default() }
     }
 }
 

@@ -5,6 +5,7 @@
 //! its outcome is recorded by the breaker.
 
 use std::{
+    borrow::Cow,
     sync::{
         Arc, OnceLock,
         atomic::{AtomicI64, Ordering},
@@ -138,9 +139,23 @@ impl UpstreamGate {
         fault: Option<&UpstreamFault>,
         latency: Duration,
     ) {
-        let series =
-            self.series[endpoint.index()].get_or_init(|| self.context.metrics.upstream_series(&self.tenant, endpoint));
-        self.context.metrics.upstream_call(series, &self.tenant, endpoint, status, fault, latency);
+        let series = self.series[endpoint.index()]
+            .get_or_init(|| self.context.metrics.upstream_series(&self.tenant, endpoint.name()));
+        self.context.metrics.upstream_call(series, &self.tenant, endpoint.name(), status_label(status, fault), latency);
+    }
+}
+
+/// The metric's `status` label: the HTTP status, or what happened instead.
+fn status_label(status: Option<u16>, fault: Option<&UpstreamFault>) -> Cow<'static, str> {
+    match (status, fault) {
+        (Some(200), _) => "200".into(),
+        (Some(status), _) => status.to_string().into(),
+        (None, Some(UpstreamFault::ConnectFailed)) => "connect_error".into(),
+        (None, Some(UpstreamFault::Timeout)) => "timeout".into(),
+        (None, Some(UpstreamFault::QuotaExhausted { .. })) => "quota_exhausted".into(),
+        (None, Some(UpstreamFault::Busy)) => "busy".into(),
+        (None, Some(UpstreamFault::CircuitOpen { .. })) => "circuit_open".into(),
+        (None, _) => "connection_lost".into(),
     }
 }
 
@@ -161,7 +176,7 @@ impl Admitted<'_> {
     pub(crate) fn take_retry(&self) -> bool {
         let granted = self.gate.retry_budget.withdraw();
         if granted {
-            self.gate.context.metrics.upstream_retry(&self.gate.tenant, self.endpoint);
+            self.gate.context.metrics.upstream_retry(&self.gate.tenant, self.endpoint.name());
         }
         granted
     }
@@ -183,7 +198,7 @@ impl Admitted<'_> {
         };
         let state = self.gate.breaker.record(healthy);
         if self.gate.circuit_published.swap(state as i64, Ordering::Relaxed) != state as i64 {
-            self.gate.context.metrics.circuit(&self.gate.tenant, self.gate.api, state);
+            self.gate.context.metrics.circuit(&self.gate.tenant, self.gate.api, state as i64);
         }
     }
 }

@@ -9,40 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// How upstream failures are handled; shared by every client.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ResilienceSettings {
-    /// Consecutive failures that open a circuit; 0 switches the breaker off.
-    pub breaker_failures: u32,
-    /// How long an open circuit fails fast before letting a probe through.
-    pub breaker_cooldown: Duration,
-    /// Attempts per call when the connection is refused (1: no retry).
-    pub max_attempts: u32,
-    /// Backoff before the first retry; it doubles for each further one.
-    pub base_backoff: Duration,
-    /// Calls in flight at once to one tenant's API; more wait for a slot
-    /// within their deadline. 0: no limit.
-    pub max_concurrent_calls: usize,
-}
-
-impl Default for ResilienceSettings {
-    fn default() -> Self {
-        Self {
-            breaker_failures: 5,
-            breaker_cooldown: Duration::from_secs(10),
-            max_attempts: 3,
-            base_backoff: Duration::from_millis(50),
-            max_concurrent_calls: 64,
-        }
-    }
-}
+pub use crate::config::ResilienceSettings;
 
 impl ResilienceSettings {
-    /// No breaker, no retries, no concurrency limit: every call behaves on its own (tests).
-    pub fn off() -> Self {
-        Self { breaker_failures: 0, max_attempts: 1, max_concurrent_calls: 0, ..Self::default() }
-    }
-
     /// The wait before retry number `retry` (1-based): half fixed, half
     /// random ("equal jitter"), so retries spread out but never come at once.
     pub fn backoff(&self, retry: u32) -> Duration {

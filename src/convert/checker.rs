@@ -1,0 +1,117 @@
+//! Collects the violations of one request while its fields are read, with
+//! the checks that several requests share (emails, secrets, texts, UUIDs,
+//! dates and timestamps).
+
+use secrecy::SecretString;
+use time::{Date, OffsetDateTime, format_description::well_known::Rfc3339, macros::format_description};
+
+use super::is_plausible_email;
+use crate::error::{InvalidReason, SsoError, Violation};
+
+const MAX_TEXT: usize = 256;
+const MAX_SECRET: usize = 4096;
+
+/// Collects violations while reading a request.
+#[derive(Default)]
+pub(super) struct Checker {
+    violations: Vec<Violation>,
+}
+
+impl Checker {
+    pub(super) fn violation(&mut self, field: &str, description: impl Into<String>) {
+        self.violations.push(Violation::new(field, description));
+    }
+
+    pub(super) fn finish<T>(self, value: T) -> Result<T, SsoError> {
+        if self.violations.is_empty() {
+            Ok(value)
+        } else {
+            Err(SsoError::InvalidArgument { reason: InvalidReason::InvalidRequest, violations: self.violations })
+        }
+    }
+
+    pub(super) fn email(&mut self, field: &str, value: String) -> String {
+        if value.is_empty() {
+            self.violation(field, "is required");
+        } else if !is_plausible_email(&value) {
+            self.violation(field, "is not a valid email address");
+        }
+        value
+    }
+
+    pub(super) fn secret(&mut self, field: &str, value: String) -> SecretString {
+        if value.is_empty() {
+            self.violation(field, "is required");
+        } else if value.len() > MAX_SECRET {
+            self.violation(field, format!("is longer than {MAX_SECRET} bytes"));
+        }
+        SecretString::from(value)
+    }
+
+    pub(super) fn required_text(&mut self, field: &str, value: String) -> String {
+        if value.trim().is_empty() {
+            self.violation(field, "is required");
+        } else {
+            self.check_text(field, &value);
+        }
+        value
+    }
+
+    /// Empty means absent: the vendor refuses empty strings.
+    pub(super) fn optional_text(&mut self, field: &str, value: String) -> Option<String> {
+        if value.is_empty() {
+            return None;
+        }
+        if value.trim().is_empty() {
+            self.violation(field, "is blank; leave it empty to omit it");
+            return None;
+        }
+        self.check_text(field, &value);
+        Some(value)
+    }
+
+    pub(super) fn check_text(&mut self, field: &str, value: &str) {
+        if value.len() > MAX_TEXT {
+            self.violation(field, format!("is longer than {MAX_TEXT} bytes"));
+        } else if value.chars().any(char::is_control) {
+            self.violation(field, "contains control characters");
+        }
+    }
+
+    pub(super) fn optional_uuid(&mut self, field: &str, value: String) -> Option<String> {
+        if value.is_empty() {
+            return None;
+        }
+        if uuid::Uuid::parse_str(&value).is_err() {
+            self.violation(field, "is not a UUID");
+        }
+        Some(value)
+    }
+
+    pub(super) fn optional_timestamp(&mut self, field: &str, value: Option<prost_types::Timestamp>) -> Option<String> {
+        let value = value?;
+        let nanos = u32::try_from(value.nanos).ok().filter(|n| *n < 1_000_000_000);
+        let formatted = nanos
+            .and_then(|nanos| {
+                OffsetDateTime::from_unix_timestamp(value.seconds).ok().map(|t| t.replace_nanosecond(nanos))
+            })
+            .and_then(Result::ok)
+            .and_then(|t| t.format(&Rfc3339).ok());
+        if formatted.is_none() {
+            self.violation(field, "is not a valid timestamp");
+        }
+        formatted
+    }
+
+    pub(super) fn optional_date(&mut self, field: &str, value: String) -> Option<String> {
+        if value.is_empty() {
+            return None;
+        }
+        match Date::parse(&value, format_description!("[year]-[month]-[day]")) {
+            Ok(date) if date > OffsetDateTime::now_utc().date() => self.violation(field, "is in the future"),
+            Ok(_) => {}
+            Err(_) => self.violation(field, "must be a date as YYYY-MM-DD"),
+        }
+        Some(value)
+    }
+}

@@ -1,0 +1,188 @@
+//! Converts gRPC requests into validated commands at the edge. Every rule is
+//! checked before any upstream call, all violations are reported together,
+//! and no description ever quotes a value (it may be a secret). The sign-in
+//! requests are converted here; the account form in [`account`].
+
+mod account;
+mod checker;
+
+pub use account::{CreateAccountCommand, create_account};
+
+use secrecy::SecretString;
+use std::time::Duration;
+
+use crate::{error::SsoError, proto, tenant::TenantSettings};
+use checker::Checker;
+
+/// A validated IssueOneTimeToken.
+#[derive(Debug)]
+pub struct IssueOneTimeTokenCommand {
+    pub email: String,
+    pub validity: Duration,
+    pub start_session: bool,
+}
+
+/// A validated Login.
+#[derive(Debug)]
+pub struct LoginCommand {
+    pub email: String,
+    pub password: SecretString,
+    pub broker_id: String,
+}
+
+/// A validated Refresh.
+#[derive(Debug)]
+pub struct RefreshCommand {
+    pub refresh_token: SecretString,
+}
+
+/// A pragmatic check: one `@`, a non-empty local part, a dotted domain, no
+/// spaces. The vendor has the final word; this only stops obvious mistakes
+/// before they cost an upstream call.
+pub fn is_plausible_email(email: &str) -> bool {
+    if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return false;
+    }
+    let Some((local, domain)) = email.rsplit_once('@') else { return false };
+    let labels_ok = domain.split('.').all(|label| {
+        !label.is_empty()
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+    });
+    !local.is_empty() && local.len() <= 64 && !local.contains('@') && domain.contains('.') && labels_ok
+}
+
+/// RFC 6265 cookie-octets: what may be sent inside `Cookie: rt=…` without
+/// breaking (or injecting into) the header.
+fn is_cookie_value(value: &str) -> bool {
+    value.bytes().all(|b| matches!(b, 0x21 | 0x23..=0x2B | 0x2D..=0x3A | 0x3C..=0x5B | 0x5D..=0x7E))
+}
+
+/// Validates IssueOneTimeToken against the tenant's validity bounds.
+pub fn issue_one_time_token(
+    request: proto::IssueOneTimeTokenRequest,
+    tenant: &TenantSettings,
+) -> Result<IssueOneTimeTokenCommand, SsoError> {
+    let proto::IssueOneTimeTokenRequest { tenant: _, email, validity, start_session } = request;
+    let mut c = Checker::default();
+    let email = c.email("email", email);
+    let max = tenant.one_time_token_max_validity;
+    let validity = match validity {
+        None => tenant.one_time_token_validity,
+        Some(prost_types::Duration { seconds, nanos }) => {
+            if nanos != 0 {
+                c.violation("validity", "must be a whole number of seconds");
+            }
+            if seconds < 1 || seconds as u64 > max.as_secs() {
+                c.violation("validity", format!("must be between 1s and {}s", max.as_secs()));
+            }
+            Duration::from_secs(seconds.max(0) as u64)
+        }
+    };
+    c.finish(IssueOneTimeTokenCommand { email, validity, start_session })
+}
+
+/// Validates Login; an empty broker id falls back to the tenant's.
+pub fn login(request: proto::LoginRequest, tenant: &TenantSettings) -> Result<LoginCommand, SsoError> {
+    let proto::LoginRequest { tenant: _, email, password, broker_id } = request;
+    let mut c = Checker::default();
+    let email = c.email("email", email);
+    let password = c.secret("password", password);
+    let broker_id = match (broker_id.is_empty(), &tenant.broker_id) {
+        (false, _) => c.required_text("broker_id", broker_id),
+        (true, Some(default)) => default.clone(),
+        (true, None) => {
+            c.violation("broker_id", "is required: this tenant has no default broker id");
+            String::new()
+        }
+    };
+    c.finish(LoginCommand { email, password, broker_id })
+}
+
+/// Validates Refresh.
+pub fn refresh(request: proto::RefreshRequest) -> Result<RefreshCommand, SsoError> {
+    let proto::RefreshRequest { tenant: _, refresh_token } = request;
+    let mut c = Checker::default();
+    if !refresh_token.is_empty() && !is_cookie_value(&refresh_token) {
+        c.violation("refresh_token", "contains characters a cookie value cannot hold");
+    }
+    let refresh_token = c.secret("refresh_token", refresh_token);
+    c.finish(RefreshCommand { refresh_token })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plausible_emails_pass_and_obvious_mistakes_do_not() {
+        for ok in ["a@b.co", "first.last+tag@sub.example.com", "test@match-trade.com"] {
+            assert!(is_plausible_email(ok), "{ok}");
+        }
+        for bad in ["", "plain", "@x.com", "a@", "a@b", "a b@c.com", "a@-x.com", "a@x..com", "a@@x.com"] {
+            assert!(!is_plausible_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cookie_values_reject_separators_that_could_inject_into_the_header() {
+        assert!(is_cookie_value("abc.DEF-123_~"));
+        for bad in ["a;b", "a b", "a,b", "a\"b", "a\\b", "a\r\nX: y"] {
+            assert!(!is_cookie_value(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn create_account_reports_every_violation_at_once_without_values() {
+        let request = proto::CreateAccountRequest {
+            email: "not-an-email".into(),
+            password: String::new(),
+            offer_uuid: "nope".into(),
+            personal_details: Some(proto::PersonalDetails {
+                firstname: " ".into(),
+                date_of_birth: "1990-13-40".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let Err(SsoError::InvalidArgument { violations, .. }) = create_account(request) else {
+            panic!("must be invalid")
+        };
+        let fields: Vec<&str> = violations.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "email",
+                "password",
+                "offer_uuid",
+                "personal_details.firstname",
+                "personal_details.lastname",
+                "personal_details.date_of_birth"
+            ]
+        );
+        assert!(violations.iter().all(|v| !v.description.contains("not-an-email")));
+    }
+
+    #[test]
+    fn empty_sections_are_left_out_of_the_account() {
+        let request = proto::CreateAccountRequest {
+            email: "a@b.co".into(),
+            password: "pw".into(),
+            personal_details: Some(proto::PersonalDetails {
+                firstname: "A".into(),
+                lastname: "B".into(),
+                ..Default::default()
+            }),
+            address_details: Some(proto::AddressDetails::default()),
+            account_configuration: Some(proto::AccountConfiguration {
+                crm_user_scope: Some(Default::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let command = create_account(request).expect("valid");
+        assert!(command.account.address_details.is_none());
+        assert!(command.account.account_configuration.is_none());
+    }
+}
