@@ -23,7 +23,7 @@
 //! | [`convert`] | requests validated into commands at the edge |
 //! | [`service`] | the envelope every RPC passes through, and one file per flow |
 //! | [`sandbox`] | the built-in emulation of the vendor (feature `sandbox`) |
-//! | [`server`], [`telemetry`], [`app`] | the gRPC server, logging and traces, and the wiring |
+//! | [`server`], [`telemetry`], [`app`], `fuzzing` | the gRPC server, logging and traces, the wiring, the fuzz entry points (feature `fuzzing`) |
 
 pub mod app;
 pub mod auth;
