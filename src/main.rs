@@ -81,8 +81,9 @@ fn main() -> ExitCode {
         }
     };
     let outcome = runtime.block_on(async {
+        let shutdown = server::shutdown_signal();
         let app = App::build(settings).await?;
-        app.run(server::shutdown_signal()).await
+        app.run(shutdown).await
     });
     telemetry.shutdown();
     match outcome {
