@@ -30,9 +30,11 @@ pub enum Proxies {
     None,
 }
 
-/// A POST to the vendor, kept whole so that an attempt can be made again.
+/// A request to the vendor (a POST, or the preflight's GETs), kept whole so
+/// that an attempt can be made again.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
+    pub method: Method,
     pub url: Url,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -41,7 +43,12 @@ pub struct Outgoing {
 impl Outgoing {
     /// A POST of `body` to `url`, with no headers yet.
     pub fn post(url: &Url, body: impl Into<Bytes>) -> Self {
-        Self { url: url.clone(), headers: HeaderMap::with_capacity(6), body: body.into() }
+        Self { method: Method::POST, url: url.clone(), headers: HeaderMap::with_capacity(6), body: body.into() }
+    }
+
+    /// A GET of `url`, with no headers yet.
+    pub fn get(url: &Url) -> Self {
+        Self { method: Method::GET, url: url.clone(), headers: HeaderMap::with_capacity(4), body: Bytes::new() }
     }
 
     /// With `name` set to `value` (replacing any earlier value).
@@ -51,9 +58,11 @@ impl Outgoing {
     }
 
     fn to_request(&self) -> reqwest::Request {
-        let mut request = reqwest::Request::new(Method::POST, self.url.clone());
+        let mut request = reqwest::Request::new(self.method.clone(), self.url.clone());
         *request.headers_mut() = self.headers.clone();
-        *request.body_mut() = Some(self.body.clone().into());
+        if self.method != Method::GET {
+            *request.body_mut() = Some(self.body.clone().into());
+        }
         request
     }
 }
