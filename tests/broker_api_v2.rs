@@ -160,7 +160,17 @@ async fn the_crm_api_creates_like_v1_at_its_own_base_url() {
     assert!(signs_in(&response.login_link.expect("link").redirect_url, email).await);
     let status = gateway.client.create_account(on("crm", email)).await.expect_err("duplicate");
     assert_eq!(status.code(), Code::AlreadyExists);
-    assert_eq!(count(&sandbox, "create_user_account"), 0);
+    let live = CreateAccountRequest { start_session: true, ..on("crm", "crm.session@example.com") };
+    let session = gateway.client.create_account(live).await.expect("created").into_inner().session.expect("session");
+    assert!(!session.access_token.is_empty());
+    let empty = CreateAccountRequest { password: String::new(), ..on("crm", "crm.nopass@example.com") };
+    let status = gateway.client.create_account(empty).await.expect_err("no password");
+    assert_eq!(violated_fields(&status), ["password"]);
+    assert_eq!(
+        (count(&sandbox, "create_account"), count(&sandbox, "create_user_account")),
+        (3, 0),
+        "the duplicate was sent"
+    );
 }
 
 #[tokio::test]
@@ -274,4 +284,23 @@ async fn the_v2_sandbox_takes_only_bearer_exactly_email_and_password_and_knows_i
     assert_eq!(found.send().await.expect("sent").status(), 200);
     let missing = client.get(url("/v1/user-accounts/email/nobody@example.com")).header("authorization", bearer);
     assert_eq!(missing.send().await.expect("sent").status(), 404);
+}
+
+#[tokio::test]
+async fn a_v2_tenant_without_a_default_opens_no_trading_account_unless_asked() {
+    let sandbox = Sandbox::start(SandboxOptions::default()).await.expect("sandbox starts");
+    let mut bare = sandbox.tenant_settings_for("v2", Generation::V2);
+    bare.trading_account = None;
+    let mut gateway = spawn_gateway(vec![bare], Duration::from_secs(5)).await;
+    let response = gateway.client.create_account(on("v2", "bare@example.com")).await.expect("created").into_inner();
+    assert!(response.trading_account.is_none() && response.trading_account_error.is_none());
+    assert!(response.login_link.is_some());
+    assert_eq!(count(&sandbox, "open_trading_account"), 0);
+    let partial = CreateAccountRequest {
+        trading_account: Some(TradingAccountSettings { group: "g".into(), ..Default::default() }),
+        ..on("v2", "partial@example.com")
+    };
+    let status = gateway.client.create_account(partial).await.expect_err("nothing to fill the rest from");
+    assert_eq!(violated_fields(&status), ["trading_account.leverage_ratio_percent", "trading_account.account_type"]);
+    assert_eq!(count(&sandbox, "create_user_account"), 1);
 }

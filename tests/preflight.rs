@@ -1,6 +1,7 @@
 //! `--check-upstream` through the real binary: against the sandbox every
 //! check passes and it exits 0; a tenant with a mixed-up key or broker id
-//! fails its row and the run exits 1. No secret is ever printed.
+//! fails its row and the run exits 1. No secret is ever printed. A setting
+//! that does not fit a tenant's generation already fails `--check-config`.
 
 mod common;
 
@@ -78,4 +79,16 @@ async fn a_mixed_up_key_or_broker_id_fails_its_row_and_the_run() {
     for write in ["create_account", "create_user_account", "issue_one_time_token", "v2_issue_one_time_token"] {
         assert!(!stats.contains_key(write), "the preflight only reads: {stats:?}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v2_setting_on_a_v1_tenant_fails_check_config_with_one_line_naming_it() {
+    let args =
+        ["--broker-api-url", "https://b.example.com", "--api-key", "k", "--platform-url", "https://p.example.com"];
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    args.extend(["--trading-account-type".into(), "demo".into(), "--check-config".into()]);
+    let (code, stdout, stderr) = run(args).await;
+    assert_eq!(code, Some(64), "{stdout}{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("--trading-account-type") && stderr.contains("v2"), "{stderr}");
 }
