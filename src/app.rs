@@ -56,9 +56,9 @@ impl App {
                     crate::sandbox::DEMO_EMAIL,
                     crate::sandbox::DEMO_BROKER_ID,
                 );
-                let tenant = started.tenant_settings(crate::tenant::DEFAULT_TENANT);
+                let tenants = started.served_tenants();
                 sandbox = Some(started);
-                (vec![tenant], crate::tenant::DEFAULT_TENANT.to_string())
+                (tenants, crate::tenant::DEFAULT_TENANT.to_string())
             }
             #[cfg(not(feature = "sandbox"))]
             Upstream::Sandbox(_) => anyhow::bail!("this build has no sandbox (built without the `sandbox` feature)"),

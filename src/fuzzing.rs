@@ -8,13 +8,15 @@ use std::time::Duration;
 
 use crate::{
     convert, proto,
-    tenant::{AuthScheme, TenantSettings, UpstreamPaths},
+    tenant::{AuthScheme, Generation, TenantSettings, UpstreamPaths},
     upstream::{Endpoint, cookies, exchange::Answer, json, platform_api},
 };
 
 fn tenant() -> TenantSettings {
     TenantSettings {
         name: "fuzz".into(),
+        generation: Generation::V1,
+        trading_account: None,
         broker_api_url: url::Url::parse("https://broker.example").unwrap_or_else(|_| unreachable!()),
         api_key: "k".into(),
         auth_scheme: AuthScheme::Raw,
@@ -31,8 +33,10 @@ fn tenant() -> TenantSettings {
 /// Request validation: the bytes as each request message, through the edge conversion.
 pub fn validate_requests(data: &[u8]) {
     let tenant = tenant();
-    if let Ok(request) = proto::CreateAccountRequest::decode(data) {
-        let _ = convert::create_account(request);
+    if let Ok(request) = proto::CreateAccountRequest::decode(data)
+        && let Ok(command) = convert::create_account(request)
+    {
+        let _ = convert::account_sequence(&command, &tenant);
     }
     if let Ok(request) = proto::IssueOneTimeTokenRequest::decode(data) {
         let _ = convert::issue_one_time_token(request, &tenant);

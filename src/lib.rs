@@ -24,6 +24,7 @@
 //! | [`service`] | the envelope every RPC passes through, and one file per flow |
 //! | [`sandbox`] | the built-in emulation of the vendor (feature `sandbox`) |
 //! | [`server`], [`telemetry`], [`app`], `fuzzing` | the gRPC server, logging and traces, the wiring, the fuzz entry points (feature `fuzzing`) |
+//! | [`preflight`] | `--check-upstream`: cheap reads of every tenant's upstream, as a table |
 
 pub mod app;
 pub mod auth;
@@ -38,6 +39,7 @@ pub mod hex;
 pub mod idempotency;
 pub mod json_log;
 pub mod metrics;
+pub mod preflight;
 pub mod proto;
 pub mod quota;
 #[cfg(feature = "sandbox")]

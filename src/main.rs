@@ -4,7 +4,7 @@
 use clap::Parser as _;
 use std::process::ExitCode;
 
-use mtr_sso::{app::App, config::Cli, server, telemetry};
+use mtr_sso::{app::App, config::Cli, preflight, server, telemetry};
 
 // mimalloc instead of glibc's malloc: an RPC allocates and frees a few
 // hundred small objects, and glibc's allocator took a fifth of the CPU time
@@ -55,6 +55,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_SETTING);
         }
     };
+    if settings.check_upstream {
+        return check_upstream(&settings);
+    }
     if settings.check_only {
         println!("configuration OK");
         return ExitCode::SUCCESS;
@@ -90,6 +93,28 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
+            eprintln!("mtr-sso: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `--check-upstream`: the preflight's table on stdout; 0 when every check
+/// passed, 1 when any failed.
+fn check_upstream(settings: &mtr_sso::config::Settings) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("mtr-sso: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(preflight::check_upstream(settings)) {
+        Ok(checks) => {
+            print!("{}", preflight::table(&checks));
+            if preflight::all_passed(&checks) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+        }
+        Err(error) => {
             eprintln!("mtr-sso: {error:#}");
             ExitCode::FAILURE
         }

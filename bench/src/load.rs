@@ -48,7 +48,7 @@ impl Operation {
 #[derive(Debug, Clone)]
 pub enum Call {
     /// A: the JSON REST call straight to the upstream, as the gateway makes it.
-    Rest { http: Box<HttpClient>, request: Outgoing },
+    Rest { http: Box<HttpClient>, request: Box<Outgoing> },
     /// B: the RPC through the gateway.
     Rpc { channels: Vec<Channel>, operation: Operation },
     /// C: a health check on the gateway.
@@ -73,7 +73,7 @@ impl Call {
             .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header(header::ACCEPT, HeaderValue::from_static("application/json"))
             .header(header::AUTHORIZATION, HeaderValue::from_static(crate::upstream::API_KEY));
-        Ok(Call::Rest { http: Box::new(http.clone()), request })
+        Ok(Call::Rest { http: Box::new(http.clone()), request: Box::new(request) })
     }
 
     async fn once(&self, n: usize) -> Result<(), String> {

@@ -98,6 +98,12 @@ pub struct Cli {
     #[arg(long)]
     pub check_config: bool,
 
+    /// Check every tenant's upstream with cheap reads only (keys, hosts, broker ids, cookie
+    /// domain), print a table and exit: 0 when all pass, 1 when any fails. Never creates an
+    /// account or mints a token.
+    #[arg(long)]
+    pub check_upstream: bool,
+
     /// Run against the built-in sandbox of the vendor's APIs instead of a real upstream.
     #[arg(long, env = "MTR_SSO_SANDBOX")]
     pub sandbox: bool,
@@ -185,6 +191,7 @@ impl Cli {
             callers,
             health_listen: self.health_listen,
             check_only: self.check_config,
+            check_upstream: self.check_upstream,
             listen: self.listen.unwrap_or(SocketAddr::from((default_host, 50051))),
             worker_threads: at_least_one("--worker-threads", self.worker_threads)?,
             max_in_flight: at_least_one("--max-in-flight", self.max_in_flight)?,

@@ -110,6 +110,8 @@ pub struct Settings {
     pub health_listen: Option<SocketAddr>,
     /// Only check the settings, then exit.
     pub check_only: bool,
+    /// Check the settings and every tenant's upstream with cheap reads, then exit.
+    pub check_upstream: bool,
     pub listen: SocketAddr,
     pub worker_threads: usize,
     pub max_in_flight: usize,

@@ -18,7 +18,7 @@ struct TenantsFile {
 pub(super) fn load(path: &Path) -> Result<Upstream, ConfigError> {
     let setting = format!("--tenants-file {}", path.display());
     let text = std::fs::read_to_string(path).map_err(|e| invalid(&setting, format!("cannot read it: {e}")))?;
-    let file: TenantsFile = toml::from_str(&text).map_err(|e| invalid(&setting, e.message().to_string()))?;
+    let file: TenantsFile = toml::from_str(&text).map_err(|e| invalid(where_in(&setting, &text, &e), e.message()))?;
     if file.tenants.is_empty() {
         return Err(invalid(&setting, "defines no [tenants.<name>] table"));
     }
@@ -47,4 +47,18 @@ pub(super) fn load(path: &Path) -> Result<Upstream, ConfigError> {
         }
     };
     Ok(Upstream::Tenants { tenants, default_tenant })
+}
+
+/// The file with the line and key a parse error is at, so that e.g. an
+/// unknown generation names its setting. Only the key is quoted, never the
+/// value, which may be a secret.
+fn where_in(setting: &str, text: &str, error: &toml::de::Error) -> String {
+    let Some(span) = error.span() else { return setting.to_string() };
+    let start = span.start.min(text.len());
+    let line_number = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_number - 1).unwrap_or("");
+    match line.split_once('=').map(|(key, _)| key.trim()).filter(|key| !key.is_empty()) {
+        Some(key) => format!("{setting} line {line_number} ({key})"),
+        None => format!("{setting} line {line_number}"),
+    }
 }

@@ -165,3 +165,85 @@ fn a_default_validity_above_the_maximum_is_refused() {
     let err = cli(&args).into_settings().expect_err("refused");
     assert_eq!(err.setting, "--one-time-token-validity");
 }
+
+fn tenants_file_error(content: &str) -> ConfigError {
+    let dir = scratch_dir();
+    let file = dir.join("tenants.toml");
+    std::fs::write(&file, content).expect("write");
+    cli(&["--tenants-file", file.to_str().expect("utf8")]).into_settings().expect_err("refused")
+}
+
+const V2_TENANT: &str = "[tenants.acme]\nbroker_api_generation = \"v2\"\nbroker_api_url = \"https://b.acme.com\"\n\
+                         api_key = \"k\"\nplatform_url = \"https://p.acme.com\"\n";
+
+#[test]
+fn generation_v2_brings_bearer_and_its_own_paths_and_the_default_stays_v1() {
+    use crate::tenant::Generation;
+    let settings = cli(MINIMAL).into_settings().expect("valid");
+    let Upstream::Tenants { tenants, .. } = settings.upstream else { panic!() };
+    assert_eq!(tenants[0].generation, Generation::V1);
+
+    let mut args = MINIMAL.to_vec();
+    args.extend([
+        "--broker-api-generation",
+        "v2",
+        "--trading-account-group",
+        "retail",
+        "--trading-account-type",
+        "demo",
+    ]);
+    args.extend(["--trading-account-leverage-ratio-percent", "10000"]);
+    let settings = cli(&args).into_settings().expect("valid");
+    let Upstream::Tenants { tenants, .. } = settings.upstream else { panic!() };
+    let tenant = &tenants[0];
+    assert_eq!((tenant.generation, tenant.auth_scheme), (Generation::V2, AuthScheme::Bearer));
+    assert_eq!(tenant.paths.create_account, "/v1/user-accounts");
+    assert_eq!(tenant.paths.account_by_email, "/v1/user-accounts/email/{email}");
+    let defaults = tenant.trading_account.as_ref().expect("a default trading account");
+    assert_eq!((defaults.group.as_str(), defaults.leverage_ratio_percent), ("retail", 10000));
+
+    let mut args = MINIMAL.to_vec();
+    args.extend(["--broker-api-generation", "crm"]);
+    let settings = cli(&args).into_settings().expect("valid");
+    let Upstream::Tenants { tenants, .. } = settings.upstream else { panic!() };
+    assert_eq!((tenants[0].auth_scheme, tenants[0].paths.create_account.as_str()), (AuthScheme::Raw, "/v1/accounts"));
+}
+
+#[test]
+fn a_v2_setting_on_a_v1_tenant_stops_the_service_naming_it() {
+    let mut args = MINIMAL.to_vec();
+    args.extend(["--trading-account-group", "retail"]);
+    let err = cli(&args).into_settings().expect_err("refused");
+    assert_eq!(err.setting, "--trading-account-group");
+    assert!(err.problem.contains("v2"), "{err}");
+
+    let err = tenants_file_error(&format!(
+        "{}[tenants.old]\nbroker_api_url = \"https://b.old.com\"\napi_key = \"k\"\nplatform_url = \"https://p.old.com\"\n\
+         [tenants.old.paths]\ntrading_accounts = \"/x/{{uuid}}\"\n",
+        V2_TENANT
+    ));
+    assert!(err.setting.starts_with("tenants.old.paths.trading_accounts"), "{err}");
+}
+
+#[test]
+fn a_partial_default_trading_account_names_the_missing_setting() {
+    let err = tenants_file_error(&format!("{V2_TENANT}[tenants.acme.trading_account]\ngroup = \"retail\"\n"));
+    assert!(err.setting.starts_with("tenants.acme.trading_account.leverage_ratio_percent"), "{err}");
+    let err = tenants_file_error(&format!(
+        "{V2_TENANT}[tenants.acme.trading_account]\ngroup = \"retail\"\nleverage_ratio_percent = 100\n"
+    ));
+    assert!(err.setting.starts_with("tenants.acme.trading_account.account_type"), "{err}");
+    let err = tenants_file_error(&format!(
+        "{V2_TENANT}[tenants.acme.trading_account]\ngroup = \"g\"\nleverage_ratio_percent = 0\naccount_type = \"REAL\"\n"
+    ));
+    assert!(err.setting.starts_with("tenants.acme.trading_account.leverage_ratio_percent"), "{err}");
+}
+
+#[test]
+fn an_unknown_generation_is_refused_naming_its_line_and_key() {
+    let err = tenants_file_error(V2_TENANT.replace("\"v2\"", "\"v3\"").as_str());
+    assert!(err.setting.contains("line 2 (broker_api_generation)"), "{err}");
+    assert!(err.problem.contains("v3") && err.problem.contains("crm"), "{err}");
+    let flag = Cli::try_parse_from(["mtr-sso", "--broker-api-generation", "v3"]).expect_err("refused by the parser");
+    assert!(flag.to_string().contains("--broker-api-generation"), "{flag}");
+}

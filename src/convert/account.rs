@@ -2,7 +2,7 @@
 //! validated field by field. Sections whose fields are all empty are omitted,
 //! because the vendor refuses empty strings and nulls.
 
-use super::checker::Checker;
+use super::{account_v2::TradingAccountRequest, checker::Checker};
 use crate::{
     error::SsoError,
     proto,
@@ -15,6 +15,8 @@ pub struct CreateAccountCommand {
     pub account: NewAccount,
     pub start_session: bool,
     pub idempotency_key: Option<String>,
+    /// The trading account asked for (Broker-API v2 only), as given.
+    pub trading_account: Option<TradingAccountRequest>,
 }
 
 fn client_type(checker: &mut Checker, value: i32) -> Option<&'static str> {
@@ -48,6 +50,7 @@ pub fn create_account(request: proto::CreateAccountRequest) -> Result<CreateAcco
         lead_details,
         start_session,
         idempotency_key,
+        trading_account,
     } = request;
     let mut c = Checker::default();
     let email = c.email("email", email);
@@ -66,6 +69,7 @@ pub fn create_account(request: proto::CreateAccountRequest) -> Result<CreateAcco
     let address_details = address_details.and_then(|d| address(&mut c, d));
     let banking_details = banking_details.and_then(|d| banking(&mut c, d));
     let lead_details = lead_details.and_then(|d| lead(&mut c, d));
+    let trading_account = trading_account.map(|settings| TradingAccountRequest::read(&mut c, settings));
     let idempotency_key = (!idempotency_key.is_empty()).then_some(idempotency_key);
     if idempotency_key.as_ref().is_some_and(|k| k.len() > 128 || !k.bytes().all(|b| (0x21..=0x7e).contains(&b))) {
         c.violation("idempotency_key", "must be at most 128 printable characters without spaces");
@@ -86,6 +90,7 @@ pub fn create_account(request: proto::CreateAccountRequest) -> Result<CreateAcco
         },
         start_session,
         idempotency_key,
+        trading_account,
     })
 }
 

@@ -4,9 +4,11 @@
 //! requests are converted here; the account form in [`account`].
 
 mod account;
+mod account_v2;
 mod checker;
 
 pub use account::{CreateAccountCommand, create_account};
+pub use account_v2::{AccountSequence, TradingAccountRequest, V2Sequence, account_sequence};
 
 use secrecy::SecretString;
 use std::time::Duration;

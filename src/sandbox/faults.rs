@@ -29,6 +29,10 @@ pub enum FaultKind {
     MalformedBody,
     /// No answer at all, until the client gives up.
     Hang,
+    /// 403 with a Problem body: the key lacks the permission.
+    Forbidden,
+    /// 422 with a Problem body: the vendor refuses the request.
+    Unprocessable,
 }
 
 /// The sandbox's runtime switches.
@@ -44,6 +48,9 @@ pub struct Switches {
     pub fault_ratio: f64,
     /// Only requests whose path starts with this get the fault (empty: all).
     pub fault_path_prefix: String,
+    /// Only requests whose path also contains this get the fault (empty: all),
+    /// e.g. `/trading-accounts` for that one v2 call.
+    pub fault_path_contains: String,
     /// Requests per minute per API key and per platform; 0 switches the limit off.
     pub rate_limit_per_minute: u32,
     /// Answer logins in the older platforms' shape (`accounts`, `selectedAccount`).
@@ -57,6 +64,7 @@ impl Default for Switches {
             fault: FaultKind::None,
             fault_ratio: 1.0,
             fault_path_prefix: String::new(),
+            fault_path_contains: String::new(),
             rate_limit_per_minute: 500,
             legacy_login_shape: false,
         }
@@ -84,6 +92,7 @@ pub(super) async fn apply(State(shared): State<Arc<Shared>>, request: Request, n
     }
     let hit = switches.fault != FaultKind::None
         && request.uri().path().starts_with(&switches.fault_path_prefix)
+        && request.uri().path().contains(&switches.fault_path_contains)
         && rand::random::<f64>() < switches.fault_ratio;
     if !hit {
         return next.run(request).await;
@@ -110,6 +119,12 @@ pub(super) async fn apply(State(shared): State<Arc<Shared>>, request: Request, n
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(Body::from_stream(futures_util::stream::iter(chunks)))
                 .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        }
+        FaultKind::Forbidden => {
+            super::problem(StatusCode::FORBIDDEN, "Missing permission for this operation", request.uri().path())
+        }
+        FaultKind::Unprocessable => {
+            super::problem(StatusCode::UNPROCESSABLE_ENTITY, "The request cannot be processed", request.uri().path())
         }
         FaultKind::Hang => {
             // Dropped when the client disconnects; bounded so nothing lingers forever.

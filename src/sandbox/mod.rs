@@ -9,6 +9,7 @@
 //! `GET|PUT /_sandbox/switches` and `GET /_sandbox/stats`.
 
 mod broker;
+mod broker_v2;
 mod email;
 mod faults;
 mod platform;
@@ -30,10 +31,20 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use url::Url;
 
 pub use crate::config::SandboxOptions;
-use crate::tenant::{AuthScheme, TenantSettings, UpstreamPaths};
+use crate::tenant::{Generation, TenantSettings, TradingAccountDefaults, TradingAccountType, UpstreamPaths};
 
 /// The sandbox's Broker-API key (raw, or as `Bearer <key>`).
 pub const SANDBOX_API_KEY: &str = "sandbox-api-key";
+/// The sandbox's Broker-API v2 key, accepted only as `Bearer <key>`.
+pub const SANDBOX_V2_API_KEY: &str = "sandbox-v2-api-key";
+/// Where the sandbox serves Broker-API v2 (a host of its own at the vendor).
+pub const BROKER_API_V2_PREFIX: &str = "/broker-api-v2";
+/// Where the sandbox serves the CRM-API (v1's shape at a host of its own).
+pub const CRM_API_PREFIX: &str = "/crm-api";
+/// The name of the Broker-API v2 tenant that `--sandbox` serves beside `default`.
+pub const V2_TENANT: &str = "v2";
+/// The trading group the sandbox's v2 tenant opens accounts in by default.
+pub const DEMO_GROUP: &str = "sandbox-retail";
 /// The seeded demo user, as in the vendor's own demo.
 pub const DEMO_EMAIL: &str = "test@match-trade.com";
 /// The demo user's password.
@@ -116,21 +127,47 @@ impl Sandbox {
         &self.base_url
     }
 
-    /// A tenant profile wired to this sandbox.
+    /// A Broker-API v1 tenant profile wired to this sandbox.
     pub fn tenant_settings(&self, name: &str) -> TenantSettings {
+        self.tenant_settings_for(name, Generation::V1)
+    }
+
+    /// A tenant profile of `generation` wired to this sandbox, with that
+    /// generation's defaults; a v2 tenant opens a demo trading account.
+    pub fn tenant_settings_for(&self, name: &str, generation: Generation) -> TenantSettings {
+        let (prefix, key) = match generation {
+            Generation::V1 => ("", SANDBOX_API_KEY),
+            Generation::V2 => (BROKER_API_V2_PREFIX, SANDBOX_V2_API_KEY),
+            Generation::Crm => (CRM_API_PREFIX, SANDBOX_API_KEY),
+        };
+        let mut broker_api_url = self.base_url.clone();
+        broker_api_url.set_path(prefix);
         TenantSettings {
             name: name.to_string(),
-            broker_api_url: self.base_url.clone(),
-            api_key: SecretString::from(SANDBOX_API_KEY),
-            auth_scheme: AuthScheme::Raw,
+            generation,
+            trading_account: (generation == Generation::V2).then(|| TradingAccountDefaults {
+                group: DEMO_GROUP.into(),
+                leverage_ratio_percent: 10_000,
+                account_type: TradingAccountType::Demo,
+                access_right: None,
+            }),
+            broker_api_url,
+            api_key: SecretString::from(key),
+            auth_scheme: generation.default_auth_scheme(),
             platform_url: self.base_url.clone(),
             broker_id: Some(DEMO_BROKER_ID.into()),
             cookie_domain: None,
-            paths: UpstreamPaths::default(),
+            paths: UpstreamPaths::for_generation(generation),
             session_lifetime: state::SESSION_LIFETIME,
             one_time_token_validity: Duration::from_secs(60),
             one_time_token_max_validity: Duration::from_secs(3600),
         }
+    }
+
+    /// The tenants `--sandbox` serves: `default` on Broker-API v1 and `v2`
+    /// on Broker-API v2, side by side as during a migration.
+    pub fn served_tenants(&self) -> Vec<TenantSettings> {
+        vec![self.tenant_settings(crate::tenant::DEFAULT_TENANT), self.tenant_settings_for(V2_TENANT, Generation::V2)]
     }
 
     /// Replaces the fault and limit switches.
@@ -152,6 +189,11 @@ impl Sandbox {
     pub fn account_count(&self) -> usize {
         lock(&self.shared.state).account_count()
     }
+
+    /// Number of trading accounts opened through Broker-API v2.
+    pub fn trading_account_count(&self) -> usize {
+        lock(&self.shared.state).trading_account_count()
+    }
 }
 
 impl Drop for Sandbox {
@@ -166,6 +208,8 @@ impl Drop for Sandbox {
 fn router(shared: Arc<Shared>) -> Router {
     let vendor = Router::new()
         .merge(broker::routes())
+        .nest(CRM_API_PREFIX, broker::routes())
+        .nest(BROKER_API_V2_PREFIX, broker_v2::routes())
         .merge(platform::routes())
         .layer(axum::middleware::from_fn_with_state(shared.clone(), faults::apply));
     Router::new()
@@ -199,14 +243,39 @@ async fn get_stats(AxumState(shared): AxumState<Arc<Shared>>) -> Json<StatsBody>
 /// A Problem-style error answer, as the vendor sends them.
 pub(crate) fn problem(status: axum::http::StatusCode, detail: &str, path: &str) -> axum::response::Response {
     use axum::response::IntoResponse as _;
-    let body = serde_json::json!({
-        "status": status.as_u16(),
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "detail": detail,
-        "path": path,
-        "timestamp": OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-    });
-    (status, Json(body)).into_response()
+    problem_body(status, detail, path).into_response()
+}
+
+/// The body and status of a Problem-style answer, to add fields to.
+pub(crate) fn problem_body(status: axum::http::StatusCode, detail: &str, path: &str) -> ProblemAnswer {
+    ProblemAnswer(
+        status,
+        serde_json::json!({
+            "status": status.as_u16(),
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "detail": detail,
+            "path": path,
+            "timestamp": OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        }),
+    )
+}
+
+/// A Problem-style answer under construction.
+pub(crate) struct ProblemAnswer(axum::http::StatusCode, serde_json::Value);
+
+impl ProblemAnswer {
+    /// With v2's typed error, e.g. `error://broker-api/user-account/already-exists`, and its title.
+    pub(crate) fn typed(mut self, kind: &str, title: &str) -> Self {
+        self.1["type"] = serde_json::json!(kind);
+        self.1["title"] = serde_json::json!(title);
+        self
+    }
+}
+
+impl axum::response::IntoResponse for ProblemAnswer {
+    fn into_response(self) -> axum::response::Response {
+        (self.0, Json(self.1)).into_response()
+    }
 }
 
 /// 429 with `Retry-After`, when `key` is over the limit.

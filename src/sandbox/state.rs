@@ -66,6 +66,10 @@ pub struct State {
     latest_token: HashMap<String, String>,
     sessions: HashMap<String, SessionEntry>,
     refresh_tokens: HashMap<String, String>,
+    /// v2 trading accounts, by the UUID of the user account they belong to.
+    trading_accounts: HashMap<String, Vec<serde_json::Value>>,
+    /// The last trading account login handed out.
+    last_login: u64,
 }
 
 /// A random, URL- and cookie-safe token.
@@ -95,6 +99,26 @@ impl State {
 
     pub fn account_count(&self) -> usize {
         self.accounts.len()
+    }
+
+    /// The account with this UUID.
+    pub fn account_by_uuid(&self, uuid: &str) -> Option<&Account> {
+        self.accounts.values().find(|account| account.uuid == uuid)
+    }
+
+    /// Stores a trading account for a user account, with the next login number.
+    pub fn open_trading_account(&mut self, user_uuid: &str, mut account: serde_json::Value) -> serde_json::Value {
+        self.last_login = self.last_login.max(700_000) + 1;
+        account["login"] = serde_json::json!(self.last_login);
+        account["uuid"] = serde_json::json!(uuid::Uuid::new_v4().to_string());
+        account["version"] = serde_json::json!(1);
+        self.trading_accounts.entry(user_uuid.to_string()).or_default().push(account.clone());
+        account
+    }
+
+    /// Number of v2 trading accounts.
+    pub fn trading_account_count(&self) -> usize {
+        self.trading_accounts.values().map(Vec::len).sum()
     }
 
     /// Mints a token for an existing account, voiding the previous one.

@@ -3,6 +3,7 @@
 //! has created the account every later failure is reported inside an OK
 //! answer, so the caller never creates the same user twice.
 
+use secrecy::SecretString;
 use time::OffsetDateTime;
 use tracing::Instrument as _;
 
@@ -13,13 +14,13 @@ use super::{
     replies,
 };
 use crate::{
-    convert::{self, CreateAccountCommand},
+    convert::{self, AccountSequence, CreateAccountCommand},
     deadline::Deadline,
     error::SsoError,
     idempotency::{self, Claim},
     proto,
     trace_context::{self, TraceContext},
-    upstream::UpstreamFault,
+    upstream::{UpstreamError, UpstreamFault},
 };
 
 impl SsoGateway {
@@ -31,8 +32,10 @@ impl SsoGateway {
         let Call { tenant, deadline, caller } = call;
         let fingerprint = request_fingerprint(&request);
         let command = convert::create_account(request)?;
+        // The generation's own rules are checked before anything is claimed or sent.
+        let sequence = convert::account_sequence(&command, &tenant.settings)?;
         let Some(key) = command.idempotency_key.clone() else {
-            return self.create_account_at_vendor(&tenant, command, deadline).await;
+            return self.create_account_at_vendor(&tenant, command, sequence, deadline).await;
         };
         let idempotency = self.idempotency.clone();
         let key = idempotency::scoped_key(&tenant.settings.name, caller.as_deref().unwrap_or("anonymous"), &key);
@@ -55,7 +58,7 @@ impl SsoGateway {
                 let run_deadline = Deadline::after(self.upstream_timeout);
                 let trace = trace_context::current().unwrap_or_else(TraceContext::new_root);
                 let run = async move {
-                    let result = gateway.create_account_at_vendor(&tenant, command, run_deadline).await;
+                    let result = gateway.create_account_at_vendor(&tenant, command, sequence, run_deadline).await;
                     match recordable(&result) {
                         Some(outcome) => idempotency.complete(&key, &fingerprint, outcome).await,
                         None => idempotency.release(&key).await,
@@ -72,13 +75,18 @@ impl SsoGateway {
         }
     }
 
-    /// The vendor calls of CreateAccount: create, then a login link or a session.
+    /// The vendor calls of CreateAccount: create, then a login link or a
+    /// session. Broker-API v2 creates in several calls of its own.
     async fn create_account_at_vendor(
         &self,
         tenant: &Tenant,
         command: CreateAccountCommand,
+        sequence: AccountSequence,
         deadline: Deadline,
     ) -> Result<proto::CreateAccountResponse, SsoError> {
+        if let AccountSequence::BrokerApiV2(v2) = sequence {
+            return self.create_account_v2(tenant, command, v2, deadline).await;
+        }
         let email = command.account.email.clone();
         let created = tenant.broker.create_account(&command.account, deadline).await.map_err(|error| {
             if error.may_have_been_processed() {
@@ -99,17 +107,33 @@ impl SsoGateway {
                 .await
                 .map(|issued| (issued.token, Some(issued.expires_at))),
         };
+        let account_uuid = created.uuid.as_deref().unwrap_or("");
+        self.sign_in_created(tenant, token, command.start_session, account_uuid, &mut response, deadline).await;
+        Ok(response)
+    }
+
+    /// Hands the new user's token back as a link, or redeems it into a
+    /// session; a failure is reported in `response`, never as an error.
+    pub(super) async fn sign_in_created(
+        &self,
+        tenant: &Tenant,
+        token: Result<(SecretString, Option<OffsetDateTime>), UpstreamError>,
+        start_session: bool,
+        account_uuid: &str,
+        response: &mut proto::CreateAccountResponse,
+        deadline: Deadline,
+    ) {
         let (token, expires_at) = match token {
             Ok(token) => token,
             Err(error) => {
-                tracing::warn!(%error, account_uuid = %created.uuid.as_deref().unwrap_or(""), "account created, but no login token");
+                tracing::warn!(%error, %account_uuid, "account created, but no login token");
                 response.sign_in_error = Some(replies::sign_in_error(&error));
-                return Ok(response);
+                return;
             }
         };
-        if !command.start_session {
+        if !start_session {
             response.login_link = Some(replies::login_link(&tenant.settings, &token, expires_at));
-            return Ok(response);
+            return;
         }
         match tenant.platform.login_with_token(&token, deadline).await {
             Ok(granted) => {
@@ -117,7 +141,7 @@ impl SsoGateway {
                     Some(replies::browser_session(&tenant.settings, &granted, OffsetDateTime::now_utc()));
             }
             Err(error) => {
-                tracing::warn!(%error, account_uuid = %created.uuid.as_deref().unwrap_or(""), "account created, but its session could not be started");
+                tracing::warn!(%error, %account_uuid, "account created, but its session could not be started");
                 // A token the platform never saw is still good: hand it on as a link.
                 if !error.may_have_been_processed() && error.fault != UpstreamFault::OneTimeTokenRejected {
                     response.login_link = Some(replies::login_link(&tenant.settings, &token, expires_at));
@@ -125,6 +149,5 @@ impl SsoGateway {
                 response.sign_in_error = Some(replies::sign_in_error(&error));
             }
         }
-        Ok(response)
     }
 }

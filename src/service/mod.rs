@@ -4,6 +4,7 @@
 //! reads like the vendor's documentation: validate, call the vendor, reply.
 
 mod create_account;
+mod create_account_v2;
 mod envelope;
 mod idempotent;
 mod login;

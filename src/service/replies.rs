@@ -13,7 +13,10 @@ use crate::{
     error::upstream_code_and_reason,
     proto,
     tenant::TenantSettings,
-    upstream::{CreatedAccount, PlatformSession, SameSitePolicy, TradingAccountInfo, UpstreamCookie, UpstreamError},
+    upstream::{
+        CreatedAccount, OpenedTradingAccount, PlatformSession, SameSitePolicy, TradingAccountInfo, UpstreamCookie,
+        UpstreamError,
+    },
 };
 
 /// The account the vendor created; the requested email stands in when the
@@ -41,6 +44,25 @@ pub fn account(created: &CreatedAccount, requested_email: &str) -> proto::Accoun
         client_type: client_type as i32,
         created: created.created.map(timestamp),
         updated: created.updated.map(timestamp),
+        broker_id: created.broker_id.clone().unwrap_or_default(),
+    }
+}
+
+/// The trading account opened with a new user; the requested group stands in
+/// when the answer leaves it out.
+pub fn opened_trading_account(opened: &OpenedTradingAccount, requested_group: &str) -> proto::OpenedTradingAccount {
+    proto::OpenedTradingAccount {
+        login: opened.login.clone().unwrap_or_default(),
+        uuid: opened.uuid.clone().unwrap_or_default(),
+        group: opened.group.clone().unwrap_or_else(|| requested_group.to_string()),
+    }
+}
+
+/// Why the trading account of a created user could not be opened.
+pub fn trading_account_error(error: &UpstreamError) -> proto::TradingAccountError {
+    proto::TradingAccountError {
+        reason: upstream_code_and_reason(&error.fault).1.to_string(),
+        message: error.to_string(),
     }
 }
 

@@ -8,13 +8,17 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::{path::PathBuf, time::Duration};
 
-use super::AuthScheme;
+use super::{AccessRight, AuthScheme, Generation, TradingAccountType};
 use crate::setting_values::{optional_duration, parse_duration};
 
 /// A tenant's settings as given, before defaults and checks.
 #[derive(Debug, Clone, Default, PartialEq, Args, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantOptions {
+    /// Generation of the broker's Broker-API: v1, v2 or crm (the CRM-API). It picks the
+    /// default paths and auth scheme [default: v1].
+    #[arg(long, env = "MTR_SSO_BROKER_API_GENERATION", value_enum)]
+    pub broker_api_generation: Option<Generation>,
     /// Base URL of the Broker-API.
     #[arg(long, env = "MTR_SSO_BROKER_API_URL")]
     pub broker_api_url: Option<String>,
@@ -24,7 +28,7 @@ pub struct TenantOptions {
     /// A file holding the Broker-API key (e.g. a mounted Kubernetes Secret).
     #[arg(long, env = "MTR_SSO_API_KEY_FILE")]
     pub api_key_file: Option<PathBuf>,
-    /// How the API key is sent in the Authorization header.
+    /// How the API key is sent in the Authorization header [default: raw; bearer on v2].
     #[arg(long, env = "MTR_SSO_AUTH_SCHEME", value_enum)]
     pub auth_scheme: Option<AuthScheme>,
     /// Base URL of the broker's platform (Platform-API and the web app users are sent to).
@@ -39,6 +43,9 @@ pub struct TenantOptions {
     #[command(flatten)]
     #[serde(default)]
     pub paths: PathOptions,
+    #[command(flatten)]
+    #[serde(default)]
+    pub trading_account: TradingAccountOptions,
     /// Session lifetime assumed when the platform's cookie does not state one.
     #[arg(long, env = "MTR_SSO_SESSION_LIFETIME", value_parser = parse_duration)]
     #[serde(default, with = "optional_duration")]
@@ -63,6 +70,18 @@ pub struct PathOptions {
     /// Path of the Broker-API one-time-token endpoint.
     #[arg(id = "paths.one_time_token", long = "one-time-token-path", env = "MTR_SSO_ONE_TIME_TOKEN_PATH")]
     pub one_time_token: Option<String>,
+    /// Path of the v2 endpoint that opens a trading account; `{uuid}` stands for the user account.
+    #[arg(id = "paths.trading_accounts", long = "trading-accounts-path", env = "MTR_SSO_TRADING_ACCOUNTS_PATH")]
+    pub trading_accounts: Option<String>,
+    /// Path of the Broker-API lookup by email; `{email}` stands for the email.
+    #[arg(id = "paths.account_by_email", long = "account-by-email-path", env = "MTR_SSO_ACCOUNT_BY_EMAIL_PATH")]
+    pub account_by_email: Option<String>,
+    /// Path of the Broker-API service information (read by --check-upstream).
+    #[arg(id = "paths.service_info", long = "service-info-path", env = "MTR_SSO_SERVICE_INFO_PATH")]
+    pub service_info: Option<String>,
+    /// Path of the platform's details (read by --check-upstream).
+    #[arg(id = "paths.platform_details", long = "platform-details-path", env = "MTR_SSO_PLATFORM_DETAILS_PATH")]
+    pub platform_details: Option<String>,
     /// Path of the platform's password login endpoint.
     #[arg(id = "paths.login", long = "login-path", env = "MTR_SSO_LOGIN_PATH")]
     pub login: Option<String>,
@@ -72,6 +91,40 @@ pub struct PathOptions {
     /// Path of the platform's refresh endpoint.
     #[arg(id = "paths.refresh", long = "refresh-path", env = "MTR_SSO_REFRESH_PATH")]
     pub refresh: Option<String>,
+}
+
+/// The trading account a v2 tenant opens for every new user, a
+/// `[tenants.<name>.trading_account]` table in the file. Group, leverage and
+/// type go together; the access right is optional.
+#[derive(Debug, Clone, Default, PartialEq, Args, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TradingAccountOptions {
+    /// v2: group of the trading account opened for each new user.
+    #[arg(id = "trading_account.group", long = "trading-account-group", env = "MTR_SSO_TRADING_ACCOUNT_GROUP")]
+    pub group: Option<String>,
+    /// v2: leverage of that trading account, in percent (e.g. 10000 for 1:100).
+    #[arg(
+        id = "trading_account.leverage_ratio_percent",
+        long = "trading-account-leverage-ratio-percent",
+        env = "MTR_SSO_TRADING_ACCOUNT_LEVERAGE_RATIO_PERCENT"
+    )]
+    pub leverage_ratio_percent: Option<u32>,
+    /// v2: kind of that trading account.
+    #[arg(
+        id = "trading_account.account_type",
+        long = "trading-account-type",
+        env = "MTR_SSO_TRADING_ACCOUNT_TYPE",
+        value_enum
+    )]
+    pub account_type: Option<TradingAccountType>,
+    /// v2: access right of that trading account [default: the vendor's].
+    #[arg(
+        id = "trading_account.access_right",
+        long = "trading-account-access-right",
+        env = "MTR_SSO_TRADING_ACCOUNT_ACCESS_RIGHT",
+        value_enum
+    )]
+    pub access_right: Option<AccessRight>,
 }
 
 /// The tenant flags as clap declares them (without the help flag, which
@@ -122,6 +175,8 @@ mod tests {
         assert_eq!(TenantOptions::flag_for("broker_api_url"), "--broker-api-url");
         assert_eq!(TenantOptions::flag_for("paths.login"), "--login-path");
         assert_eq!(TenantOptions::flag_for("one_time_token_validity"), "--one-time-token-validity");
+        assert_eq!(TenantOptions::flag_for("trading_account.group"), "--trading-account-group");
+        assert_eq!(TenantOptions::flag_for("broker_api_generation"), "--broker-api-generation");
     }
 
     #[test]
@@ -144,11 +199,14 @@ mod tests {
     fn every_flag_is_a_key_of_the_file() {
         // A flag whose id is not a file key would be named wrongly in errors.
         let full: TenantOptions = toml::from_str(
-            "broker_api_url = \"u\"\napi_key = \"k\"\napi_key_file = \"f\"\nauth_scheme = \"raw\"\n\
+            "broker_api_generation = \"v2\"\nbroker_api_url = \"u\"\napi_key = \"k\"\napi_key_file = \"f\"\nauth_scheme = \"raw\"\n\
              platform_url = \"p\"\nbroker_id = \"1\"\ncookie_domain = \"c\"\nsession_lifetime = \"1m\"\n\
              one_time_token_validity = \"1m\"\none_time_token_max_validity = \"1m\"\n\
              [paths]\ncreate_account = \"/a\"\none_time_token = \"/b\"\nlogin = \"/c\"\n\
-             login_with_token = \"/d\"\nrefresh = \"/e\"\n",
+             login_with_token = \"/d\"\nrefresh = \"/e\"\ntrading_accounts = \"/f\"\n\
+             account_by_email = \"/g\"\nservice_info = \"/h\"\nplatform_details = \"/i\"\n\
+             [trading_account]\ngroup = \"g\"\nleverage_ratio_percent = 100\naccount_type = \"demo\"\n\
+             access_right = \"close_only\"\n",
         )
         .expect("every key parses");
         let keys = full.given_keys();

@@ -6,7 +6,11 @@ use secrecy::SecretString;
 use std::{fmt, time::Duration};
 use url::Url;
 
-use super::{TenantOptions, TenantSettings, UpstreamPaths};
+use super::{
+    Generation, PathOptions, TenantOptions, TenantSettings, TradingAccountDefaults, TradingAccountOptions,
+    UpstreamPaths,
+    paths::{EMAIL, USER_ACCOUNT_UUID},
+};
 use crate::setting_values::{parse_base_url, positive, read_secret_file, whole_seconds};
 
 /// A tenant setting that cannot be used.
@@ -30,6 +34,11 @@ fn invalid(key: &'static str, problem: impl Into<String>) -> InvalidTenantSettin
 impl TenantOptions {
     /// The checked settings of the tenant `name`.
     pub fn resolve(self, name: &str) -> Result<TenantSettings, InvalidTenantSetting> {
+        let generation = self.broker_api_generation.unwrap_or_default();
+        let trading_account = resolve_trading_account(generation, &self.trading_account)?;
+        if generation != Generation::V2 && self.paths.trading_accounts.is_some() {
+            return Err(not_for(generation, "paths.trading_accounts"));
+        }
         let url = |key: &'static str, value: Option<String>| -> Result<Url, InvalidTenantSetting> {
             let text = value.ok_or_else(|| invalid(key, "is required"))?;
             parse_base_url(&text).map_err(|problem| invalid(key, problem))
@@ -61,13 +70,15 @@ impl TenantOptions {
         }
         Ok(TenantSettings {
             name: name.to_string(),
+            generation,
+            trading_account,
             broker_api_url,
             api_key: SecretString::from(api_key),
-            auth_scheme: self.auth_scheme.unwrap_or_default(),
+            auth_scheme: self.auth_scheme.unwrap_or(generation.default_auth_scheme()),
             platform_url,
             broker_id: self.broker_id.filter(|id| !id.is_empty()),
             cookie_domain,
-            paths: resolve_paths(self.paths)?,
+            paths: resolve_paths(self.paths, generation)?,
             session_lifetime,
             one_time_token_validity,
             one_time_token_max_validity,
@@ -75,8 +86,50 @@ impl TenantOptions {
     }
 }
 
-fn resolve_paths(given: super::PathOptions) -> Result<UpstreamPaths, InvalidTenantSetting> {
-    let defaults = UpstreamPaths::default();
+/// A setting that only Broker-API v2 tenants take.
+fn not_for(generation: Generation, key: &'static str) -> InvalidTenantSetting {
+    invalid(key, format!("applies only to broker_api_generation v2, and this tenant's is {}", generation.name()))
+}
+
+/// The default trading account: all of group, leverage and type, or none;
+/// only on v2, the one generation that opens trading accounts itself.
+fn resolve_trading_account(
+    generation: Generation,
+    given: &TradingAccountOptions,
+) -> Result<Option<TradingAccountDefaults>, InvalidTenantSetting> {
+    let TradingAccountOptions { group, leverage_ratio_percent, account_type, access_right } = given;
+    let named: [(&'static str, bool); 4] = [
+        ("trading_account.group", group.is_some()),
+        ("trading_account.leverage_ratio_percent", leverage_ratio_percent.is_some()),
+        ("trading_account.account_type", account_type.is_some()),
+        ("trading_account.access_right", access_right.is_some()),
+    ];
+    let Some((first, _)) = named.iter().find(|(_, set)| *set) else { return Ok(None) };
+    if generation != Generation::V2 {
+        return Err(not_for(generation, first));
+    }
+    let group = group.clone().unwrap_or_default();
+    if group.trim().is_empty() || group.chars().any(char::is_control) {
+        return Err(invalid("trading_account.group", "is required with the other trading_account settings"));
+    }
+    let leverage_ratio_percent = match leverage_ratio_percent {
+        Some(0) => return Err(invalid("trading_account.leverage_ratio_percent", "must be at least 1")),
+        Some(value) => *value,
+        None => {
+            return Err(invalid(
+                "trading_account.leverage_ratio_percent",
+                "is required with the other trading_account settings",
+            ));
+        }
+    };
+    let account_type = account_type.ok_or_else(|| {
+        invalid("trading_account.account_type", "is required with the other trading_account settings (demo or real)")
+    })?;
+    Ok(Some(TradingAccountDefaults { group, leverage_ratio_percent, account_type, access_right: *access_right }))
+}
+
+fn resolve_paths(given: PathOptions, generation: Generation) -> Result<UpstreamPaths, InvalidTenantSetting> {
+    let defaults = UpstreamPaths::for_generation(generation);
     let path = |key: &'static str, value: Option<String>, default: String| {
         let value = value.unwrap_or(default);
         if !value.starts_with('/') || value.contains(['?', '#', ' ']) {
@@ -84,12 +137,28 @@ fn resolve_paths(given: super::PathOptions) -> Result<UpstreamPaths, InvalidTena
         }
         Ok(value)
     };
+    let template = |key: &'static str, value: Option<String>, default: String, hole: &str| {
+        let value = path(key, value, default)?;
+        if value.matches(hole).count() != 1 {
+            return Err(invalid(key, format!("`{value}` must hold `{hole}` once")));
+        }
+        Ok(value)
+    };
     Ok(UpstreamPaths {
         create_account: path("paths.create_account", given.create_account, defaults.create_account)?,
         one_time_token: path("paths.one_time_token", given.one_time_token, defaults.one_time_token)?,
+        trading_accounts: template(
+            "paths.trading_accounts",
+            given.trading_accounts,
+            defaults.trading_accounts,
+            USER_ACCOUNT_UUID,
+        )?,
+        account_by_email: template("paths.account_by_email", given.account_by_email, defaults.account_by_email, EMAIL)?,
+        service_info: path("paths.service_info", given.service_info, defaults.service_info)?,
         login: path("paths.login", given.login, defaults.login)?,
         login_with_token: path("paths.login_with_token", given.login_with_token, defaults.login_with_token)?,
         refresh: path("paths.refresh", given.refresh, defaults.refresh)?,
+        platform_details: path("paths.platform_details", given.platform_details, defaults.platform_details)?,
     })
 }
 

@@ -208,6 +208,8 @@ pub struct CreatedAccount {
     pub email: Option<String>,
     pub verification_status: Option<String>,
     pub client_type: Option<String>,
+    /// Broker-API v2 names the broker the user belongs to.
+    pub broker_id: Option<String>,
     pub created: Option<OffsetDateTime>,
     pub updated: Option<OffsetDateTime>,
     pub one_time_token: Option<SecretString>,
@@ -224,13 +226,15 @@ pub struct IssuedToken {
 /// Client of one broker's Broker-API.
 #[derive(Debug, Clone)]
 pub struct BrokerApi {
-    http: HttpClient,
-    create_account_url: Url,
+    pub(super) http: HttpClient,
+    /// v1 and CRM-API: the account; v2: the user account.
+    pub(super) create_account_url: Url,
     one_time_token_url: Url,
+    pub(super) v2: super::broker_api_v2::V2Paths,
     /// The `Authorization` value, built once (marked sensitive, so it never
     /// shows in debug output).
-    authorization: HeaderValue,
-    gate: Arc<UpstreamGate>,
+    pub(super) authorization: HeaderValue,
+    pub(super) gate: Arc<UpstreamGate>,
 }
 
 impl BrokerApi {
@@ -241,11 +245,12 @@ impl BrokerApi {
             gate: Arc::new(UpstreamGate::new(&tenant.name, "broker-api", gates)),
             create_account_url: endpoint_url(&tenant.broker_api_url, &tenant.paths.create_account)?,
             one_time_token_url: endpoint_url(&tenant.broker_api_url, &tenant.paths.one_time_token)?,
+            v2: super::broker_api_v2::V2Paths::new(tenant)?,
             authorization: authorization(&tenant.api_key, tenant.auth_scheme)?,
         })
     }
 
-    fn post(&self, url: &Url, body: Vec<u8>) -> Outgoing {
+    pub(super) fn post(&self, url: &Url, body: Vec<u8>) -> Outgoing {
         Outgoing::post(url, body)
             .header(AUTHORIZATION, self.authorization.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
@@ -304,7 +309,7 @@ impl BrokerApi {
     }
 }
 
-fn serialize(endpoint: Endpoint, body: &impl Serialize) -> Result<Vec<u8>, UpstreamError> {
+pub(super) fn serialize(endpoint: Endpoint, body: &impl Serialize) -> Result<Vec<u8>, UpstreamError> {
     serde_json::to_vec(body).map_err(|_| {
         UpstreamError::new(endpoint, None, UpstreamFault::Protocol { problem: "the request could not be encoded" })
     })
@@ -346,6 +351,7 @@ pub(crate) fn parse_created_account(answer: &Answer) -> CreatedAccount {
         email: json::string(&map, "email"),
         verification_status: json::string(&map, "verificationStatus"),
         client_type: json::string(&map, "type").or_else(|| json::string(&map, "clientType")),
+        broker_id: json::string(&map, "brokerId"),
         created: json::timestamp(&map, "created"),
         updated: json::timestamp(&map, "updated"),
         one_time_token: json::string(&map, "oneTimeToken").map(SecretString::from),

@@ -20,25 +20,46 @@ pub(crate) fn classify(endpoint: Endpoint, status: u16, headers: &HeaderMap, bod
         500..=599 => UpstreamFault::ServerError,
         300..=399 => UpstreamFault::Protocol { problem: "unexpected redirect (a login page or bot protection?)" },
         401 | 403 => match endpoint {
-            Endpoint::CreateAccount | Endpoint::IssueOneTimeToken if status == 401 => UpstreamFault::ApiKeyRejected,
-            Endpoint::CreateAccount | Endpoint::IssueOneTimeToken => UpstreamFault::PermissionDenied,
             Endpoint::Login => UpstreamFault::CredentialsRejected,
             Endpoint::LoginWithToken => UpstreamFault::OneTimeTokenRejected,
             Endpoint::Refresh => UpstreamFault::RefreshTokenRejected,
+            // Bot protection in front of the platform, not a key.
+            Endpoint::PlatformDetails => UpstreamFault::PermissionDenied,
+            _ if status == 401 => UpstreamFault::ApiKeyRejected,
+            Endpoint::CreateAccount
+            | Endpoint::IssueOneTimeToken
+            | Endpoint::CreateUserAccount
+            | Endpoint::OpenTradingAccount
+            | Endpoint::AccountByEmail
+            | Endpoint::ServiceInfo => UpstreamFault::PermissionDenied,
         },
         404 | 405 if problem.is_none() => UpstreamFault::EndpointNotFound,
-        409 if endpoint == Endpoint::CreateAccount => UpstreamFault::AccountAlreadyExists,
+        409 if matches!(endpoint, Endpoint::CreateAccount | Endpoint::CreateUserAccount) => {
+            UpstreamFault::AccountAlreadyExists
+        }
         400 | 404 | 410 | 422 => match endpoint {
-            Endpoint::CreateAccount if problem.as_ref().is_some_and(Problem::says_already_exists) => {
+            Endpoint::CreateAccount | Endpoint::CreateUserAccount
+                if problem.as_ref().is_some_and(Problem::says_already_exists) =>
+            {
                 UpstreamFault::AccountAlreadyExists
             }
-            Endpoint::IssueOneTimeToken if status == 404 || problem.as_ref().is_some_and(Problem::says_not_found) => {
+            // v2 answers 404 for an unknown email or user account, v1 a 422 that says so.
+            Endpoint::IssueOneTimeToken | Endpoint::OpenTradingAccount | Endpoint::AccountByEmail
+                if status == 404 || problem.as_ref().is_some_and(Problem::says_not_found) =>
+            {
                 UpstreamFault::AccountNotFound
             }
             Endpoint::LoginWithToken => UpstreamFault::OneTimeTokenRejected,
             Endpoint::Refresh => UpstreamFault::RefreshTokenRejected,
             Endpoint::Login if status == 404 => UpstreamFault::CredentialsRejected,
-            Endpoint::CreateAccount | Endpoint::IssueOneTimeToken | Endpoint::Login => UpstreamFault::RequestRejected,
+            Endpoint::CreateAccount
+            | Endpoint::IssueOneTimeToken
+            | Endpoint::Login
+            | Endpoint::CreateUserAccount
+            | Endpoint::OpenTradingAccount
+            | Endpoint::AccountByEmail
+            | Endpoint::ServiceInfo
+            | Endpoint::PlatformDetails => UpstreamFault::RequestRejected,
         },
         _ => UpstreamFault::RequestRejected,
     }
@@ -77,6 +98,23 @@ mod tests {
         assert_eq!(classify_body(Endpoint::CreateAccount, 422, body), UpstreamFault::AccountAlreadyExists);
         let other = r#"{"status":422,"title":"Unprocessable","detail":"Offer is not active"}"#;
         assert_eq!(classify_body(Endpoint::CreateAccount, 422, other), UpstreamFault::RequestRejected);
+    }
+
+    #[test]
+    fn v2s_typed_409_and_an_unknown_email_answered_404_or_422_are_recognised() {
+        let typed = r#"{"status":409,"title":"User account already exists.","type":"error://broker-api/user-account/already-exists"}"#;
+        assert_eq!(classify_body(Endpoint::CreateUserAccount, 409, typed), UpstreamFault::AccountAlreadyExists);
+        let typed_400 =
+            r#"{"status":400,"title":"Bad Request","type":"error://broker-api/user-account/already-exists"}"#;
+        assert_eq!(classify_body(Endpoint::CreateUserAccount, 400, typed_400), UpstreamFault::AccountAlreadyExists);
+        let v2_unknown = r#"{"status":404,"title":"Not Found","type":"error://broker-api/user-account/not-found"}"#;
+        assert_eq!(classify_body(Endpoint::IssueOneTimeToken, 404, v2_unknown), UpstreamFault::AccountNotFound);
+        let v1_unknown =
+            r#"{"status":422,"title":"Unprocessable Entity","detail":"User with this email does not exist"}"#;
+        assert_eq!(classify_body(Endpoint::IssueOneTimeToken, 422, v1_unknown), UpstreamFault::AccountNotFound);
+        assert_eq!(classify_body(Endpoint::OpenTradingAccount, 404, v2_unknown), UpstreamFault::AccountNotFound);
+        assert_eq!(classify_body(Endpoint::ServiceInfo, 401, ""), UpstreamFault::ApiKeyRejected);
+        assert_eq!(classify_body(Endpoint::AccountByEmail, 403, ""), UpstreamFault::PermissionDenied);
     }
 
     #[test]

@@ -12,11 +12,21 @@ pub enum Endpoint {
     Login,
     LoginWithToken,
     Refresh,
+    /// Broker-API v2: the user account, created without a trading account or token.
+    CreateUserAccount,
+    /// Broker-API v2: a trading account for an existing user account.
+    OpenTradingAccount,
+    /// A Broker-API lookup by email (the preflight's v2 key check).
+    AccountByEmail,
+    /// The Broker-API's service information (the preflight's v1 key check).
+    ServiceInfo,
+    /// The platform's public details (the preflight's broker id check).
+    PlatformDetails,
 }
 
 impl Endpoint {
     /// How many endpoints there are.
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 10;
 
     /// A dense index below [`Endpoint::COUNT`], for per-endpoint tables.
     pub fn index(self) -> usize {
@@ -26,6 +36,11 @@ impl Endpoint {
             Endpoint::Login => 2,
             Endpoint::LoginWithToken => 3,
             Endpoint::Refresh => 4,
+            Endpoint::CreateUserAccount => 5,
+            Endpoint::OpenTradingAccount => 6,
+            Endpoint::AccountByEmail => 7,
+            Endpoint::ServiceInfo => 8,
+            Endpoint::PlatformDetails => 9,
         }
     }
 
@@ -37,6 +52,11 @@ impl Endpoint {
             Endpoint::Login => "login",
             Endpoint::LoginWithToken => "login_with_token",
             Endpoint::Refresh => "refresh",
+            Endpoint::CreateUserAccount => "create_user_account",
+            Endpoint::OpenTradingAccount => "open_trading_account",
+            Endpoint::AccountByEmail => "account_by_email",
+            Endpoint::ServiceInfo => "service_info",
+            Endpoint::PlatformDetails => "platform_details",
         }
     }
 }

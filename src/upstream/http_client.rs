@@ -30,9 +30,20 @@ pub enum Proxies {
     None,
 }
 
-/// A POST to the vendor, kept whole so that an attempt can be made again.
+/// The two methods the vendor is called with; a byte, where `http::Method` takes 24.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VendorMethod {
+    /// Every call that does something.
+    Post,
+    /// The preflight's reads.
+    Get,
+}
+
+/// A request to the vendor (a POST, or the preflight's GETs), kept whole so
+/// that an attempt can be made again.
 #[derive(Debug, Clone)]
 pub struct Outgoing {
+    pub method: VendorMethod,
     pub url: Url,
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -41,7 +52,12 @@ pub struct Outgoing {
 impl Outgoing {
     /// A POST of `body` to `url`, with no headers yet.
     pub fn post(url: &Url, body: impl Into<Bytes>) -> Self {
-        Self { url: url.clone(), headers: HeaderMap::with_capacity(6), body: body.into() }
+        Self { method: VendorMethod::Post, url: url.clone(), headers: HeaderMap::with_capacity(6), body: body.into() }
+    }
+
+    /// A GET of `url`, with no headers yet.
+    pub fn get(url: &Url) -> Self {
+        Self { method: VendorMethod::Get, url: url.clone(), headers: HeaderMap::with_capacity(4), body: Bytes::new() }
     }
 
     /// With `name` set to `value` (replacing any earlier value).
@@ -51,9 +67,15 @@ impl Outgoing {
     }
 
     fn to_request(&self) -> reqwest::Request {
-        let mut request = reqwest::Request::new(Method::POST, self.url.clone());
+        let method = match self.method {
+            VendorMethod::Post => Method::POST,
+            VendorMethod::Get => Method::GET,
+        };
+        let mut request = reqwest::Request::new(method, self.url.clone());
         *request.headers_mut() = self.headers.clone();
-        *request.body_mut() = Some(self.body.clone().into());
+        if self.method == VendorMethod::Post {
+            *request.body_mut() = Some(self.body.clone().into());
+        }
         request
     }
 }

@@ -43,18 +43,23 @@ pub(crate) fn timestamp(map: &Map<String, Value>, key: &str) -> Option<OffsetDat
 pub(crate) struct Problem {
     pub title: Option<String>,
     pub detail: Option<String>,
+    /// v2's typed errors, e.g. `error://broker-api/user-account/already-exists`.
+    pub kind: Option<String>,
 }
 
 impl Problem {
     /// The problem in a body, if the body is a JSON object with a title or detail.
     pub(crate) fn parse(body: &[u8]) -> Option<Self> {
         let map = object(body)?;
-        let problem = Problem { title: string(&map, "title"), detail: string(&map, "detail") };
-        (problem.title.is_some() || problem.detail.is_some() || map.contains_key("status")).then_some(problem)
+        let problem =
+            Problem { title: string(&map, "title"), detail: string(&map, "detail"), kind: string(&map, "type") };
+        let any = problem.title.is_some() || problem.detail.is_some() || problem.kind.is_some();
+        (any || map.contains_key("status")).then_some(problem)
     }
 
     fn text(&self) -> String {
-        format!("{} {}", self.title.as_deref().unwrap_or(""), self.detail.as_deref().unwrap_or("")).to_lowercase()
+        let part = |text: &Option<String>| text.as_deref().unwrap_or("").replace('-', " ");
+        format!("{} {} {}", part(&self.title), part(&self.detail), part(&self.kind)).to_lowercase()
     }
 
     /// Whether the problem says that the account exists already.
@@ -68,7 +73,9 @@ impl Problem {
     /// Whether the problem says that the account was not found.
     pub(crate) fn says_not_found(&self) -> bool {
         let text = self.text();
-        ["not found", "not exist", "no account", "unknown email", "no such"].iter().any(|hint| text.contains(hint))
+        ["not found", "not exist", "no account", "unknown email", "unknown user", "no such"]
+            .iter()
+            .any(|hint| text.contains(hint))
     }
 }
 

@@ -4,6 +4,7 @@
 //! gRPC layer can map.
 
 pub(crate) mod broker_api;
+pub(crate) mod broker_api_v2;
 pub(crate) mod classify;
 pub(crate) mod cookies;
 pub(crate) mod error;
@@ -15,11 +16,12 @@ pub(crate) mod platform_api;
 pub mod resilience;
 
 pub use broker_api::{BrokerApi, CreatedAccount, IssuedToken, NewAccount};
+pub use broker_api_v2::{AccountDetails, NewTradingAccount, OpenedTradingAccount};
 pub use cookies::{SameSitePolicy, UpstreamCookie};
 pub use error::{Endpoint, UpstreamError, UpstreamFault};
 pub use gate::GateContext;
 pub use http_client::{HttpClient, HttpClientError, Outgoing, Proxies, install_crypto_provider};
-pub use platform_api::{PlatformApi, PlatformSession, TradingAccountInfo};
+pub use platform_api::{PlatformApi, PlatformDetails, PlatformSession, TradingAccountInfo};
 
 /// The sections of the Broker-API create-account form.
 pub mod broker_api_form {

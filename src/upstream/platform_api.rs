@@ -72,7 +72,15 @@ pub struct PlatformApi {
     login_url: Url,
     login_with_token_url: Url,
     refresh_url: Url,
+    platform_details_url: Url,
     gate: Arc<UpstreamGate>,
+}
+
+/// What the platform says about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlatformDetails {
+    /// The broker id that Login sends as `brokerId`.
+    pub partner_id: Option<String>,
 }
 
 impl PlatformApi {
@@ -84,6 +92,7 @@ impl PlatformApi {
             login_url: endpoint_url(&tenant.platform_url, &tenant.paths.login)?,
             login_with_token_url: endpoint_url(&tenant.platform_url, &tenant.paths.login_with_token)?,
             refresh_url: endpoint_url(&tenant.platform_url, &tenant.paths.refresh)?,
+            platform_details_url: endpoint_url(&tenant.platform_url, &tenant.paths.platform_details)?,
         })
     }
 
@@ -144,6 +153,17 @@ impl PlatformApi {
             .header(COOKIE, cookie);
         let answer = exchange(Endpoint::Refresh, &self.gate, &self.http, request, deadline).await?;
         session_from_answer(Endpoint::Refresh, &answer, self.refresh_url.path(), Some(refresh_token))
+    }
+}
+
+impl PlatformApi {
+    /// `GET /manager/platform-details`: the platform's partner id, a public read.
+    pub async fn platform_details(&self, deadline: Deadline) -> Result<PlatformDetails, UpstreamError> {
+        let request =
+            Outgoing::get(&self.platform_details_url).header(ACCEPT, HeaderValue::from_static("application/json"));
+        let answer = exchange(Endpoint::PlatformDetails, &self.gate, &self.http, request, deadline).await?;
+        let map = json::object(&answer.body).unwrap_or_default();
+        Ok(PlatformDetails { partner_id: json::string(&map, "partnerId").or_else(|| json::string(&map, "brokerId")) })
     }
 }
 

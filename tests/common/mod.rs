@@ -15,7 +15,7 @@ use mtr_sso::{
     app::App,
     config::{Cli, HttpSettings, Settings, Upstream},
     proto::sso_service_client::SsoServiceClient,
-    tenant::{AuthScheme, TenantSettings, UpstreamPaths},
+    tenant::{AuthScheme, Generation, TenantSettings, UpstreamPaths},
 };
 use secrecy::SecretString;
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -71,6 +71,8 @@ pub fn tenant(name: &str, base: &str) -> TenantSettings {
     let url = Url::parse(base).expect("mock url");
     TenantSettings {
         name: name.into(),
+        generation: Generation::V1,
+        trading_account: None,
         broker_api_url: url.clone(),
         api_key: SecretString::from(API_KEY),
         auth_scheme: AuthScheme::Raw,

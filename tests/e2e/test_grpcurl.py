@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
-from conftest import DEMO_EMAIL, DEMO_PASSWORD
+from conftest import DEMO_EMAIL, DEMO_PASSWORD, ROOT
 
 SERVICE = "matchtrader.sso.v1.SsoService"
 
@@ -92,3 +93,18 @@ def test_an_error_call_shows_the_code_and_error_info_details(gateway):
     assert "Code: InvalidArgument" in invalid.stderr
     assert "type.googleapis.com/google.rpc.BadRequest" in invalid.stderr
     assert '"field":"personal_details"' in invalid.stderr
+
+
+def test_the_readme_create_account_line_of_each_sandbox_tenant_works_as_shown(gateway):
+    readme = (ROOT / "README.md").read_text()
+    shown = [json.loads(data) for data in re.findall(r"-d '(\{\"tenant\":.*?\})'", readme, flags=re.DOTALL)]
+    assert sorted(request["tenant"] for request in shown) == ["default", "v2"]
+    for request in shown:
+        answer = json.loads(grpcurl(gateway, f"{SERVICE}/CreateAccount", data=request).stdout)
+        assert answer["account"]["email"] == request["email"]
+        assert "?auth=" in answer["loginLink"]["redirectUrl"]
+        if request["tenant"] == "v2":
+            assert answer["account"]["brokerId"] == "1"
+            assert answer["tradingAccount"]["group"] == "sandbox-retail" and answer["tradingAccount"]["login"]
+        else:
+            assert "tradingAccount" not in answer

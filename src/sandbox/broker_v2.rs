@@ -1,0 +1,216 @@
+//! The sandbox's Broker-API v2, with v2's quirks: Bearer only (a raw key is
+//! refused), a user-account body of exactly `{email, password}` that must pass
+//! the password rule, a typed 409 for a taken email, no token on create,
+//! trading accounts that need `group`, `leverageRatioPercent`, `accountType`
+//! and `accountDetails`, 404 for an unknown user, and lookup by email.
+//! Served under its own prefix, as v2 has a host of its own at the vendor.
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse as _, Response},
+    routing::{get, post},
+};
+use serde_json::{Map, Value, json};
+use std::{sync::Arc, time::Duration};
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+
+use super::{
+    BROKER_API_V2_PREFIX, DEMO_BROKER_ID, SANDBOX_V2_API_KEY, Shared, email::vendor_accepts_email, lock, problem,
+    problem_body, rate_limited, state,
+};
+
+const ALREADY_EXISTS: &str = "error://broker-api/user-account/already-exists";
+const NOT_FOUND: &str = "error://broker-api/user-account/not-found";
+const ACCOUNT_TYPES: [&str; 2] = ["DEMO", "REAL"];
+const ACCESS_RIGHTS: [&str; 5] =
+    ["FULL", "CLOSE_ONLY", "TRADING_DISABLED", "TRADING_AND_LOGIN_DISABLED", "LOCKED_CLOSE_ONLY"];
+
+pub(super) fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/v1/user-accounts", post(create_user_account))
+        .route("/v1/user-accounts/email/{email}", get(user_account_by_email))
+        .route("/v1/user-accounts/{uuid}/trading-accounts", post(open_trading_account))
+        .route("/v1/one-time-token", post(one_time_token))
+}
+
+fn full_path(path: &str) -> String {
+    format!("{BROKER_API_V2_PREFIX}{path}")
+}
+
+/// v2 takes only `Bearer <token>`; `Some` is the refusal to send.
+fn refuse(shared: &Shared, headers: &HeaderMap, path: &str) -> Option<Response> {
+    let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if presented.strip_prefix("Bearer ") != Some(SANDBOX_V2_API_KEY) {
+        return Some(problem(StatusCode::UNAUTHORIZED, "Full authentication is required (Bearer token)", path));
+    }
+    rate_limited(shared, "key:v2", path)
+}
+
+/// v2's own password rule, written apart from the gateway's so that they can disagree.
+fn password_passes(password: &str) -> bool {
+    let has = |test: fn(&char) -> bool| password.chars().any(|c| test(&c));
+    password.len() >= 8 && has(char::is_ascii_uppercase) && has(char::is_ascii_lowercase) && has(char::is_ascii_digit)
+}
+
+fn user_json(account: &state::Account) -> Value {
+    json!({
+        "uuid": account.uuid,
+        "email": account.email,
+        "created": account.created.format(&Rfc3339).unwrap_or_default(),
+        "brokerId": DEMO_BROKER_ID,
+    })
+}
+
+fn not_found(path: &str) -> Response {
+    problem_body(StatusCode::NOT_FOUND, "User account not found", path)
+        .typed(NOT_FOUND, "User account not found.")
+        .into_response()
+}
+
+async fn create_user_account(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let path = full_path("/v1/user-accounts");
+    shared.count("create_user_account");
+    if let Some(refusal) = refuse(&shared, &headers, &path) {
+        return refusal;
+    }
+    let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(&body) else {
+        return problem(StatusCode::BAD_REQUEST, "Body must be a JSON object", &path);
+    };
+    if let Some(other) = request.keys().find(|key| !matches!(key.as_str(), "email" | "password")) {
+        return problem(StatusCode::BAD_REQUEST, &format!("Unrecognized field '{other}'"), &path);
+    }
+    let text = |key: &str| request.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+    let (email, password) = (text("email"), text("password"));
+    if !vendor_accepts_email(&email) {
+        return problem(StatusCode::BAD_REQUEST, "Field 'email' is not a valid email address", &path);
+    }
+    if !password_passes(&password) {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "Field 'password' needs 8+ characters with upper case, lower case and a digit",
+            &path,
+        );
+    }
+    let account = state::Account {
+        uuid: uuid::Uuid::new_v4().to_string(),
+        email,
+        password,
+        client_type: "RETAIL".into(),
+        created: OffsetDateTime::now_utc(),
+        sections: Map::new(),
+    };
+    match lock(&shared.state).add_account(account) {
+        Some(account) => Json(user_json(&account)).into_response(),
+        None => problem_body(StatusCode::CONFLICT, "A user account with this email exists", &path)
+            .typed(ALREADY_EXISTS, "User account already exists.")
+            .into_response(),
+    }
+}
+
+async fn user_account_by_email(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(email): Path<String>,
+) -> Response {
+    let path = full_path(&format!("/v1/user-accounts/email/{email}"));
+    shared.count("user_account_by_email");
+    if let Some(refusal) = refuse(&shared, &headers, &path) {
+        return refusal;
+    }
+    match lock(&shared.state).account(&email) {
+        Some(account) => Json(user_json(account)).into_response(),
+        None => not_found(&path),
+    }
+}
+
+/// The first required trading-account field that is missing or wrong.
+fn trading_account_problem(request: &Map<String, Value>) -> Option<&'static str> {
+    let text = |key: &str| request.get(key).and_then(Value::as_str);
+    if text("group").is_none_or(str::is_empty) {
+        return Some("Field 'group' is required");
+    }
+    if request.get("leverageRatioPercent").and_then(Value::as_u64).is_none_or(|leverage| leverage == 0) {
+        return Some("Field 'leverageRatioPercent' must be a positive integer");
+    }
+    if !text("accountType").is_some_and(|t| ACCOUNT_TYPES.contains(&t)) {
+        return Some("Field 'accountType' must be DEMO or REAL");
+    }
+    if !request.get("accountDetails").is_some_and(Value::is_object) {
+        return Some("Field 'accountDetails' is required");
+    }
+    if request.get("accessRight").is_some_and(|right| !right.as_str().is_some_and(|r| ACCESS_RIGHTS.contains(&r))) {
+        return Some("Field 'accessRight' has an unknown value");
+    }
+    None
+}
+
+async fn open_trading_account(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(user_uuid): Path<String>,
+    body: Bytes,
+) -> Response {
+    let path = full_path(&format!("/v1/user-accounts/{user_uuid}/trading-accounts"));
+    shared.count("open_trading_account");
+    if let Some(refusal) = refuse(&shared, &headers, &path) {
+        return refusal;
+    }
+    let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(&body) else {
+        return problem(StatusCode::BAD_REQUEST, "Body must be a JSON object", &path);
+    };
+    let mut state = lock(&shared.state);
+    if state.account_by_uuid(&user_uuid).is_none() {
+        return not_found(&path);
+    }
+    if let Some(detail) = trading_account_problem(&request) {
+        return problem(StatusCode::BAD_REQUEST, detail, &path);
+    }
+    Json(state.open_trading_account(&user_uuid, Value::Object(request))).into_response()
+}
+
+async fn one_time_token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let path = full_path("/v1/one-time-token");
+    shared.count("v2_issue_one_time_token");
+    if let Some(refusal) = refuse(&shared, &headers, &path) {
+        return refusal;
+    }
+    let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(&body) else {
+        return problem(StatusCode::BAD_REQUEST, "Body must be a JSON object", &path);
+    };
+    let email = request.get("email").and_then(Value::as_str).unwrap_or("");
+    let Some(validity) = request.get("validityTime").and_then(Value::as_u64).filter(|v| *v > 0) else {
+        return problem(StatusCode::BAD_REQUEST, "email and a positive validityTime are required", &path);
+    };
+    match lock(&shared.state).issue_token(email, Duration::from_secs(validity)) {
+        Some(token) => Json(json!({ "token": token })).into_response(),
+        None => not_found(&path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sandbox_password_rule_matches_the_vendors_wording() {
+        assert!(password_passes("Sandbox1"));
+        for weak in ["Sandbx1", "sandbox1", "SANDBOX1", "Sandboxx"] {
+            assert!(!password_passes(weak), "{weak}");
+        }
+    }
+
+    #[test]
+    fn a_trading_account_needs_its_four_fields() {
+        let full = json!({"group": "g", "leverageRatioPercent": 100, "accountType": "DEMO", "accountDetails": {}});
+        let Value::Object(full) = full else { unreachable!() };
+        assert_eq!(trading_account_problem(&full), None);
+        for key in ["group", "leverageRatioPercent", "accountType", "accountDetails"] {
+            let mut partial = full.clone();
+            partial.remove(key);
+            assert!(trading_account_problem(&partial).is_some_and(|p| p.contains(key)), "{key}");
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! Broker-API v2 on the tenant's Broker-API client: the user account (exactly
+//! `{email, password}`, no token in the answer), the trading account opened
+//! for it, and the lookup by email and service information that the
+//! preflight reads. The one-time token is v1's call, shared.
+
+use http::{
+    HeaderValue,
+    header::{ACCEPT, AUTHORIZATION},
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use url::Url;
+
+use super::{
+    broker_api::{BrokerApi, CreatedAccount, endpoint_url, parse_created_account, serialize},
+    error::{Endpoint, UpstreamError, UpstreamFault},
+    exchange::exchange,
+    http_client::Outgoing,
+    json,
+};
+use crate::{
+    deadline::Deadline,
+    tenant::{TenantSettings, paths},
+};
+
+/// The v2 and preflight endpoints of a tenant, resolved once.
+#[derive(Debug, Clone)]
+pub(crate) struct V2Paths {
+    base: Url,
+    trading_accounts: String,
+    account_by_email: String,
+    service_info: Url,
+}
+
+impl V2Paths {
+    pub(super) fn new(tenant: &TenantSettings) -> Result<Self, String> {
+        // Checked once with a sample value, so a call can only fail on its own value.
+        for (template, hole) in
+            [(&tenant.paths.trading_accounts, paths::USER_ACCOUNT_UUID), (&tenant.paths.account_by_email, paths::EMAIL)]
+        {
+            endpoint_url(&tenant.broker_api_url, &template.replace(hole, "sample"))?;
+        }
+        Ok(Self {
+            base: tenant.broker_api_url.clone(),
+            trading_accounts: tenant.paths.trading_accounts.clone(),
+            account_by_email: tenant.paths.account_by_email.clone(),
+            service_info: endpoint_url(&tenant.broker_api_url, &tenant.paths.service_info)?,
+        })
+    }
+
+    /// `template` with `hole` replaced by `value`, percent-encoded as one path segment.
+    fn filled(&self, endpoint: Endpoint, template: &str, hole: &str, value: &str) -> Result<Url, UpstreamError> {
+        endpoint_url(&self.base, &template.replace(hole, &path_segment(value))).map_err(|_| {
+            UpstreamError::new(
+                endpoint,
+                None,
+                UpstreamFault::Protocol { problem: "the request URL could not be built" },
+            )
+        })
+    }
+}
+
+/// Every byte outside the characters a path segment may hold as they are, percent-encoded.
+fn path_segment(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~@+!$&'()*,;=:".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// A trading account to open: the body of `POST /v1/user-accounts/{uuid}/trading-accounts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTradingAccount {
+    pub group: String,
+    pub leverage_ratio_percent: u32,
+    /// `DEMO` or `REAL`.
+    pub account_type: &'static str,
+    pub access_right: Option<&'static str>,
+    pub account_details: AccountDetails,
+}
+
+/// `accountDetails`: the user's names, the one part of the profile v2 takes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountDetails {
+    pub first_name: String,
+    pub last_name: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TradingAccountBody<'a> {
+    group: &'a str,
+    leverage_ratio_percent: u32,
+    account_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    access_right: Option<&'static str>,
+    account_details: &'a AccountDetails,
+}
+
+#[derive(Serialize)]
+struct UserAccountBody<'a> {
+    email: &'a str,
+    password: &'a str,
+}
+
+/// A trading account as the vendor answered; every field optional.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct OpenedTradingAccount {
+    pub uuid: Option<String>,
+    pub login: Option<String>,
+    pub group: Option<String>,
+}
+
+impl BrokerApi {
+    fn get(&self, url: &Url) -> Outgoing {
+        Outgoing::get(url)
+            .header(AUTHORIZATION, self.authorization.clone())
+            .header(ACCEPT, HeaderValue::from_static("application/json"))
+    }
+
+    /// v2 `POST /v1/user-accounts` with exactly `{email, password}`. Sent
+    /// once, never retried: older builds create a second user on a repeat.
+    pub async fn create_user_account(
+        &self,
+        email: &str,
+        password: &SecretString,
+        deadline: Deadline,
+    ) -> Result<CreatedAccount, UpstreamError> {
+        let body = UserAccountBody { email, password: password.expose_secret() };
+        let bytes = serialize(Endpoint::CreateUserAccount, &body)?;
+        let request = self.post(&self.create_account_url, bytes);
+        let answer = exchange(Endpoint::CreateUserAccount, &self.gate, &self.http, request, deadline).await?;
+        Ok(parse_created_account(&answer))
+    }
+
+    /// v2 `POST /v1/user-accounts/{uuid}/trading-accounts`. Sent once: a
+    /// repeat could open a second trading account.
+    pub async fn open_trading_account(
+        &self,
+        user_account_uuid: &str,
+        account: &NewTradingAccount,
+        deadline: Deadline,
+    ) -> Result<OpenedTradingAccount, UpstreamError> {
+        let endpoint = Endpoint::OpenTradingAccount;
+        let url = self.v2.filled(endpoint, &self.v2.trading_accounts, paths::USER_ACCOUNT_UUID, user_account_uuid)?;
+        let body = TradingAccountBody {
+            group: &account.group,
+            leverage_ratio_percent: account.leverage_ratio_percent,
+            account_type: account.account_type,
+            access_right: account.access_right,
+            account_details: &account.account_details,
+        };
+        let request = self.post(&url, serialize(endpoint, &body)?);
+        let answer = exchange(endpoint, &self.gate, &self.http, request, deadline).await?;
+        // The trading account exists once the vendor said 2xx: an odd body is not an error.
+        let map = json::object(&answer.body).unwrap_or_default();
+        Ok(OpenedTradingAccount {
+            uuid: json::string(&map, "uuid"),
+            login: json::string(&map, "login"),
+            group: json::string(&map, "group"),
+        })
+    }
+
+    /// Whether an account has `email`: the lookup answers 200, or 404 (v2)
+    /// or a problem saying so when there is none.
+    pub async fn account_exists(&self, email: &str, deadline: Deadline) -> Result<bool, UpstreamError> {
+        let endpoint = Endpoint::AccountByEmail;
+        let url = self.v2.filled(endpoint, &self.v2.account_by_email, paths::EMAIL, email)?;
+        match exchange(endpoint, &self.gate, &self.http, self.get(&url), deadline).await {
+            Ok(_) => Ok(true),
+            Err(error) if error.fault == UpstreamFault::AccountNotFound => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `GET /service-info`: a cheap call that the key must be accepted for.
+    pub async fn service_info(&self, deadline: Deadline) -> Result<(), UpstreamError> {
+        let request = self.get(&self.v2.service_info);
+        exchange(Endpoint::ServiceInfo, &self.gate, &self.http, request, deadline).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_values_are_encoded_as_one_segment() {
+        assert_eq!(path_segment("a.b+c@x.com"), "a.b+c@x.com");
+        assert_eq!(path_segment("a/b?c#d e"), "a%2Fb%3Fc%23d%20e");
+    }
+
+    #[test]
+    fn the_trading_account_body_has_the_required_fields_and_omits_an_unset_access_right() {
+        let details = AccountDetails { first_name: "Ada".into(), last_name: "Lovelace".into() };
+        let body = TradingAccountBody {
+            group: "retail",
+            leverage_ratio_percent: 10000,
+            account_type: "DEMO",
+            access_right: None,
+            account_details: &details,
+        };
+        let json = serde_json::to_value(&body).expect("json");
+        assert_eq!(
+            json,
+            serde_json::json!({"group": "retail", "leverageRatioPercent": 10000, "accountType": "DEMO",
+                               "accountDetails": {"firstName": "Ada", "lastName": "Lovelace"}})
+        );
+    }
+}
