@@ -9,8 +9,12 @@ use std::{
     future::Future,
     hash::Hash,
     sync::{Arc, Mutex, PoisonError},
+    time::Duration,
 };
 use tokio::{sync::watch, time::Instant};
+
+/// How long past its deadline the caller that started a run waits for its outcome.
+const LEADER_GRACE: Duration = Duration::from_millis(250);
 
 /// How a caller got its outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,8 +49,9 @@ where
     V: Clone + Send + Sync + 'static,
 {
     /// The outcome of the run for `key`: joins the one in flight, or starts
-    /// `work` on a task of its own. `None` when `deadline` passes first, or
-    /// the run ended without an outcome (its task panicked).
+    /// `work` on a task of its own; `work` must end by `deadline`. `None` when
+    /// the deadline passes first, or the run ended without an outcome (its
+    /// task panicked).
     pub async fn run<F>(&self, key: K, deadline: Instant, work: impl FnOnce() -> F) -> Option<(V, Role)>
     where
         F: Future<Output = V> + Send + 'static,
@@ -71,7 +76,14 @@ where
                 }
             }
         };
-        let ready = tokio::time::timeout_at(deadline, outcome.wait_for(Option::is_some)).await.ok()?.ok()?;
+        // The leader's work is bounded by the leader's own deadline: waiting a
+        // moment past it lets the work's precise outcome (a vendor timeout, no
+        // free slot) arrive instead of a generic one raced at the same instant.
+        let wait_until = match role {
+            Role::Led => deadline + LEADER_GRACE,
+            Role::Joined => deadline,
+        };
+        let ready = tokio::time::timeout_at(wait_until, outcome.wait_for(Option::is_some)).await.ok()?.ok()?;
         ready.clone().map(|value| (value, role))
     }
 
@@ -84,10 +96,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::{
-        sync::atomic::{AtomicUsize, Ordering},
-        time::Duration,
-    };
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[tokio::test]
     async fn concurrent_callers_share_one_run_and_a_later_caller_starts_a_new_one() {
@@ -120,15 +129,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_caller_whose_deadline_passes_leaves_and_the_run_still_finishes_for_the_others() {
+    async fn a_caller_whose_deadline_passes_leaves_and_the_run_outlives_the_caller_that_started_it() {
         let flights = Arc::new(SingleFlight::<u8, &'static str>::default());
-        let slow = || async {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            "done"
+        let leader = {
+            let flights = flights.clone();
+            tokio::spawn(async move {
+                let slow = || async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    "done"
+                };
+                flights.run(1, Instant::now() + Duration::from_secs(5), slow).await
+            })
         };
-        let impatient = flights.run(1, Instant::now() + Duration::from_millis(10), slow).await;
-        assert_eq!(impatient, None);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        leader.abort();
+        let impatient = flights.run(1, Instant::now() + Duration::from_millis(10), || async { "other" }).await;
+        assert_eq!(impatient, None, "a joined caller leaves at its deadline");
         let patient = flights.run(1, Instant::now() + Duration::from_secs(5), || async { "second run" }).await;
-        assert_eq!(patient, Some(("done", Role::Joined)), "the first run outlived its caller");
+        assert_eq!(patient, Some(("done", Role::Joined)), "the run outlived the caller that started it");
     }
 }
