@@ -12,7 +12,9 @@ use crate::{
     config::{Settings, TlsFiles, Upstream},
     idempotency::Idempotency,
     metrics::{self, Metrics},
-    quota::{Buckets, connect_redis},
+    quota::Buckets,
+    redis_connection,
+    reuse_store::ReuseStore,
     server,
     service::{GatewayParts, SsoGateway, Tenants},
     upstream::{GateContext, HttpClient, Proxies},
@@ -71,14 +73,22 @@ impl App {
         let proxies = if settings.http.proxies_from_environment { Proxies::FromEnvironment } else { Proxies::None };
         let http = HttpClient::new(&settings.http, proxies)?;
         let metrics = Arc::new(Metrics::new());
-        let (buckets, idempotency) = match &settings.redis_url {
-            Some(url) => {
-                let connection =
-                    connect_redis(url).await.map_err(|e| anyhow::anyhow!("invalid setting --redis-url: {e}"))?;
-                tracing::info!("limits and idempotency keys shared through Redis");
-                (Buckets::redis(connection.clone()), Idempotency::redis(connection, settings.idempotency_window))
+        let reuse_window = settings.refresh_reuse_window;
+        let (buckets, idempotency, reuse_store) = match &settings.redis {
+            Some(redis) => {
+                let connection = redis_connection::connect(redis, redis_connection::CONNECT_TIMEOUT).await?;
+                tracing::info!(redis = %redis.endpoint(), tls = redis.is_tls(), "limits, idempotency keys and refresh results shared through Redis");
+                (
+                    Buckets::redis(connection.clone()),
+                    Idempotency::redis(connection.clone(), settings.idempotency_window),
+                    ReuseStore::redis(connection, reuse_window),
+                )
             }
-            None => (Buckets::in_memory(), Idempotency::in_memory(settings.idempotency_window)),
+            None => (
+                Buckets::in_memory(),
+                Idempotency::in_memory(settings.idempotency_window),
+                ReuseStore::in_memory(reuse_window),
+            ),
         };
         let buckets = Arc::new(buckets);
         let gates = GateContext::new(
@@ -101,6 +111,7 @@ impl App {
             buckets,
             limits: settings.limits,
             idempotency: Arc::new(idempotency),
+            refresh_reuse: (!reuse_window.is_zero()).then_some(reuse_store),
         });
         let grpc = bind("--listen", settings.listen).await?;
         let health = match settings.health_listen {

@@ -13,7 +13,10 @@
 //! | [`hex`], [`setting_values`] | small parsers and encoders |
 //! | [`tenant`] | one tenant's settings, declared once for flags and the tenants file |
 //! | [`auth`] | who a caller is (certificate or token) and what the policy lets it do |
+//! | [`redis_connection`] | the one Redis connection: TLS, credentials, a check that names what is wrong |
+//! | [`single_flight`] | concurrent callers asking for the same thing share one run of the work |
 //! | [`quota`] | the limits shared by replicas: the vendor's quota, per caller, per email |
+//! | [`reuse_store`] | refresh results kept for the reuse window, sealed with keys only the refresh token yields |
 //! | [`deadline`], [`trace_context`] | an RPC's deadline and its W3C trace context |
 //! | [`json_log`], [`idempotency`] | the JSON log line; remembered CreateAccount outcomes |
 //! | [`config`] | the command line, the tenants file and the caller files, checked into `Settings` |
@@ -42,11 +45,14 @@ pub mod metrics;
 pub mod preflight;
 pub mod proto;
 pub mod quota;
+pub mod redis_connection;
+pub mod reuse_store;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod server;
 pub mod service;
 pub mod setting_values;
+pub mod single_flight;
 pub mod telemetry;
 pub mod tenant;
 pub mod trace_context;

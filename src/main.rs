@@ -4,7 +4,7 @@
 use clap::Parser as _;
 use std::process::ExitCode;
 
-use mtr_sso::{app::App, config::Cli, preflight, server, telemetry};
+use mtr_sso::{app::App, config::Cli, preflight, redis_connection, server, telemetry};
 
 // mimalloc instead of glibc's malloc: an RPC allocates and frees a few
 // hundred small objects, and glibc's allocator took a fifth of the CPU time
@@ -59,6 +59,23 @@ fn main() -> ExitCode {
         return check_upstream(&settings);
     }
     if settings.check_only {
+        // Start fails on a Redis it cannot use, so the check connects too.
+        if let Some(redis) = &settings.redis {
+            let checked = tokio::runtime::Builder::new_current_thread().enable_all().build().map(|runtime| {
+                runtime.block_on(redis_connection::connect(redis, redis_connection::CONNECT_TIMEOUT)).map(drop)
+            });
+            match checked {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    eprintln!("mtr-sso: {error}");
+                    return ExitCode::from(EXIT_BAD_SETTING);
+                }
+                Err(error) => {
+                    eprintln!("mtr-sso: cannot start the runtime: {error}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         println!("configuration OK");
         return ExitCode::SUCCESS;
     }
@@ -94,7 +111,11 @@ fn main() -> ExitCode {
         Err(error) => {
             tracing::error!("{error:#}");
             eprintln!("mtr-sso: {error:#}");
-            ExitCode::FAILURE
+            // A Redis it cannot use is a setting to fix, as in `--check-config`.
+            match error.downcast_ref::<redis_connection::RedisSettingError>() {
+                Some(_) => ExitCode::from(EXIT_BAD_SETTING),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -67,6 +67,13 @@ struct ApiLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SavedCallLabels {
+    tenant: String,
+    endpoint: &'static str,
+    how: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -84,6 +91,7 @@ pub struct Metrics {
     upstream_retries: Family<UpstreamLatencyLabels, Counter>,
     circuit_state: Family<ApiLabels, Gauge>,
     quota_left: Family<ApiLabels, Gauge>,
+    calls_saved: Family<SavedCallLabels, Counter>,
     /// The series of each method seen so far (see [`MethodSeries`]).
     methods: RwLock<Vec<(&'static str, MethodSeries)>>,
 }
@@ -163,6 +171,12 @@ impl Metrics {
             "Calls left in the upstream quota bucket per tenant and API, as last seen by this replica",
             quota_left.clone(),
         );
+        let calls_saved = Family::<SavedCallLabels, Counter>::default();
+        registry.register(
+            "mtr_sso_upstream_calls_saved",
+            "Vendor calls not made: `coalesced` into a concurrent identical call, `reused` from a refresh result remembered in the reuse window",
+            calls_saved.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("mtr_sso_build_info", "Build information; always 1", build_info);
@@ -177,6 +191,7 @@ impl Metrics {
             upstream_retries,
             circuit_state,
             quota_left,
+            calls_saved,
             methods: RwLock::new(Vec::new()),
         }
     }
@@ -277,6 +292,13 @@ impl Metrics {
     /// Calls left in a tenant API's quota bucket after the latest call.
     pub fn quota_left(&self, tenant: &str, api: &'static str, left: u32) {
         self.quota_left.get_or_create(&ApiLabels { tenant: tenant.to_string(), api }).set(i64::from(left));
+    }
+
+    /// A call to `tenant`'s `endpoint` was answered without a vendor call of
+    /// its own: `how` is `coalesced` (it shared a concurrent call) or `reused`
+    /// (a result remembered in the refresh reuse window).
+    pub fn vendor_call_saved(&self, tenant: &str, endpoint: &'static str, how: &'static str) {
+        self.calls_saved.get_or_create(&SavedCallLabels { tenant: tenant.to_string(), endpoint, how }).inc();
     }
 
     /// The metrics in the OpenMetrics text format Prometheus scrapes.

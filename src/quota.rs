@@ -135,16 +135,6 @@ pub(crate) fn take_in_memory(
     }
 }
 
-/// Connects to Redis, which then serves both the buckets and the idempotency
-/// keys: one (self-reconnecting) connection per process.
-pub async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, String> {
-    let client = redis::Client::open(url).map_err(|e| format!("not a Redis URL: {e}"))?;
-    tokio::time::timeout(Duration::from_secs(5), redis::aio::ConnectionManager::new(client))
-        .await
-        .map_err(|_| "Redis did not answer within 5 s".to_string())?
-        .map_err(|e| format!("cannot connect to Redis: {e}"))
-}
-
 /// The limits that apply, per minute (0 switches one off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

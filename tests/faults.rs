@@ -425,10 +425,11 @@ async fn calls_beyond_the_concurrency_limit_wait_for_a_slot_and_are_never_sent_i
     let mut gateway = gateway_for(&server.url(), resilience).await;
     // Two calls with a long deadline take both slots; the vendor never answers them.
     let mut calls = JoinSet::new();
-    for _ in 0..2 {
+    for n in 0..2 {
         let mut client = gateway.client.clone();
         calls.spawn(async move {
-            let request = IssueOneTimeTokenRequest { email: "a@b.co".into(), ..Default::default() };
+            // Distinct emails: identical concurrent requests would share one vendor call.
+            let request = IssueOneTimeTokenRequest { email: format!("user{n}@b.co"), ..Default::default() };
             let status = client
                 .issue_one_time_token(common::with_deadline(request, Duration::from_millis(1500)))
                 .await

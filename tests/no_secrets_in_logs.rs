@@ -65,8 +65,8 @@ async fn no_secret_appears_in_any_log_line_error_message_or_metric_at_trace_leve
     // Failures.
     let bad_login = LoginRequest { email: DEMO_EMAIL.into(), password: wrong_password.into(), ..Default::default() };
     errors.push(gateway.client.login(bad_login).await.expect_err("wrong").message().to_string());
-    let spent = RefreshRequest { refresh_token: login.refresh_token, ..Default::default() };
-    errors.push(gateway.client.refresh(spent).await.expect_err("spent").message().to_string());
+    let unknown = RefreshRequest { refresh_token: "never-issued-refresh-token".into(), ..Default::default() };
+    errors.push(gateway.client.refresh(unknown).await.expect_err("unknown").message().to_string());
     let mut invalid = new_account("bad email");
     invalid.password = new_password.into();
     errors.push(gateway.client.create_account(invalid).await.expect_err("invalid").message().to_string());

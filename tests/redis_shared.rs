@@ -2,60 +2,18 @@
 //! (together they never send the vendor more than it allows), and CreateAccount
 //! idempotency keys (a retry that reaches the other replica gets the first
 //! outcome, and the vendor sees one creation). An outcome damaged in Redis is
-//! refused, never replayed as garbage.
+//! refused, never replayed as garbage. Each runs against a plain Redis and
+//! against one as managed services run it: TLS only, with a password.
 
 mod common;
+mod redis_server;
 
 use common::{Running, reason};
 use mtr_sso::proto::{IssueOneTimeTokenRequest, sso_service_client::SsoServiceClient};
-use std::path::Path;
-use std::{
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+use redis_server::{Mode, RedisServer as Redis};
+use std::{path::Path, time::Duration};
 use tonic::Code;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers::path};
-
-/// A throwaway redis-server on a free loopback port.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/setup installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Self { child, port }
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        let output =
-            Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli");
-        assert!(output.status.success(), "redis-cli {args:?}");
-        String::from_utf8(output.stdout).expect("utf8").trim_end().to_string()
-    }
-
-    fn keys(&self) -> Vec<String> {
-        self.cli(&["--scan"]).lines().map(str::to_string).collect()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn tenants_file(dir: &Path, upstream: &MockServer) -> std::path::PathBuf {
     std::fs::create_dir_all(dir).expect("dir");
@@ -70,17 +28,10 @@ fn tenants_file(dir: &Path, upstream: &MockServer) -> std::path::PathBuf {
 
 /// A gateway process on the tenants file and Redis.
 fn replica(tenants: &Path, redis: &Redis, extra: &[&str]) -> Running {
-    let redis_url = format!("redis://127.0.0.1:{}", redis.port);
-    let mut args = vec![
-        "--tenants-file",
-        tenants.to_str().expect("utf8"),
-        "--listen",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-        "--redis-url",
-        &redis_url,
-    ];
+    let redis_args = redis.gateway_args();
+    let mut args =
+        vec!["--tenants-file", tenants.to_str().expect("utf8"), "--listen", "127.0.0.1:0", "--log-format", "json"];
+    args.extend(redis_args.iter().map(String::as_str));
     args.extend_from_slice(extra);
     Running::start(&args)
 }
@@ -92,14 +43,24 @@ fn two_replicas(tenants: &Path, redis: &Redis, extra: &[&str]) -> (Running, Runn
 
 #[tokio::test]
 async fn two_gateways_sharing_redis_never_send_the_vendor_more_than_the_quota() {
+    two_gateways_sharing_redis_never_send_the_vendor_more_than_the_quota_on(Mode::Plain).await;
+}
+
+#[tokio::test]
+async fn two_gateways_sharing_redis_never_send_the_vendor_more_than_the_quota_over_tls_with_a_password() {
+    two_gateways_sharing_redis_never_send_the_vendor_more_than_the_quota_on(Mode::TlsWithPassword).await;
+}
+
+async fn two_gateways_sharing_redis_never_send_the_vendor_more_than_the_quota_on(mode: Mode) {
     const QUOTA: usize = 20;
-    let redis = Redis::start();
+    let redis = Redis::start(mode);
     let upstream = MockServer::start().await;
     Mock::given(path("/v1/one-time-token"))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"token": "t"})))
         .mount(&upstream)
         .await;
-    let tenants = tenants_file(&std::env::temp_dir().join(format!("mtr-sso-quota-{}", std::process::id())), &upstream);
+    let tenants =
+        tenants_file(&std::env::temp_dir().join(format!("mtr-sso-quota-{}-{mode:?}", std::process::id())), &upstream);
     let quota = QUOTA.to_string();
     let (first, second) =
         two_replicas(&tenants, &redis, &["--upstream-quota-per-minute", &quota, "--email-limit-per-minute", "0"]);
@@ -138,7 +99,16 @@ async fn two_gateways_sharing_redis_never_send_the_vendor_more_than_the_quota() 
 
 #[tokio::test]
 async fn a_create_retried_on_another_replica_after_a_timeout_gets_the_first_account() {
-    let redis = Redis::start();
+    a_create_retried_on_another_replica_after_a_timeout_gets_the_first_account_on(Mode::Plain).await;
+}
+
+#[tokio::test]
+async fn a_create_retried_on_another_replica_after_a_timeout_gets_the_first_account_over_tls_with_a_password() {
+    a_create_retried_on_another_replica_after_a_timeout_gets_the_first_account_on(Mode::TlsWithPassword).await;
+}
+
+async fn a_create_retried_on_another_replica_after_a_timeout_gets_the_first_account_on(mode: Mode) {
+    let redis = Redis::start(mode);
     let upstream = MockServer::start().await;
     Mock::given(path("/v1/accounts"))
         .respond_with(
@@ -148,7 +118,8 @@ async fn a_create_retried_on_another_replica_after_a_timeout_gets_the_first_acco
         )
         .mount(&upstream)
         .await;
-    let tenants = tenants_file(&std::env::temp_dir().join(format!("mtr-sso-idem-{}", std::process::id())), &upstream);
+    let tenants =
+        tenants_file(&std::env::temp_dir().join(format!("mtr-sso-idem-{}-{mode:?}", std::process::id())), &upstream);
     let (first, second) = two_replicas(&tenants, &redis, &[]);
     let mut on_first = SsoServiceClient::new(common::channel(first.grpc_addr()).await);
     let mut on_second = SsoServiceClient::new(common::channel(second.grpc_addr()).await);
@@ -176,7 +147,16 @@ async fn a_create_retried_on_another_replica_after_a_timeout_gets_the_first_acco
 
 #[tokio::test]
 async fn a_stored_outcome_damaged_in_redis_is_refused_and_not_replayed_or_run_again() {
-    let redis = Redis::start();
+    a_stored_outcome_damaged_in_redis_is_refused_and_not_replayed_or_run_again_on(Mode::Plain).await;
+}
+
+#[tokio::test]
+async fn a_stored_outcome_damaged_in_redis_is_refused_and_not_replayed_or_run_again_over_tls_with_a_password() {
+    a_stored_outcome_damaged_in_redis_is_refused_and_not_replayed_or_run_again_on(Mode::TlsWithPassword).await;
+}
+
+async fn a_stored_outcome_damaged_in_redis_is_refused_and_not_replayed_or_run_again_on(mode: Mode) {
+    let redis = Redis::start(mode);
     let upstream = MockServer::start().await;
     Mock::given(path("/v1/accounts"))
         .respond_with(
@@ -184,7 +164,8 @@ async fn a_stored_outcome_damaged_in_redis_is_refused_and_not_replayed_or_run_ag
         )
         .mount(&upstream)
         .await;
-    let tenants = tenants_file(&std::env::temp_dir().join(format!("mtr-sso-damage-{}", std::process::id())), &upstream);
+    let tenants =
+        tenants_file(&std::env::temp_dir().join(format!("mtr-sso-damage-{}-{mode:?}", std::process::id())), &upstream);
     let gateway = replica(&tenants, &redis, &[]);
     let mut client = SsoServiceClient::new(common::channel(gateway.grpc_addr()).await);
     let request = || mtr_sso::proto::CreateAccountRequest {

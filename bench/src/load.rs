@@ -91,8 +91,9 @@ impl Call {
                 let mut client = SsoServiceClient::new(channels[n % channels.len()].clone());
                 let result = match operation {
                     Operation::IssueOneTimeToken => {
-                        let mut request =
-                            tonic::Request::new(IssueOneTimeTokenRequest { email: EMAIL.into(), ..Default::default() });
+                        // One email per request: identical concurrent requests would share one vendor call.
+                        let email = format!("bench{n}@example.com");
+                        let mut request = tonic::Request::new(IssueOneTimeTokenRequest { email, ..Default::default() });
                         request.set_timeout(RPC_DEADLINE);
                         client.issue_one_time_token(request).await.map(|_| ())
                     }

@@ -3,6 +3,7 @@
 //! ([`TenantOptions`]), flattened in.
 
 use clap::Parser;
+use secrecy::SecretString;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use super::{
@@ -11,7 +12,8 @@ use super::{
 };
 use crate::{
     quota::Limits,
-    setting_values::{parse_base_url, parse_duration, positive},
+    redis_connection::RedisSettings,
+    setting_values::{parse_base_url, parse_duration, positive, read_secret_file},
     tenant::{DEFAULT_TENANT, TenantOptions},
 };
 
@@ -81,6 +83,20 @@ pub struct Cli {
     /// in memory when unset.
     #[arg(long, env = "MTR_SSO_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// CA certificate (PEM) of the Redis server's certificate, for `rediss://`; the system trust store when unset.
+    #[arg(long, env = "MTR_SSO_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+    /// Secret file holding the Redis password (e.g. a Kubernetes Secret mount); never logged.
+    #[arg(long, env = "MTR_SSO_REDIS_PASSWORD_FILE")]
+    pub redis_password_file: Option<PathBuf>,
+    /// Redis ACL user the password belongs to; the default user when unset.
+    #[arg(long, env = "MTR_SSO_REDIS_USERNAME")]
+    pub redis_username: Option<String>,
+    /// How long a Refresh result is handed again to a repeat with the same
+    /// refresh token (the platform rotates it, so a repeat would be refused);
+    /// across replicas with --redis-url. 0 switches sharing and reuse off.
+    #[arg(long, env = "MTR_SSO_REFRESH_REUSE_WINDOW", default_value = "10s", value_parser = parse_duration)]
+    pub refresh_reuse_window: Duration,
 
     /// RPCs in flight at most; more are refused at once with RESOURCE_EXHAUSTED (OVERLOADED).
     #[arg(long, env = "MTR_SSO_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
@@ -208,12 +224,8 @@ impl Cli {
                 max_concurrent_calls: self.upstream_concurrency,
                 ..Default::default()
             },
-            redis_url: match &self.redis_url {
-                Some(url) if !url.starts_with("redis://") && !url.starts_with("rediss://") => {
-                    return Err(invalid("--redis-url", "must start with redis:// or rediss://"));
-                }
-                other => other.clone(),
-            },
+            redis: self.resolve_redis()?,
+            refresh_reuse_window: self.refresh_reuse_window,
             metrics_addr: self.metrics_addr,
             otlp_endpoint,
             upstream,
@@ -222,6 +234,46 @@ impl Cli {
             log_format: self.log_format,
             log_filter: self.log,
         })
+    }
+
+    fn resolve_redis(&self) -> Result<Option<RedisSettings>, ConfigError> {
+        let Some(url) = self.redis_url.clone() else {
+            let first_given = [
+                (self.redis_ca_file.is_some(), "--redis-ca-file"),
+                (self.redis_password_file.is_some(), "--redis-password-file"),
+                (self.redis_username.is_some(), "--redis-username"),
+            ]
+            .into_iter()
+            .find_map(|(given, flag)| given.then_some(flag));
+            return match first_given {
+                Some(flag) => Err(invalid(flag, "needs --redis-url")),
+                None => Ok(None),
+            };
+        };
+        let ca_pem = match &self.redis_ca_file {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| invalid("--redis-ca-file", format!("cannot read {}: {e}", path.display())))?;
+                if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                    return Err(invalid("--redis-ca-file", format!("{} holds no PEM certificate", path.display())));
+                }
+                Some(pem)
+            }
+            None => None,
+        };
+        let password = match &self.redis_password_file {
+            Some(path) => {
+                let password = read_secret_file(path).map_err(|problem| invalid("--redis-password-file", problem))?;
+                if password.is_empty() {
+                    return Err(invalid("--redis-password-file", format!("{} is empty", path.display())));
+                }
+                Some(SecretString::from(password))
+            }
+            None => None,
+        };
+        RedisSettings::new(url, ca_pem, self.redis_username.clone(), password)
+            .map(Some)
+            .map_err(|refused| invalid(refused.setting, refused.problem))
     }
 
     fn resolve_upstream(&self) -> Result<Upstream, ConfigError> {

@@ -16,7 +16,7 @@ use clap::ValueEnum;
 use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
 use url::Url;
 
-use crate::{auth::CallerAuth, quota::Limits, tenant::TenantSettings};
+use crate::{auth::CallerAuth, quota::Limits, redis_connection::RedisSettings, tenant::TenantSettings};
 
 /// Default limit of RPCs in flight; each holds about 40 KB (see BENCHMARKS.md).
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
@@ -118,7 +118,10 @@ pub struct Settings {
     pub limits: Limits,
     pub idempotency_window: Duration,
     pub resilience: ResilienceSettings,
-    pub redis_url: Option<String>,
+    /// Shares limits, idempotency keys and refresh results across replicas; in memory when `None`.
+    pub redis: Option<RedisSettings>,
+    /// How long a Refresh result is handed to repeats with the same refresh token; zero: never.
+    pub refresh_reuse_window: Duration,
     pub metrics_addr: Option<SocketAddr>,
     pub otlp_endpoint: Option<Url>,
     pub upstream: Upstream,

@@ -10,15 +10,17 @@ mod idempotent;
 mod login;
 mod one_time_token;
 mod refresh;
+mod refresh_reuse;
 pub mod replies;
 mod tenants;
 mod throttle;
 
 pub use tenants::{Tenant, Tenants};
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use crate::{
     auth::CallerAuth,
@@ -27,6 +29,8 @@ use crate::{
     metrics::Metrics,
     proto::{self, sso_service_server::SsoService},
     quota::{Buckets, Limits},
+    reuse_store::ReuseStore,
+    trace_context,
     upstream::UpstreamError,
 };
 
@@ -42,6 +46,8 @@ pub struct SsoGateway {
     buckets: Arc<Buckets>,
     limits: Limits,
     idempotency: Arc<Idempotency>,
+    refresh_reuse: Option<Arc<refresh_reuse::RefreshReuse>>,
+    link_flights: Arc<one_time_token::LinkFlights>,
 }
 
 /// What a gateway is made of.
@@ -60,6 +66,9 @@ pub struct GatewayParts {
     pub limits: Limits,
     /// Where CreateAccount idempotency keys are remembered.
     pub idempotency: Arc<Idempotency>,
+    /// Where Refresh results are kept for the reuse window; `None` switches
+    /// sharing and reuse of refresh calls off.
+    pub refresh_reuse: Option<ReuseStore>,
 }
 
 impl SsoGateway {
@@ -74,6 +83,8 @@ impl SsoGateway {
             buckets: parts.buckets,
             limits: parts.limits,
             idempotency: parts.idempotency,
+            refresh_reuse: parts.refresh_reuse.map(|store| Arc::new(refresh_reuse::RefreshReuse::new(store))),
+            link_flights: Arc::default(),
         }
     }
 }
@@ -81,6 +92,20 @@ impl SsoGateway {
 /// An upstream failure of `tenant`'s call, as the RPC reports it.
 fn upstream_failure(tenant: &Tenant) -> impl Fn(UpstreamError) -> SsoError + '_ {
     move |error| SsoError::Upstream { tenant: tenant.settings.name.clone(), error }
+}
+
+/// `work` in the current RPC's span and trace, for a task of its own: the
+/// vendor call it makes is still traced as part of the RPC that started it.
+fn in_this_trace<F: Future + Send>(work: F) -> impl Future<Output = F::Output> + Send {
+    let span = tracing::Span::current();
+    let trace = trace_context::current();
+    async move {
+        match trace {
+            Some(trace) => trace_context::scope(trace, work).await,
+            None => work.await,
+        }
+    }
+    .instrument(span)
 }
 
 #[tonic::async_trait]

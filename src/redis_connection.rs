@@ -1,0 +1,232 @@
+//! The one Redis connection of a process, shared by the limits, the
+//! idempotency keys and the refresh reuse window: `redis://`, or `rediss://`
+//! over rustls (ring provider) with the system trust store or a CA file, and a
+//! username and password from a secret file. Connecting checks the server once
+//! with a short timeout and names the cause of a failure in one line (password
+//! refused, certificate not trusted, no answer), so that `--check-config` and
+//! the start fail alike, and at once.
+
+use redis::{IntoConnectionInfo as _, aio::ConnectionManager};
+use secrecy::{ExposeSecret as _, SecretString};
+use std::time::Duration;
+
+/// How long connecting and the first PING may take, at start and in `--check-config`.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Where Redis is and how to authenticate, checked at start.
+#[derive(Clone)]
+pub struct RedisSettings {
+    url: String,
+    /// PEM of the CA that signs the server's certificate; the system trust store when `None`.
+    ca_pem: Option<Vec<u8>>,
+    username: Option<String>,
+    password: Option<SecretString>,
+    /// `host:port`, the only part of the URL ever shown: the URL may hold a password.
+    endpoint: String,
+}
+
+impl std::fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("endpoint", &self.endpoint)
+            .field("tls", &self.is_tls())
+            .field("ca_file", &self.ca_pem.is_some())
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+/// A Redis setting that cannot be used: which setting, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettingError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+impl std::fmt::Display for RedisSettingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid setting {}: {}", self.setting, self.problem)
+    }
+}
+
+impl std::error::Error for RedisSettingError {}
+
+fn refuse(setting: &'static str, problem: impl Into<String>) -> RedisSettingError {
+    RedisSettingError { setting, problem: problem.into() }
+}
+
+impl RedisSettings {
+    /// Checks the URL and how it goes with the CA and the credentials.
+    pub fn new(
+        url: String,
+        ca_pem: Option<Vec<u8>>,
+        username: Option<String>,
+        password: Option<SecretString>,
+    ) -> Result<Self, RedisSettingError> {
+        let tls = url.starts_with("rediss://");
+        if !tls && !url.starts_with("redis://") {
+            return Err(refuse("--redis-url", "must start with redis:// or rediss://"));
+        }
+        // The crate's parse error may quote the URL, password included: say it in our own words.
+        let info = url
+            .as_str()
+            .into_connection_info()
+            .map_err(|_| refuse("--redis-url", "is not a Redis URL like redis://host:6379 or rediss://host:6380"))?;
+        if ca_pem.is_some() && !tls {
+            return Err(refuse("--redis-ca-file", "needs a rediss:// URL (a CA only matters with TLS)"));
+        }
+        if password.is_some() && info.redis_settings().password().is_some() {
+            return Err(refuse("--redis-password-file", "the Redis URL holds a password too: give it in one place"));
+        }
+        if username.is_some() && password.is_none() {
+            return Err(refuse("--redis-username", "needs --redis-password-file"));
+        }
+        Ok(Self { endpoint: info.addr().to_string(), url, ca_pem, username, password })
+    }
+
+    /// `host:port` of the server.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Whether the connection uses TLS (`rediss://`).
+    pub fn is_tls(&self) -> bool {
+        self.url.starts_with("rediss://")
+    }
+
+    fn client(&self) -> Result<redis::Client, RedisSettingError> {
+        let info = self.url.as_str().into_connection_info().map_err(|_| refuse("--redis-url", "is not a Redis URL"))?;
+        let mut redis_settings = info.redis_settings().clone();
+        if let Some(password) = &self.password {
+            redis_settings = redis_settings.set_password(password.expose_secret());
+        }
+        if let Some(username) = &self.username {
+            redis_settings = redis_settings.set_username(username);
+        }
+        let info = info.set_redis_settings(redis_settings);
+        let client = match &self.ca_pem {
+            Some(pem) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) },
+            ),
+            None => redis::Client::open(info),
+        };
+        client.map_err(|e| describe(&e, self))
+    }
+}
+
+/// Connects, checks that the server answers PING as the configured user, and
+/// returns the process's (self-reconnecting) connection. The error names the
+/// cause and the setting to fix, without the URL or the password.
+pub async fn connect(settings: &RedisSettings, timeout: Duration) -> Result<ConnectionManager, RedisSettingError> {
+    // rustls needs a process-wide provider before the first TLS handshake;
+    // `--check-config` connects before anything else installs it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = settings.client()?;
+    let endpoint = settings.endpoint();
+    // One plain connection first: the manager below retries a refused
+    // password for seconds, while this names it at once.
+    let probe = async {
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut connection).await
+    };
+    let no_answer = || {
+        let waited = humantime::format_duration(timeout);
+        refuse("--redis-url", format!("Redis at {endpoint} did not answer within {waited}"))
+    };
+    match tokio::time::timeout(timeout, probe).await {
+        Err(_) => return Err(no_answer()),
+        Ok(Err(error)) => return Err(describe(&error, settings)),
+        Ok(Ok(_)) => {}
+    }
+    let config = redis::aio::ConnectionManagerConfig::new().set_connection_timeout(Some(timeout));
+    tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config))
+        .await
+        .map_err(|_| no_answer())?
+        .map_err(|error| describe(&error, settings))
+}
+
+/// Why Redis could not be used, and the setting to look at.
+fn describe(error: &redis::RedisError, settings: &RedisSettings) -> RedisSettingError {
+    let endpoint = settings.endpoint();
+    let code = error.code().unwrap_or_default();
+    let text = error.to_string();
+    if error.kind() == redis::ErrorKind::AuthenticationFailed || matches!(code, "WRONGPASS" | "NOAUTH") {
+        return match settings.password {
+            Some(_) => refuse(
+                "--redis-password-file",
+                format!("Redis at {endpoint} refused the password (or the --redis-username it belongs to)"),
+            ),
+            None => refuse("--redis-password-file", format!("Redis at {endpoint} requires a password")),
+        };
+    }
+    if code == "NOPERM" {
+        return refuse(
+            "--redis-username",
+            format!("Redis at {endpoint} does not let this user run the commands needed"),
+        );
+    }
+    if text.contains("certificate") || text.contains("Certificate") {
+        let cause = if text.contains("UnknownIssuer") {
+            "it is signed by a CA that is not trusted"
+        } else if text.contains("NotValidForName") {
+            "it is not valid for this host name"
+        } else if text.contains("Expired") {
+            "it has expired"
+        } else {
+            "it was refused"
+        };
+        let hint = if settings.ca_pem.is_some() { "" } else { "; give its CA with --redis-ca-file" };
+        return refuse(
+            "--redis-ca-file",
+            format!("the TLS certificate of Redis at {endpoint} is not trusted: {cause}{hint}"),
+        );
+    }
+    if settings.is_tls() && (text.contains("InvalidContentType") || text.contains("corrupt message")) {
+        return refuse(
+            "--redis-url",
+            format!("Redis at {endpoint} does not speak TLS there: use redis:// or its TLS port"),
+        );
+    }
+    if settings.is_tls() && error.is_timeout() {
+        return refuse(
+            "--redis-url",
+            format!("Redis at {endpoint} did not complete a TLS handshake: is this its TLS port?"),
+        );
+    }
+    if error.is_connection_refusal() {
+        return refuse("--redis-url", format!("cannot connect to Redis at {endpoint}: connection refused"));
+    }
+    refuse("--redis-url", format!("cannot use Redis at {endpoint}: {text}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_with_a_password_is_never_shown_and_settings_that_cannot_go_together_are_named() {
+        let settings = RedisSettings::new("redis://:hunter2@cache:6379".into(), None, None, None).expect("a valid URL");
+        assert_eq!(settings.endpoint(), "cache:6379");
+        assert!(!format!("{settings:?}").contains("hunter2"));
+        let refused = |url: &str, ca: bool, user: bool, password: bool| {
+            RedisSettings::new(
+                url.into(),
+                ca.then(Vec::new),
+                user.then(|| "svc".to_string()),
+                password.then(|| SecretString::from("pw")),
+            )
+            .expect_err("refused")
+            .setting
+        };
+        assert_eq!(refused("http://cache:6379", false, false, false), "--redis-url");
+        assert_eq!(refused("redis://cache:6379", true, false, false), "--redis-ca-file");
+        assert_eq!(refused("rediss://:pw@cache:6380", false, false, true), "--redis-password-file");
+        assert_eq!(refused("rediss://cache:6380", false, true, false), "--redis-username");
+        let password = SecretString::from("pw");
+        let settings = RedisSettings::new("rediss://cache:6380".into(), None, Some("svc".into()), Some(password))
+            .expect("TLS with a user");
+        assert!(settings.is_tls() && !format!("{settings:?}").contains("\"pw\""));
+    }
+}

@@ -1,0 +1,151 @@
+//! Single flight: concurrent callers asking for the same thing share one run
+//! of the work, and each waits for its outcome within its own deadline. The
+//! work runs on a task of its own, so it finishes even when every caller has
+//! gone (a refresh the vendor rotated must still reach the reuse store). Once
+//! the run ends, its key is free again: nothing is remembered here.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    hash::Hash,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+use tokio::{sync::watch, time::Instant};
+
+/// How long past its deadline the caller that started a run waits for its outcome.
+const LEADER_GRACE: Duration = Duration::from_millis(250);
+
+/// How a caller got its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// This caller started the run.
+    Led,
+    /// Another caller's run was in flight; this one shared it.
+    Joined,
+}
+
+/// The runs in flight, by key.
+pub struct SingleFlight<K, V> {
+    running: Arc<Mutex<HashMap<K, watch::Receiver<Option<V>>>>>,
+}
+
+impl<K, V> std::fmt::Debug for SingleFlight<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let in_flight = self.running.lock().unwrap_or_else(PoisonError::into_inner).len();
+        f.debug_struct("SingleFlight").field("in_flight", &in_flight).finish()
+    }
+}
+
+impl<K, V> Default for SingleFlight<K, V> {
+    fn default() -> Self {
+        Self { running: Arc::default() }
+    }
+}
+
+impl<K, V> SingleFlight<K, V>
+where
+    K: Hash + Eq + Clone + Send + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    /// The outcome of the run for `key`: joins the one in flight, or starts
+    /// `work` on a task of its own; `work` must end by `deadline`. `None` when
+    /// the deadline passes first, or the run ended without an outcome (its
+    /// task panicked).
+    pub async fn run<F>(&self, key: K, deadline: Instant, work: impl FnOnce() -> F) -> Option<(V, Role)>
+    where
+        F: Future<Output = V> + Send + 'static,
+    {
+        let (mut outcome, role) = {
+            let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            match running.get(&key) {
+                Some(in_flight) => (in_flight.clone(), Role::Joined),
+                None => {
+                    let (send, receive) = watch::channel(None);
+                    running.insert(key.clone(), receive.clone());
+                    let running = self.running.clone();
+                    let work = work();
+                    tokio::spawn(async move {
+                        let value = work.await;
+                        // The key is freed before the outcome is sent: a caller
+                        // arriving after the run ended starts a new one.
+                        running.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
+                        let _ = send.send(Some(value));
+                    });
+                    (receive, Role::Led)
+                }
+            }
+        };
+        // The leader's work is bounded by the leader's own deadline: waiting a
+        // moment past it lets the work's precise outcome (a vendor timeout, no
+        // free slot) arrive instead of a generic one raced at the same instant.
+        let wait_until = match role {
+            Role::Led => deadline + LEADER_GRACE,
+            Role::Joined => deadline,
+        };
+        let ready = tokio::time::timeout_at(wait_until, outcome.wait_for(Option::is_some)).await.ok()?.ok()?;
+        ready.clone().map(|value| (value, role))
+    }
+
+    /// Runs in flight now.
+    pub fn in_flight(&self) -> usize {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner).len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_run_and_a_later_caller_starts_a_new_one() {
+        let flights = Arc::new(SingleFlight::<&'static str, usize>::default());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let callers: Vec<_> = (0..10)
+            .map(|_| {
+                let (flights, runs) = (flights.clone(), runs.clone());
+                tokio::spawn(async move {
+                    flights
+                        .run("k", deadline, || async move {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            runs.fetch_add(1, Ordering::SeqCst) + 1
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut roles = Vec::new();
+        for caller in callers {
+            let (value, role) = caller.await.expect("task").expect("an outcome");
+            assert_eq!(value, 1, "every caller sees the one run's outcome");
+            roles.push(role);
+        }
+        assert_eq!(roles.iter().filter(|r| **r == Role::Led).count(), 1);
+        assert_eq!(flights.in_flight(), 0, "nothing is remembered once the run ended");
+        let again = flights.run("k", deadline, || async { 99 }).await;
+        assert_eq!(again, Some((99, Role::Led)));
+    }
+
+    #[tokio::test]
+    async fn a_caller_whose_deadline_passes_leaves_and_the_run_outlives_the_caller_that_started_it() {
+        let flights = Arc::new(SingleFlight::<u8, &'static str>::default());
+        let leader = {
+            let flights = flights.clone();
+            tokio::spawn(async move {
+                let slow = || async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    "done"
+                };
+                flights.run(1, Instant::now() + Duration::from_secs(5), slow).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        leader.abort();
+        let impatient = flights.run(1, Instant::now() + Duration::from_millis(10), || async { "other" }).await;
+        assert_eq!(impatient, None, "a joined caller leaves at its deadline");
+        let patient = flights.run(1, Instant::now() + Duration::from_secs(5), || async { "second run" }).await;
+        assert_eq!(patient, Some(("done", Role::Joined)), "the run outlived the caller that started it");
+    }
+}
