@@ -23,7 +23,8 @@
 //! | [`convert`] | requests validated into commands at the edge |
 //! | [`service`] | the envelope every RPC passes through, and one file per flow |
 //! | [`sandbox`] | the built-in emulation of the vendor (feature `sandbox`) |
-//! | [`server`], [`telemetry`], [`app`] | the gRPC server, logging and traces, and the wiring |
+//! | [`json_api`] | JSON over HTTP: the same RPCs through the same envelope, the OpenAPI document |
+//! | [`server`], [`telemetry`], [`app`] | the server (gRPC and JSON on one port), logging and traces, and the wiring |
 
 pub mod app;
 pub mod auth;
@@ -36,6 +37,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod hex;
 pub mod idempotency;
+pub mod json_api;
 pub mod json_log;
 pub mod metrics;
 pub mod proto;
