@@ -29,7 +29,8 @@ impl HttpApi {
     /// Reads every RPC of `package`; an RPC without a route, or with a route
     /// this service cannot serve (anything but `post` with `body: "*"`), is an error.
     pub fn from_pool(pool: &DescriptorPool, package: &str) -> Result<Self, String> {
-        let http = pool.get_extension_by_name("google.api.http").ok_or("google/api/annotations.proto is not imported")?;
+        let http =
+            pool.get_extension_by_name("google.api.http").ok_or("google/api/annotations.proto is not imported")?;
         let service = pool
             .services()
             .find(|service| service.package_name() == package)
@@ -67,7 +68,8 @@ impl HttpApi {
 
     /// `ROUTES`: each RPC's name and its HTTP path, for `src/json_api`.
     pub fn routes_source(&self) -> String {
-        let mut source = String::from("/// Each RPC's name and its `POST` path, from its `google.api.http` annotation.\n");
+        let mut source =
+            String::from("/// Each RPC's name and its `POST` path, from its `google.api.http` annotation.\n");
         source.push_str("pub const ROUTES: &[(&str, &str)] = &[\n");
         for route in &self.routes {
             source.push_str(&format!("    ({:?}, {:?}),\n", route.rpc, route.path));
@@ -192,11 +194,9 @@ fn enum_ref(enumeration: &EnumDescriptor, schemas: &mut BTreeMap<String, Json>) 
 }
 
 fn field_schema(field: &FieldDescriptor, schemas: &mut BTreeMap<String, Json>) -> Json {
-    if field.is_map() {
-        if let Kind::Message(entry) = field.kind() {
-            let value = entry.map_entry_value_field();
-            return json!({ "type": "object", "additionalProperties": single_schema(&value.kind(), schemas) });
-        }
+    if let (true, Kind::Message(entry)) = (field.is_map(), field.kind()) {
+        let value = entry.map_entry_value_field();
+        return json!({ "type": "object", "additionalProperties": single_schema(&value.kind(), schemas) });
     }
     let single = single_schema(&field.kind(), schemas);
     if field.is_list() { json!({ "type": "array", "items": single }) } else { single }
@@ -213,7 +213,9 @@ fn single_schema(kind: &Kind, schemas: &mut BTreeMap<String, Json>) -> Json {
         Kind::String => json!({ "type": "string" }),
         Kind::Bool => json!({ "type": "boolean" }),
         Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => json!({ "type": "integer", "format": "int32" }),
-        Kind::Uint32 | Kind::Fixed32 => json!({ "type": "integer", "format": "int64", "minimum": 0, "maximum": 4294967295u32 }),
+        Kind::Uint32 | Kind::Fixed32 => {
+            json!({ "type": "integer", "format": "int64", "minimum": 0, "maximum": 4294967295u32 })
+        }
         // The JSON mapping writes 64-bit integers as strings (numbers are accepted too).
         Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => {
             json!({ "type": "string", "format": "int64", "pattern": "^-?[0-9]{1,18}$" })
@@ -288,9 +290,6 @@ fn error_schemas() -> BTreeMap<String, Json> {
                 }}}),
             ),
         ),
-        (
-            "RetryInfo".to_string(),
-            detail("RetryInfo", "When to retry.", json!({ "retryDelay": duration_schema() })),
-        ),
+        ("RetryInfo".to_string(), detail("RetryInfo", "When to retry.", json!({ "retryDelay": duration_schema() }))),
     ])
 }

@@ -55,12 +55,14 @@ pub async fn serve(
         let routes = Routes::new(service).into_axum_router().merge(json_api::health_router(serving_now.clone()));
         let mut stopped = health_stopped;
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        tokio::spawn(Server::builder().accept_http1(true).add_routes(Routes::from(routes)).serve_with_incoming_shutdown(
-            incoming,
-            async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            },
-        ))
+        tokio::spawn(
+            Server::builder().accept_http1(true).add_routes(Routes::from(routes)).serve_with_incoming_shutdown(
+                incoming,
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            ),
+        )
     });
     let reflection_v1 = reflection().build_v1().expect("the embedded descriptor sets are valid");
     let reflection_v1alpha = reflection().build_v1alpha().expect("the embedded descriptor sets are valid");

@@ -68,8 +68,11 @@ pub fn health_router(serving: watch::Receiver<bool>) -> axum::Router {
         get(move || {
             let serving = *serving.borrow();
             async move {
-                let (code, text) =
-                    if serving { (StatusCode::OK, "SERVING") } else { (StatusCode::SERVICE_UNAVAILABLE, "NOT_SERVING") };
+                let (code, text) = if serving {
+                    (StatusCode::OK, "SERVING")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "NOT_SERVING")
+                };
                 status::json_response(code, &serde_json::json!({ "status": text }))
             }
         }),
@@ -106,7 +109,9 @@ async fn dispatch(gateway: &SsoGateway, rpc: &str, request: Request) -> Response
             .await
         }
         // A route in the proto without a handler here; a test calls every route.
-        _ => status::refused(StatusCode::NOT_IMPLEMENTED, Code::Unimplemented, "RPC_NOT_SERVED", "not served over JSON"),
+        _ => {
+            status::refused(StatusCode::NOT_IMPLEMENTED, Code::Unimplemented, "RPC_NOT_SERVED", "not served over JSON")
+        }
     }
 }
 
@@ -126,9 +131,10 @@ where
     Answer: Future<Output = Result<tonic::Response<GrpcResponse>, tonic::Status>>,
 {
     let parsed = async {
-        request::check_content_type(&head.headers)?;
-        let bytes = request::read_body(body).await?;
-        let message: JsonRequest = request::parse(&bytes, &format!("{rpc}Request"))?;
+        request::check_content_type(&head.headers).map_err(status::Refusal::into_response)?;
+        let bytes = request::read_body(body).await.map_err(status::Refusal::into_response)?;
+        let message: JsonRequest =
+            request::parse(&bytes, &format!("{rpc}Request")).map_err(status::Refusal::into_response)?;
         wire::transcode::<_, GrpcRequest>(&message).map_err(|status| status::from_grpc(&status))
     };
     let message = match parsed.await {

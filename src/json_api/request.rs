@@ -8,12 +8,11 @@
 use axum::{
     body::Body,
     http::{HeaderMap, StatusCode, header, request::Parts},
-    response::Response,
 };
 use serde::de::DeserializeOwned;
 use tonic::{Code, metadata::MetadataMap};
 
-use super::status::refused;
+use super::status::Refusal;
 use crate::metrics::Protocol;
 
 /// Largest request accepted, in JSON here and in protobuf on the gRPC side
@@ -22,43 +21,39 @@ use crate::metrics::Protocol;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// Refuses a body that is not declared as JSON.
-pub fn check_content_type(headers: &HeaderMap) -> Result<(), Response> {
+pub fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
     let declared = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
     let media_type = declared.split(';').next().unwrap_or("").trim();
     if media_type.eq_ignore_ascii_case("application/json") {
         return Ok(());
     }
     let shown = if media_type.is_empty() { "none" } else { media_type };
-    Err(refused(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        Code::InvalidArgument,
-        "UNSUPPORTED_MEDIA_TYPE",
-        &format!("the body must be JSON, sent with `Content-Type: application/json` (got {shown})"),
-    ))
+    Err(Refusal {
+        http: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        code: Code::InvalidArgument,
+        reason: "UNSUPPORTED_MEDIA_TYPE",
+        message: format!("the body must be JSON, sent with `Content-Type: application/json` (got {shown})"),
+    })
 }
 
 /// The whole body, refused once it passes [`MAX_BODY_BYTES`].
-pub async fn read_body(body: Body) -> Result<axum::body::Bytes, Response> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        refused(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Code::OutOfRange,
-            "REQUEST_TOO_LARGE",
-            &format!("the body is larger than {MAX_BODY_BYTES} bytes, or could not be read"),
-        )
+pub async fn read_body(body: Body) -> Result<axum::body::Bytes, Refusal> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| Refusal {
+        http: StatusCode::PAYLOAD_TOO_LARGE,
+        code: Code::OutOfRange,
+        reason: "REQUEST_TOO_LARGE",
+        message: format!("the body is larger than {MAX_BODY_BYTES} bytes, or could not be read"),
     })
 }
 
 /// The body as `T` in protobuf's JSON mapping; `message` names the proto
 /// message in the refusal.
-pub fn parse<T: DeserializeOwned>(body: &[u8], message: &str) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|error| {
-        refused(
-            StatusCode::BAD_REQUEST,
-            Code::InvalidArgument,
-            "INVALID_JSON",
-            &format!("the body is not a valid {message} in JSON: {}", without_string_values(&error.to_string())),
-        )
+pub fn parse<T: DeserializeOwned>(body: &[u8], message: &str) -> Result<T, Refusal> {
+    serde_json::from_slice(body).map_err(|error| Refusal {
+        http: StatusCode::BAD_REQUEST,
+        code: Code::InvalidArgument,
+        reason: "INVALID_JSON",
+        message: format!("the body is not a valid {message} in JSON: {}", without_string_values(&error.to_string())),
     })
 }
 
@@ -98,7 +93,10 @@ mod tests {
         assert!(error.contains("hunter2-password"), "serde names the value: {error}");
         let cleaned = without_string_values(&error);
         assert!(!cleaned.contains("hunter2"), "{cleaned}");
-        assert_eq!(without_string_values("unknown field `passwd`, expected `password`"), "unknown field `passwd`, expected `password`");
+        assert_eq!(
+            without_string_values("unknown field `passwd`, expected `password`"),
+            "unknown field `passwd`, expected `password`"
+        );
     }
 
     #[test]
@@ -106,7 +104,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         assert!(check_content_type(&headers).is_err(), "no content type");
         headers.insert(header::CONTENT_TYPE, "application/x-www-form-urlencoded".parse().expect("valid"));
-        assert_eq!(check_content_type(&headers).expect_err("a form").status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(check_content_type(&headers).expect_err("a form").http, StatusCode::UNSUPPORTED_MEDIA_TYPE);
         headers.insert(header::CONTENT_TYPE, "Application/JSON; charset=utf-8".parse().expect("valid"));
         assert!(check_content_type(&headers).is_ok());
     }

@@ -48,6 +48,22 @@ pub fn from_grpc(status: &Status) -> Response {
     json_response(http_status(status.code()), &body)
 }
 
+/// A refusal made before the service was reached, not yet rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub http: StatusCode,
+    pub code: Code,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    /// The refusal as its HTTP response.
+    pub fn into_response(self) -> Response {
+        refused(self.http, self.code, self.reason, &self.message)
+    }
+}
+
 /// A refusal made before the service was reached: `code` and `reason` as an
 /// ErrorInfo of this service's domain, answered with `http`.
 pub fn refused(http: StatusCode, code: Code, reason: &str, message: &str) -> Response {
@@ -194,7 +210,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_refusal_carries_its_reason_in_the_same_shape() {
-        let response = refused(StatusCode::UNSUPPORTED_MEDIA_TYPE, Code::InvalidArgument, "UNSUPPORTED_MEDIA_TYPE", "no");
+        let response =
+            refused(StatusCode::UNSUPPORTED_MEDIA_TYPE, Code::InvalidArgument, "UNSUPPORTED_MEDIA_TYPE", "no");
         assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
         let body = body_json(response).await;
         assert_eq!(body["code"], 3);
