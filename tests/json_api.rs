@@ -165,6 +165,25 @@ async fn malformed_requests_get_a_4xx_with_a_reason_and_reach_no_vendor() {
 }
 
 #[tokio::test]
+async fn a_grpc_timeout_too_short_for_the_call_answers_json_504_whatever_its_length() {
+    let (_sandbox, gateway) = spawn_sandbox_gateway(SandboxOptions::default()).await;
+    for timeout in ["1n", "1m", "2m", "5m"] {
+        let response = client()
+            .post(format!("http://{}/v1/sessions:login", gateway.addr))
+            .header("Grpc-Timeout", timeout)
+            .json(&demo_login())
+            .send()
+            .await
+            .expect("an answer");
+        // A fast machine may finish within a few milliseconds; what never happens is gRPC's empty 200.
+        assert_eq!(response.headers()["content-type"], "application/json", "{timeout}");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.expect("a JSON body");
+        assert!(status == 200 || (status == 504 && body["code"] == 4), "{timeout}: {status} {body}");
+    }
+}
+
+#[tokio::test]
 async fn metrics_count_json_calls_apart_from_grpc_calls() {
     let (_sandbox, mut gateway) = spawn_sandbox_gateway(SandboxOptions::default()).await;
     post(gateway.addr, "/v1/sessions:login", demo_login()).await;

@@ -10,10 +10,11 @@ use axum::{
     http::{HeaderMap, StatusCode, header, request::Parts},
 };
 use serde::de::DeserializeOwned;
+use std::time::Duration;
 use tonic::{Code, metadata::MetadataMap};
 
 use super::status::Refusal;
-use crate::metrics::Protocol;
+use crate::{deadline::parse_grpc_timeout, metrics::Protocol};
 
 /// Largest request accepted, in JSON here and in protobuf on the gRPC side
 /// (`server` sets it there): the biggest legitimate one, a full account
@@ -76,6 +77,26 @@ fn without_string_values(text: &str) -> String {
     out
 }
 
+/// How long a JSON call may run when the caller sent `Grpc-Timeout`: its
+/// timeout less a margin (a tenth, at least 1 ms, at most 50 ms), so that the
+/// JSON answer leaves before tonic's own timer, set from the same header,
+/// fires. `None` without the header (or with one tonic ignores too).
+pub fn json_answer_budget(headers: &HeaderMap) -> Option<Duration> {
+    let timeout = headers.get("grpc-timeout")?.to_str().ok().and_then(parse_grpc_timeout)?;
+    let margin = (timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(50));
+    Some(timeout.saturating_sub(margin))
+}
+
+/// The answer when the caller's `Grpc-Timeout` passed first.
+pub fn deadline_passed() -> Refusal {
+    Refusal {
+        http: StatusCode::GATEWAY_TIMEOUT,
+        code: Code::DeadlineExceeded,
+        reason: "DEADLINE_EXCEEDED",
+        message: "the call did not finish within its Grpc-Timeout".to_string(),
+    }
+}
+
 /// The gRPC request for `message`, from the HTTP request's head.
 pub fn grpc_request<T>(head: Parts, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::from_parts(MetadataMap::from_headers(head.headers), head.extensions, message);
@@ -97,6 +118,20 @@ mod tests {
             without_string_values("unknown field `passwd`, expected `password`"),
             "unknown field `passwd`, expected `password`"
         );
+    }
+
+    #[test]
+    fn a_grpc_timeout_leaves_a_margin_for_the_json_answer() {
+        let budget = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("grpc-timeout", value.parse().expect("valid"));
+            json_answer_budget(&headers)
+        };
+        assert_eq!(budget("2S"), Some(Duration::from_millis(1950)));
+        assert_eq!(budget("100m"), Some(Duration::from_millis(90)));
+        assert_eq!(budget("1m"), Some(Duration::ZERO));
+        assert_eq!(budget("soon"), None);
+        assert_eq!(json_answer_budget(&HeaderMap::new()), None);
     }
 
     #[test]
