@@ -10,6 +10,8 @@ WORKDIR /src
 # protos change, not on every source edit.
 COPY Cargo.toml Cargo.lock build.rs rustfmt.toml ./
 COPY proto ./proto
+# build.rs's own module (the HTTP routes and the OpenAPI document from the proto).
+COPY build ./build
 # The workspace names the benchmark crate; its manifest is enough (it is not built).
 COPY bench/Cargo.toml ./bench/
 RUN mkdir -p src bench/src \

@@ -1,12 +1,20 @@
 //! Compiles `proto/` without a system `protoc`: protox parses the files into a
-//! descriptor set, tonic-prost-build generates the code from it, and the set
-//! itself is written to `OUT_DIR` for the reflection service.
+//! descriptor set, tonic-prost-build generates the gRPC code from it, and the
+//! set itself is written to `OUT_DIR` for the reflection service.
+//!
+//! The same descriptors also give the JSON/HTTP side everything it needs, so
+//! it cannot drift from the proto: a second copy of the message types with
+//! pbjson's canonical JSON mapping (`OUT_DIR/json/`), the route table from the
+//! `google.api.http` annotations (`OUT_DIR/http_routes.rs`) and the OpenAPI
+//! document (`OUT_DIR/openapi.json`).
 
-use prost::Message as _;
+#[path = "build/openapi.rs"]
+mod openapi;
+
 use std::{env, fs, path::PathBuf};
 
 /// Messages that carry passwords or tokens: their generated `Debug` is
-/// replaced by a redacting one in `src/proto.rs`.
+/// replaced by a redacting one in `src/proto.rs` (and `src/json_api/wire.rs`).
 const SECRET_BEARING_MESSAGES: &[&str] = &[
     ".matchtrader.sso.v1.CreateAccountRequest",
     ".matchtrader.sso.v1.LoginRequest",
@@ -16,14 +24,42 @@ const SECRET_BEARING_MESSAGES: &[&str] = &[
     ".matchtrader.sso.v1.BrowserCookie",
 ];
 
+const PACKAGE: &str = ".matchtrader.sso.v1";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto = "proto/matchtrader/sso/v1/sso_service.proto";
     println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rerun-if-changed=build");
 
-    let descriptors = protox::compile([proto], ["proto"])?;
+    let mut compiler = protox::Compiler::new(["proto"])?;
+    compiler.include_imports(true).include_source_info(true).open_file(proto)?;
+    let descriptors = compiler.file_descriptor_set();
+    // The encoded set keeps the options prost's types drop (the HTTP annotations).
+    let encoded = compiler.encode_file_descriptor_set();
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
-    fs::write(out_dir.join("sso_descriptor.bin"), descriptors.encode_to_vec())?;
+    fs::write(out_dir.join("sso_descriptor.bin"), &encoded)?;
 
-    tonic_prost_build::configure().skip_debug(SECRET_BEARING_MESSAGES.iter().copied()).compile_fds(descriptors)?;
+    tonic_prost_build::configure()
+        .skip_debug(SECRET_BEARING_MESSAGES.iter().copied())
+        .compile_fds(descriptors.clone())?;
+
+    // The JSON side's types: the same messages, with pbjson's well-known types
+    // (Timestamp as RFC 3339, Duration as "300s") and serde impls that refuse
+    // unknown fields (pbjson's default).
+    let json_dir = out_dir.join("json");
+    fs::create_dir_all(&json_dir)?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(false)
+        .out_dir(&json_dir)
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .skip_debug(SECRET_BEARING_MESSAGES.iter().copied())
+        .compile_fds(descriptors)?;
+    pbjson_build::Builder::new().register_descriptors(&encoded)?.out_dir(&json_dir).build(&[PACKAGE])?;
+
+    let api = openapi::HttpApi::from_pool(&compiler.descriptor_pool(), &PACKAGE[1..])?;
+    fs::write(out_dir.join("http_routes.rs"), api.routes_source())?;
+    fs::write(out_dir.join("openapi.json"), api.openapi_document())?;
     Ok(())
 }

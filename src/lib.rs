@@ -26,7 +26,8 @@
 //! | [`convert`] | requests validated into commands at the edge |
 //! | [`service`] | the envelope every RPC passes through, and one file per flow |
 //! | [`sandbox`] | the built-in emulation of the vendor (feature `sandbox`) |
-//! | [`server`], [`telemetry`], [`app`], `fuzzing` | the gRPC server, logging and traces, the wiring, the fuzz entry points (feature `fuzzing`) |
+//! | [`json_api`] | JSON over HTTP: the same RPCs through the same envelope, the OpenAPI document |
+//! | [`server`], [`telemetry`], [`app`], `fuzzing` | the server (gRPC and JSON on one port), logging and traces, the wiring, the fuzz entry points (feature `fuzzing`) |
 //! | [`preflight`] | `--check-upstream`: cheap reads of every tenant's upstream, as a table |
 
 pub mod app;
@@ -40,6 +41,7 @@ pub mod error;
 pub mod fuzzing;
 pub mod hex;
 pub mod idempotency;
+pub mod json_api;
 pub mod json_log;
 pub mod metrics;
 pub mod preflight;

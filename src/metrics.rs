@@ -26,11 +26,32 @@ const SERVICE: &str = "matchtrader.sso.v1.SsoService";
 const LATENCY_BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// The door an RPC came in through: the `protocol` label of the RPC metrics
+/// and the log line. The JSON/HTTP side marks its requests with it (as a
+/// request extension); a request without the mark came over gRPC.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    /// JSON over HTTP (see `json_api`).
+    Http,
+}
+
+impl Protocol {
+    /// The label value: `grpc` or `http`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::Http => "http",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RpcLabels {
     grpc_type: &'static str,
     grpc_service: &'static str,
     grpc_method: &'static str,
+    protocol: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -39,6 +60,7 @@ struct HandledLabels {
     grpc_service: &'static str,
     grpc_method: &'static str,
     grpc_code: &'static str,
+    protocol: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -92,8 +114,8 @@ pub struct Metrics {
     circuit_state: Family<ApiLabels, Gauge>,
     quota_left: Family<ApiLabels, Gauge>,
     calls_saved: Family<SavedCallLabels, Counter>,
-    /// The series of each method seen so far (see [`MethodSeries`]).
-    methods: RwLock<Vec<(&'static str, MethodSeries)>>,
+    /// The series of each method and protocol seen so far (see [`MethodSeries`]).
+    methods: RwLock<Vec<((&'static str, Protocol), MethodSeries)>>,
 }
 
 /// The series every call of one RPC method touches, resolved on its first
@@ -197,8 +219,14 @@ impl Metrics {
     }
 
     /// Runs `use_series` on `method`'s series, resolving them on its first call.
-    fn with_method<R>(&self, method: &'static str, use_series: impl FnOnce(&MethodSeries) -> R) -> R {
-        let seen = |methods: &[(&'static str, MethodSeries)]| methods.iter().position(|(name, _)| *name == method);
+    fn with_method<R>(
+        &self,
+        method: &'static str,
+        protocol: Protocol,
+        use_series: impl FnOnce(&MethodSeries) -> R,
+    ) -> R {
+        let key = (method, protocol);
+        let seen = |methods: &[((&'static str, Protocol), MethodSeries)]| methods.iter().position(|(k, _)| *k == key);
         {
             let methods = self.methods.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(at) = seen(&methods) {
@@ -210,38 +238,51 @@ impl Metrics {
             Some(at) => at,
             None => {
                 let series = MethodSeries {
-                    started: self.started.get_or_create(&Self::rpc(method)).clone(),
-                    handled_ok: self.handled.get_or_create(&Self::handled(method, Code::Ok)).clone(),
-                    seconds: self.handling_seconds.get_or_create(&Self::rpc(method)).clone(),
+                    started: self.started.get_or_create(&Self::rpc(method, protocol)).clone(),
+                    handled_ok: self.handled.get_or_create(&Self::handled(method, protocol, Code::Ok)).clone(),
+                    seconds: self.handling_seconds.get_or_create(&Self::rpc(method, protocol)).clone(),
                 };
-                methods.push((method, series));
+                methods.push((key, series));
                 methods.len() - 1
             }
         };
         use_series(&methods[at].1)
     }
 
-    fn rpc(method: &'static str) -> RpcLabels {
-        RpcLabels { grpc_type: "unary", grpc_service: SERVICE, grpc_method: method }
+    fn rpc(method: &'static str, protocol: Protocol) -> RpcLabels {
+        RpcLabels { grpc_type: "unary", grpc_service: SERVICE, grpc_method: method, protocol: protocol.label() }
     }
 
-    fn handled(method: &'static str, code: Code) -> HandledLabels {
-        HandledLabels { grpc_type: "unary", grpc_service: SERVICE, grpc_method: method, grpc_code: code_name(code) }
+    fn handled(method: &'static str, protocol: Protocol, code: Code) -> HandledLabels {
+        HandledLabels {
+            grpc_type: "unary",
+            grpc_service: SERVICE,
+            grpc_method: method,
+            grpc_code: code_name(code),
+            protocol: protocol.label(),
+        }
     }
 
     /// An RPC started.
-    pub fn rpc_started(&self, method: &'static str) {
-        self.with_method(method, |series| series.started.inc());
+    pub fn rpc_started(&self, method: &'static str, protocol: Protocol) {
+        self.with_method(method, protocol, |series| series.started.inc());
     }
 
     /// An RPC finished with `code` (and `reason` when it failed).
-    pub fn rpc_handled(&self, method: &'static str, code: Code, reason: Option<&'static str>, elapsed: Duration) {
-        self.with_method(method, |series| {
+    pub fn rpc_handled(
+        &self,
+        method: &'static str,
+        protocol: Protocol,
+        code: Code,
+        reason: Option<&'static str>,
+        elapsed: Duration,
+    ) {
+        self.with_method(method, protocol, |series| {
             series.seconds.observe(elapsed.as_secs_f64());
             if code == Code::Ok {
                 series.handled_ok.inc();
             } else {
-                self.handled.get_or_create(&Self::handled(method, code)).inc();
+                self.handled.get_or_create(&Self::handled(method, protocol, code)).inc();
             }
         });
         if let Some(reason) = reason {

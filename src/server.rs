@@ -1,14 +1,23 @@
-//! The gRPC server: the SSO service, `grpc.health.v1`, and reflection v1 and
+//! The server: the SSO service over gRPC and over JSON/HTTP (`json_api`) on
+//! one port, `grpc.health.v1` and `GET /healthz`, and reflection v1 and
 //! v1alpha (grpcurl 1.8 speaks only v1alpha). It takes a bound listener and
 //! a shutdown future; on shutdown health turns NOT_SERVING at once, new
 //! connections are refused and in-flight RPCs get a bounded grace to finish.
+//!
+//! JSON shares the gRPC port, told apart by path: one port to expose, secure
+//! and police, with the same TLS, client certificates and limits, and one
+//! drain. HTTP/1.1 is accepted for it on plaintext; over TLS the port offers
+//! only HTTP/2 by ALPN (tonic's TLS), which curl and PHP's curl negotiate.
 
 use std::{future::Future, time::Duration};
 use tokio::net::TcpListener;
-use tonic::transport::{Server, server::TcpIncoming};
+use tonic::{
+    service::Routes,
+    transport::{Server, server::TcpIncoming},
+};
 use tonic_health::ServingStatus;
 
-use crate::{config::TlsFiles, proto::sso_service_server::SsoServiceServer, service::SsoGateway};
+use crate::{config::TlsFiles, json_api, proto::sso_service_server::SsoServiceServer, service::SsoGateway};
 
 /// How the server is exposed beyond its main listener.
 #[derive(Debug, Default)]
@@ -17,15 +26,16 @@ pub struct Exposure {
     pub tls: Option<TlsFiles>,
     /// Callers may authenticate by token instead of a certificate.
     pub client_certificate_optional: bool,
-    /// A plaintext listener serving only grpc.health.v1, for the kubelet.
+    /// A plaintext listener serving only health (grpc.health.v1 and
+    /// `GET /healthz`), for the kubelet.
     pub health_listener: Option<TcpListener>,
 }
 
 /// The health service name of the SSO service.
 pub const SERVICE_NAME: &str = "matchtrader.sso.v1.SsoService";
 
-/// Largest request accepted; the biggest legitimate one (a full account form) is a few KiB.
-const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Largest request accepted, the same over gRPC and JSON.
+const MAX_REQUEST_BYTES: usize = json_api::MAX_BODY_BYTES;
 
 /// Serves until `shutdown` resolves, then drains for at most `grace`.
 pub async fn serve(
@@ -37,19 +47,29 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     let (stop_health, health_stopped) = tokio::sync::watch::channel(false);
+    let (serving, serving_now) = tokio::sync::watch::channel(true);
     let health_task = exposure.health_listener.map(|listener| {
         let service = tonic_health::pb::health_server::HealthServer::new(
             tonic_health::server::HealthService::from_health_reporter(health.clone()),
         );
+        let routes = Routes::new(service).into_axum_router().merge(json_api::health_router(serving_now.clone()));
         let mut stopped = health_stopped;
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        tokio::spawn(Server::builder().add_service(service).serve_with_incoming_shutdown(incoming, async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        }))
+        tokio::spawn(
+            Server::builder().accept_http1(true).add_routes(Routes::from(routes)).serve_with_incoming_shutdown(
+                incoming,
+                async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                },
+            ),
+        )
     });
     let reflection_v1 = reflection().build_v1().expect("the embedded descriptor sets are valid");
     let reflection_v1alpha = reflection().build_v1alpha().expect("the embedded descriptor sets are valid");
-    let sso = SsoServiceServer::new(gateway).max_decoding_message_size(MAX_REQUEST_BYTES);
+    let sso = SsoServiceServer::new(gateway.clone()).max_decoding_message_size(MAX_REQUEST_BYTES);
+    let mut grpc = Routes::builder();
+    grpc.add_service(health_service).add_service(reflection_v1).add_service(reflection_v1alpha).add_service(sso);
+    let routes = json_api::beside_grpc(grpc.routes().into_axum_router(), gateway, serving_now);
 
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
     // Nagle's algorithm would hold back the later frames of an answer (headers,
@@ -60,12 +80,10 @@ pub async fn serve(
         builder = builder.tls_config(files.server_config(exposure.client_certificate_optional))?;
     }
     let server = builder
+        .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(sso)
+        .add_routes(Routes::from(routes))
         .serve_with_incoming_shutdown(incoming, async {
             let _ = stopped.await;
         });
@@ -84,6 +102,7 @@ pub async fn serve(
     tracing::info!(grace_ms = grace.as_millis() as u64, "shutting down: NOT_SERVING, draining in-flight RPCs");
     health.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
     health.set_service_status("", ServingStatus::NotServing).await;
+    let _ = serving.send(false);
     let _ = stop_accepting.send(());
     let drained = match tokio::time::timeout(grace, server).await {
         Ok(result) => {

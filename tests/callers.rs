@@ -1,5 +1,6 @@
-//! Caller authentication and per-RPC authorization over real TLS: callers
-//! named by their client certificate (a SPIFFE id) or by a bearer token, a
+//! Caller authentication and per-RPC authorization over real TLS (gRPC, and
+//! JSON on the same port): callers named by their client certificate (a
+//! SPIFFE id) or by a bearer token, a
 //! policy deciding per RPC and tenant, health reachable in plaintext on its own
 //! port, and every decision logged with the caller's name, never its credential.
 //! One test in this binary, because it owns the process-wide log subscriber.
@@ -122,6 +123,25 @@ async fn callers_are_authenticated_by_certificate_or_token_and_authorized_per_rp
     let denied = crm.issue_one_time_token(ott("")).await.expect_err("crm may not mint tokens");
     assert_eq!((denied.code(), reason(&denied).as_str()), (Code::PermissionDenied, "CALLER_NOT_PERMITTED"));
     assert_eq!(common::error_metadata(&denied, "caller").as_deref(), Some(SPIFFE_CRM));
+
+    // JSON over the same TLS port: the same certificate names the same caller,
+    // and the policy refuses it the same way (403 for PERMISSION_DENIED).
+    let crm_json = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).expect("CA")])
+        .identity(reqwest::Identity::from_pem(format!("{}{}", pki.crm.0, pki.crm.1).as_bytes()).expect("identity"))
+        .resolve("localhost", addr)
+        .build()
+        .expect("client");
+    let answer = crm_json
+        .post(format!("https://localhost:{}/v1/oneTimeTokens:issue", addr.port()))
+        .json(&serde_json::json!({ "email": "a@b.co" }))
+        .send()
+        .await
+        .expect("JSON over mTLS");
+    assert_eq!(answer.status(), 403);
+    let body: serde_json::Value = answer.json().await.expect("a JSON body");
+    assert_eq!(body["details"][0]["reason"], "CALLER_NOT_PERMITTED");
+    assert_eq!(body["details"][0]["metadata"]["caller"], SPIFFE_CRM);
 
     // TLS without a certificate: a bearer token names the caller.
     let mut anonymous = SsoServiceClient::new(connect(addr, &pki.ca_pem, None).await.expect("TLS"));

@@ -1,8 +1,9 @@
 //! The envelope every RPC passes through, in this order: shed when full,
 //! authenticate the caller, resolve the tenant (once), apply the policy, then
 //! run the flow inside its span and trace, within its deadline; count it and
-//! log one self-contained line with method, tenant, caller, code, reason,
-//! latency and trace id.
+//! log one self-contained line with method, protocol, tenant, caller, code,
+//! reason, latency and trace id. gRPC and JSON/HTTP calls both come through
+//! here; the JSON side marks its requests with [`Protocol::Http`].
 
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc};
 use tonic::{Code, Request, Response, Status};
@@ -12,7 +13,8 @@ use super::{SsoGateway, Tenant};
 use crate::{
     deadline::Deadline,
     error::SsoError,
-    metrics, proto,
+    metrics::{self, Protocol},
+    proto,
     trace_context::{self, TraceContext},
 };
 
@@ -65,12 +67,14 @@ impl SsoGateway {
         let tenant_label = if tenant_field.is_empty() { "(default)" } else { tenant_field }.to_string();
         let peer = request.remote_addr().map_or_else(|| "unknown".to_string(), socket_address_text);
         let trace = TraceContext::from_metadata(request.metadata());
+        let protocol = request.extensions().get::<Protocol>().copied().unwrap_or(Protocol::Grpc);
         let deadline = Deadline::for_request(request.metadata(), self.upstream_timeout);
         // Fields are passed as `&str`, so the log line copies them instead of
         // running each through the formatting machinery.
         let span = tracing::info_span!(
             "rpc",
             rpc.method = method,
+            protocol = protocol.label(),
             tenant = tenant_label.as_str(),
             caller = caller_label,
             peer = peer.as_str(),
@@ -79,7 +83,7 @@ impl SsoGateway {
         let trace = trace.attach(&span);
         let trace_id = trace.trace_id();
         span.record("trace_id", trace_id.as_str());
-        self.metrics.rpc_started(method);
+        self.metrics.rpc_started(method, protocol);
         let started = std::time::Instant::now();
         // A full service answers at once: an unbounded queue would only turn
         // overload into timeouts for everyone.
@@ -102,10 +106,11 @@ impl SsoGateway {
                 (code, Some(reason), Err(Status::from(error)))
             }
         };
-        self.metrics.rpc_handled(method, code, reason, elapsed);
+        self.metrics.rpc_handled(method, protocol, code, reason, elapsed);
         // One self-contained line per RPC, whatever the log pipeline does with spans.
         tracing::info!(
             rpc.method = method,
+            protocol = protocol.label(),
             tenant = tenant_label.as_str(),
             caller = caller_label,
             peer = peer.as_str(),
