@@ -1,5 +1,7 @@
 //! The real `mtr-sso` binary: bad settings stop it with one line and exit 64,
 //! `--sandbox` announces itself and serves, SIGTERM drains and exits.
+// Drives the built-in sandbox, which a build without the `sandbox` feature leaves out.
+#![cfg(feature = "sandbox")]
 
 mod common;
 

@@ -3,6 +3,8 @@
 //! client. On v2 CreateAccount is three vendor calls; once the user account
 //! exists, every failure comes back inside an OK answer and the vendor sees
 //! exactly one user-account creation.
+// Drives the built-in sandbox, which a build without the `sandbox` feature leaves out.
+#![cfg(feature = "sandbox")]
 
 mod common;
 

@@ -5,6 +5,8 @@
 //! again, after the window the platform's refusal comes through; concurrent
 //! identical IssueOneTimeToken calls make one vendor call and share a link
 //! that signs in. The figures in RELIABILITY.md come from these tests.
+// Drives the built-in sandbox, which a build without the `sandbox` feature leaves out.
+#![cfg(feature = "sandbox")]
 
 mod common;
 

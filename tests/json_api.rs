@@ -3,6 +3,8 @@
 //! as `google.rpc.Status` with the standard HTTP status; refusals before the
 //! service (content type, size, malformed JSON, unknown fields) reach no
 //! vendor; metrics tell the two doors apart; callers authenticate as on gRPC.
+// Drives the built-in sandbox, which a build without the `sandbox` feature leaves out.
+#![cfg(feature = "sandbox")]
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! TRACE: no password, API key, one-time token, session or refresh token may
 //! appear in any log line, any gRPC error message or any metric. One test in this binary,
 //! because it owns the process-wide subscriber.
+// Drives the built-in sandbox, which a build without the `sandbox` feature leaves out.
+#![cfg(feature = "sandbox")]
 
 mod common;
 

@@ -2,6 +2,8 @@
 //! the real binary's `/metrics` is scraped after a sandbox session, and a mock
 //! vendor shows the caller's trace id arriving on the upstream call. The JSON
 //! log format is checked on every kind of field and on hostile text.
+// Drives the built-in sandbox, which a build without the `sandbox` feature leaves out.
+#![cfg(feature = "sandbox")]
 
 mod common;
 

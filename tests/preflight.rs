@@ -2,6 +2,8 @@
 //! check passes and it exits 0; a tenant with a mixed-up key or broker id
 //! fails its row and the run exits 1. No secret is ever printed. A setting
 //! that does not fit a tenant's generation already fails `--check-config`.
+// Drives the built-in sandbox, which a build without the `sandbox` feature leaves out.
+#![cfg(feature = "sandbox")]
 
 mod common;
 

@@ -6,6 +6,8 @@
 //!
 //! Each gateway runs as a child process with its own environment, since the
 //! client reads the proxy variables when it is built.
+// Drives the built-in sandbox, which a build without the `sandbox` feature leaves out.
+#![cfg(feature = "sandbox")]
 
 mod common;
 mod tls_vendor;

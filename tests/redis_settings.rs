@@ -2,6 +2,8 @@
 //! cause and the setting, exit status 64, and `--check-config` finds the same
 //! at once: a refused password, a missing one, a certificate signed by a CA
 //! that is not trusted. A correct TLS configuration with a password passes.
+// Drives the built-in sandbox, which a build without the `sandbox` feature leaves out.
+#![cfg(feature = "sandbox")]
 
 mod common;
 mod redis_server;

@@ -1,6 +1,8 @@
 //! The sandbox as an HTTP server, called directly: it must behave like the
 //! vendor (validation, Problem bodies, key schemes, rate limit, cookies) so
 //! that everything tested against it means something.
+// Drives the built-in sandbox, which a build without the `sandbox` feature leaves out.
+#![cfg(feature = "sandbox")]
 
 use mtr_sso::sandbox::{DEMO_EMAIL, DEMO_PASSWORD, SANDBOX_API_KEY, Sandbox, SandboxOptions, Switches};
 use serde_json::{Value, json};
