@@ -12,7 +12,7 @@ use crate::{
     config::{Settings, TlsFiles, Upstream},
     idempotency::Idempotency,
     metrics::{self, Metrics},
-    quota::{Buckets, connect_redis},
+    quota::{SlidingWindows, connect_redis},
     server,
     service::{GatewayParts, SsoGateway, Tenants},
     upstream::{GateContext, HttpClient, Proxies},
@@ -71,20 +71,21 @@ impl App {
         let proxies = if settings.http.proxies_from_environment { Proxies::FromEnvironment } else { Proxies::None };
         let http = HttpClient::new(&settings.http, proxies)?;
         let metrics = Arc::new(Metrics::new());
-        let (buckets, idempotency) = match &settings.redis_url {
+        let (windows, idempotency) = match &settings.redis_url {
             Some(url) => {
                 let connection =
                     connect_redis(url).await.map_err(|e| anyhow::anyhow!("invalid setting --redis-url: {e}"))?;
                 tracing::info!("limits and idempotency keys shared through Redis");
-                (Buckets::redis(connection.clone()), Idempotency::redis(connection, settings.idempotency_window))
+                (SlidingWindows::redis(connection.clone()), Idempotency::redis(connection, settings.idempotency_window))
             }
-            None => (Buckets::in_memory(), Idempotency::in_memory(settings.idempotency_window)),
+            None => (SlidingWindows::in_memory(), Idempotency::in_memory(settings.idempotency_window)),
         };
-        let buckets = Arc::new(buckets);
+        let windows = Arc::new(windows.with_window(settings.limit_window));
         let gates = GateContext::new(
             metrics.clone(),
-            buckets.clone(),
+            windows.clone(),
             settings.limits.upstream_per_minute,
+            settings.quota_max_wait,
             settings.resilience,
         );
         let tenants = Tenants::new(tenants, &default_tenant, http, gates).map_err(anyhow::Error::msg)?;
@@ -98,7 +99,7 @@ impl App {
             metrics: metrics.clone(),
             max_in_flight: settings.max_in_flight,
             callers: settings.callers.clone(),
-            buckets,
+            windows,
             limits: settings.limits,
             idempotency: Arc::new(idempotency),
         });

@@ -13,7 +13,7 @@
 //! | [`hex`], [`setting_values`] | small parsers and encoders |
 //! | [`tenant`] | one tenant's settings, declared once for flags and the tenants file |
 //! | [`auth`] | who a caller is (certificate or token) and what the policy lets it do |
-//! | [`quota`] | the limits shared by replicas: the vendor's quota, per caller, per email |
+//! | [`quota`] | the limits shared by replicas (sliding logs): the vendor's quota, per caller, per email |
 //! | [`deadline`], [`trace_context`] | an RPC's deadline and its W3C trace context |
 //! | [`json_log`], [`idempotency`] | the JSON log line; remembered CreateAccount outcomes |
 //! | [`config`] | the command line, the tenants file and the caller files, checked into `Settings` |

@@ -84,6 +84,9 @@ pub struct Metrics {
     upstream_retries: Family<UpstreamLatencyLabels, Counter>,
     circuit_state: Family<ApiLabels, Gauge>,
     quota_left: Family<ApiLabels, Gauge>,
+    quota_waiting: Family<ApiLabels, Gauge>,
+    quota_waits: Family<ApiLabels, Counter>,
+    quota_wait_seconds: Family<ApiLabels, Histogram>,
     /// The series of each method seen so far (see [`MethodSeries`]).
     methods: RwLock<Vec<(&'static str, MethodSeries)>>,
 }
@@ -107,6 +110,11 @@ pub struct UpstreamSeries {
 
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
+}
+
+/// Quota waits last from a millisecond up to `--quota-max-wait` (2 s by default).
+fn quota_wait_histogram() -> Histogram {
+    Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0])
 }
 
 impl Default for Metrics {
@@ -160,8 +168,23 @@ impl Metrics {
         let quota_left = Family::<ApiLabels, Gauge>::default();
         registry.register(
             "mtr_sso_upstream_quota_tokens_left",
-            "Calls left in the upstream quota bucket per tenant and API, as last seen by this replica",
+            "Quota slots per tenant and API still free in the sliding window, as last seen by this replica",
             quota_left.clone(),
+        );
+        let quota_waiting = Family::<ApiLabels, Gauge>::default();
+        registry.register(
+            "mtr_sso_upstream_quota_waiting",
+            "Calls of this replica waiting now for a quota slot that frees within --quota-max-wait",
+            quota_waiting.clone(),
+        );
+        let quota_waits = Family::<ApiLabels, Counter>::default();
+        registry.register("mtr_sso_upstream_quota_waits", "Calls that waited for a quota slot", quota_waits.clone());
+        let quota_wait_seconds =
+            Family::<ApiLabels, Histogram>::new_with_constructor(quota_wait_histogram as fn() -> Histogram);
+        registry.register(
+            "mtr_sso_upstream_quota_wait_seconds",
+            "Time a call waited for its quota slot",
+            quota_wait_seconds.clone(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
@@ -177,6 +200,9 @@ impl Metrics {
             upstream_retries,
             circuit_state,
             quota_left,
+            quota_waiting,
+            quota_waits,
+            quota_wait_seconds,
             methods: RwLock::new(Vec::new()),
         }
     }
@@ -277,6 +303,21 @@ impl Metrics {
     /// Calls left in a tenant API's quota bucket after the latest call.
     pub fn quota_left(&self, tenant: &str, api: &'static str, left: u32) {
         self.quota_left.get_or_create(&ApiLabels { tenant: tenant.to_string(), api }).set(i64::from(left));
+    }
+
+    /// A call began to wait for its quota slot.
+    pub fn quota_wait_began(&self, tenant: &str, api: &'static str) {
+        let labels = ApiLabels { tenant: tenant.to_string(), api };
+        self.quota_waits.get_or_create(&labels).inc();
+        self.quota_waiting.get_or_create(&labels).inc();
+    }
+
+    /// A call stopped waiting for its quota slot after `waited` (its slot
+    /// freed, or the caller gave up).
+    pub fn quota_wait_ended(&self, tenant: &str, api: &'static str, waited: Duration) {
+        let labels = ApiLabels { tenant: tenant.to_string(), api };
+        self.quota_waiting.get_or_create(&labels).dec();
+        self.quota_wait_seconds.get_or_create(&labels).observe(waited.as_secs_f64());
     }
 
     /// The metrics in the OpenMetrics text format Prometheus scrapes.

@@ -25,7 +25,7 @@ use crate::{
     idempotency::Idempotency,
     metrics::Metrics,
     proto::{self, sso_service_server::SsoService},
-    quota::{Buckets, Limits},
+    quota::{Limits, SlidingWindows},
     upstream::UpstreamError,
 };
 
@@ -38,7 +38,7 @@ pub struct SsoGateway {
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
     callers: Option<Arc<CallerAuth>>,
-    buckets: Arc<Buckets>,
+    windows: Arc<SlidingWindows>,
     limits: Limits,
     idempotency: Arc<Idempotency>,
 }
@@ -55,7 +55,7 @@ pub struct GatewayParts {
     /// With it, every caller must authenticate and be allowed by the policy.
     pub callers: Option<Arc<CallerAuth>>,
     /// Where the per-caller and per-email limits are counted.
-    pub buckets: Arc<Buckets>,
+    pub windows: Arc<SlidingWindows>,
     pub limits: Limits,
     /// Where CreateAccount idempotency keys are remembered.
     pub idempotency: Arc<Idempotency>,
@@ -70,7 +70,7 @@ impl SsoGateway {
             in_flight: Arc::new(Semaphore::new(parts.max_in_flight)),
             max_in_flight: parts.max_in_flight,
             callers: parts.callers,
-            buckets: parts.buckets,
+            windows: parts.windows,
             limits: parts.limits,
             idempotency: parts.idempotency,
         }
