@@ -48,7 +48,7 @@ impl Logs {
         decide(log, usize::try_from(limit).unwrap_or(usize::MAX), hold, max_wait, now)
     }
 
-    /// Keys with a log, for tests of the memory bound.
+    /// How many slots `key`'s log holds, for tests of the memory bound.
     #[cfg(test)]
     pub(super) fn held(&self, key: &str) -> Option<usize> {
         self.by_key.get(key).map(VecDeque::len)
