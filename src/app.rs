@@ -12,7 +12,7 @@ use crate::{
     config::{Settings, TlsFiles, Upstream},
     idempotency::Idempotency,
     metrics::{self, Metrics},
-    quota::Buckets,
+    quota::SlidingWindows,
     redis_connection,
     reuse_store::ReuseStore,
     server,
@@ -74,27 +74,28 @@ impl App {
         let http = HttpClient::new(&settings.http, proxies)?;
         let metrics = Arc::new(Metrics::new());
         let reuse_window = settings.refresh_reuse_window;
-        let (buckets, idempotency, reuse_store) = match &settings.redis {
+        let (windows, idempotency, reuse_store) = match &settings.redis {
             Some(redis) => {
                 let connection = redis_connection::connect(redis, redis_connection::CONNECT_TIMEOUT).await?;
                 tracing::info!(redis = %redis.endpoint(), tls = redis.is_tls(), "limits, idempotency keys and refresh results shared through Redis");
                 (
-                    Buckets::redis(connection.clone()),
+                    SlidingWindows::redis(connection.clone()),
                     Idempotency::redis(connection.clone(), settings.idempotency_window),
                     ReuseStore::redis(connection, reuse_window),
                 )
             }
             None => (
-                Buckets::in_memory(),
+                SlidingWindows::in_memory(),
                 Idempotency::in_memory(settings.idempotency_window),
                 ReuseStore::in_memory(reuse_window),
             ),
         };
-        let buckets = Arc::new(buckets);
+        let windows = Arc::new(windows.with_window(settings.limit_window));
         let gates = GateContext::new(
             metrics.clone(),
-            buckets.clone(),
+            windows.clone(),
             settings.limits.upstream_per_minute,
+            settings.quota_max_wait,
             settings.resilience,
         );
         let tenants = Tenants::new(tenants, &default_tenant, http, gates).map_err(anyhow::Error::msg)?;
@@ -108,7 +109,7 @@ impl App {
             metrics: metrics.clone(),
             max_in_flight: settings.max_in_flight,
             callers: settings.callers.clone(),
-            buckets,
+            windows,
             limits: settings.limits,
             idempotency: Arc::new(idempotency),
             refresh_reuse: (!reuse_window.is_zero()).then_some(reuse_store),

@@ -15,7 +15,7 @@
 //! | [`auth`] | who a caller is (certificate or token) and what the policy lets it do |
 //! | [`redis_connection`] | the one Redis connection: TLS, credentials, a check that names what is wrong |
 //! | [`single_flight`] | concurrent callers asking for the same thing share one run of the work |
-//! | [`quota`] | the limits shared by replicas: the vendor's quota, per caller, per email |
+//! | [`quota`] | the limits shared by replicas (sliding logs): the vendor's quota, per caller, per email |
 //! | [`reuse_store`] | refresh results kept for the reuse window, sealed with keys only the refresh token yields |
 //! | [`deadline`], [`trace_context`] | an RPC's deadline and its W3C trace context |
 //! | [`json_log`], [`idempotency`] | the JSON log line; remembered CreateAccount outcomes |

@@ -114,6 +114,9 @@ pub struct Metrics {
     circuit_state: Family<ApiLabels, Gauge>,
     quota_left: Family<ApiLabels, Gauge>,
     calls_saved: Family<SavedCallLabels, Counter>,
+    quota_waiting: Family<ApiLabels, Gauge>,
+    quota_waits: Family<ApiLabels, Counter>,
+    quota_wait_seconds: Family<ApiLabels, Histogram>,
     /// The series of each method and protocol seen so far (see [`MethodSeries`]).
     methods: RwLock<Vec<((&'static str, Protocol), MethodSeries)>>,
 }
@@ -137,6 +140,11 @@ pub struct UpstreamSeries {
 
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
+}
+
+/// Quota waits last from a millisecond up to `--quota-max-wait` (2 s by default).
+fn quota_wait_histogram() -> Histogram {
+    Histogram::new([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0])
 }
 
 impl Default for Metrics {
@@ -190,7 +198,7 @@ impl Metrics {
         let quota_left = Family::<ApiLabels, Gauge>::default();
         registry.register(
             "mtr_sso_upstream_quota_tokens_left",
-            "Calls left in the upstream quota bucket per tenant and API, as last seen by this replica",
+            "Quota slots per tenant and API still free in the sliding window, as last seen by this replica",
             quota_left.clone(),
         );
         let calls_saved = Family::<SavedCallLabels, Counter>::default();
@@ -198,6 +206,21 @@ impl Metrics {
             "mtr_sso_upstream_calls_saved",
             "Vendor calls not made: `coalesced` into a concurrent identical call, `reused` from a refresh result remembered in the reuse window",
             calls_saved.clone(),
+        );
+        let quota_waiting = Family::<ApiLabels, Gauge>::default();
+        registry.register(
+            "mtr_sso_upstream_quota_waiting",
+            "Calls of this replica waiting now for a quota slot that frees within --quota-max-wait",
+            quota_waiting.clone(),
+        );
+        let quota_waits = Family::<ApiLabels, Counter>::default();
+        registry.register("mtr_sso_upstream_quota_waits", "Calls that waited for a quota slot", quota_waits.clone());
+        let quota_wait_seconds =
+            Family::<ApiLabels, Histogram>::new_with_constructor(quota_wait_histogram as fn() -> Histogram);
+        registry.register(
+            "mtr_sso_upstream_quota_wait_seconds",
+            "Time a call waited for its quota slot",
+            quota_wait_seconds.clone(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
@@ -214,6 +237,9 @@ impl Metrics {
             circuit_state,
             quota_left,
             calls_saved,
+            quota_waiting,
+            quota_waits,
+            quota_wait_seconds,
             methods: RwLock::new(Vec::new()),
         }
     }
@@ -340,6 +366,21 @@ impl Metrics {
     /// (a result remembered in the refresh reuse window).
     pub fn vendor_call_saved(&self, tenant: &str, endpoint: &'static str, how: &'static str) {
         self.calls_saved.get_or_create(&SavedCallLabels { tenant: tenant.to_string(), endpoint, how }).inc();
+    }
+
+    /// A call began to wait for its quota slot.
+    pub fn quota_wait_began(&self, tenant: &str, api: &'static str) {
+        let labels = ApiLabels { tenant: tenant.to_string(), api };
+        self.quota_waits.get_or_create(&labels).inc();
+        self.quota_waiting.get_or_create(&labels).inc();
+    }
+
+    /// A call stopped waiting for its quota slot after `waited` (its slot
+    /// freed, or the caller gave up).
+    pub fn quota_wait_ended(&self, tenant: &str, api: &'static str, waited: Duration) {
+        let labels = ApiLabels { tenant: tenant.to_string(), api };
+        self.quota_waiting.get_or_create(&labels).dec();
+        self.quota_wait_seconds.get_or_create(&labels).observe(waited.as_secs_f64());
     }
 
     /// The metrics in the OpenMetrics text format Prometheus scrapes.

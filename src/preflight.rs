@@ -11,7 +11,7 @@ use crate::{
     config::{Settings, Upstream},
     deadline::Deadline,
     metrics::Metrics,
-    quota::Buckets,
+    quota::SlidingWindows,
     service::{Tenant, Tenants},
     tenant::{Generation, TenantSettings},
     upstream::{GateContext, HttpClient, Proxies},
@@ -69,8 +69,10 @@ pub async fn check_upstream(settings: &Settings) -> anyhow::Result<Vec<Check>> {
     let http = HttpClient::new(&settings.http, proxies)?;
     let gates = GateContext::new(
         Arc::new(Metrics::new()),
-        Arc::new(Buckets::in_memory()),
+        Arc::new(SlidingWindows::in_memory()),
         settings.limits.upstream_per_minute,
+        // A check that waits for quota would only hide that the quota is used up.
+        std::time::Duration::ZERO,
         settings.resilience,
     );
     let tenants = Tenants::new(tenants, &default_tenant, http, gates).map_err(anyhow::Error::msg)?;

@@ -1,5 +1,6 @@
 //! What two gateway processes share through a real Redis: the upstream quota
-//! (together they never send the vendor more than it allows), and CreateAccount
+//! (together they never send the vendor more than it allows, and calls that
+//! wait for a slot are served in order across both), and CreateAccount
 //! idempotency keys (a retry that reaches the other replica gets the first
 //! outcome, and the vendor sees one creation). An outcome damaged in Redis is
 //! refused, never replayed as garbage. Each runs against a plain Redis and
@@ -11,7 +12,10 @@ mod redis_server;
 use common::{Running, reason};
 use mtr_sso::proto::{IssueOneTimeTokenRequest, sso_service_client::SsoServiceClient};
 use redis_server::{Mode, RedisServer as Redis};
-use std::{path::Path, time::Duration};
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 use tonic::Code;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers::path};
 
@@ -85,16 +89,72 @@ async fn two_gateways_sharing_redis_never_send_the_vendor_more_than_the_quota_on
     }
     let sent = upstream.received_requests().await.expect("recorded").len();
     assert_eq!(sent, accepted, "every accepted call, and only those, reached the vendor");
-    // The bucket refills one call every 3 s, so a run of a few seconds may earn one more.
-    assert!((QUOTA..=QUOTA + 1).contains(&sent), "the vendor saw {sent} calls for a quota of {QUOTA}");
+    // No slot frees before 61 s, so a run of a few seconds gets exactly the quota.
+    assert_eq!(sent, QUOTA, "the vendor saw {sent} calls for a quota of {QUOTA}");
     assert_eq!(accepted + refused, 60);
     eprintln!(
         "figure: 2 gateways, 60 calls, quota {QUOTA}/min: {accepted} accepted, {refused} refused, vendor saw {sent}"
     );
 
     let keys = redis.keys();
-    assert!(keys.iter().any(|k| k.contains("upstream:default:broker-api")), "{keys:?}");
+    let log = keys.iter().find(|k| k.contains("upstream:default:broker-api")).expect("the quota's log");
     assert!(keys.iter().all(|k| !k.contains('@')), "no email in Redis: {keys:?}");
+    assert_eq!(redis.cli(&["ZCARD", log]), QUOTA.to_string(), "the log holds one entry per slot, no more");
+    let ttl_ms: u64 = redis.cli(&["PTTL", log]).parse().expect("a TTL");
+    assert!(ttl_ms > 55_000 && ttl_ms <= 62_000, "the log expires once its last slot frees: {ttl_ms} ms");
+}
+
+#[tokio::test]
+async fn calls_on_two_gateways_wait_for_slots_that_free_within_the_max_wait_and_the_rest_are_refused() {
+    let redis = Redis::start(Mode::Plain);
+    let upstream = MockServer::start().await;
+    Mock::given(path("/v1/one-time-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"token": "t"})))
+        .mount(&upstream)
+        .await;
+    let tenants = tenants_file(&std::env::temp_dir().join(format!("mtr-sso-wait-{}", std::process::id())), &upstream);
+    // A 1 s window (a slot is held for 2 s) shows in seconds what takes minutes.
+    let flags = [
+        "--upstream-quota-per-minute",
+        "2",
+        "--email-limit-per-minute",
+        "0",
+        "--limit-window",
+        "1s",
+        "--quota-max-wait",
+        "1s",
+    ];
+    let (first, second) = two_replicas(&tenants, &redis, &flags);
+    let clients = [
+        SsoServiceClient::new(common::channel(first.grpc_addr()).await),
+        SsoServiceClient::new(common::channel(second.grpc_addr()).await),
+    ];
+    let ott = |n: usize| IssueOneTimeTokenRequest { email: format!("user{n}@example.com"), ..Default::default() };
+    let start = Instant::now();
+    for (n, client) in clients.iter().enumerate() {
+        client.clone().issue_one_time_token(ott(n)).await.expect("within the quota");
+    }
+    tokio::time::sleep_until((start + Duration::from_millis(1200)).into()).await;
+    let waiting: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(n, client)| {
+            let mut client = client.clone();
+            tokio::spawn(async move { client.issue_one_time_token(ott(n + 2)).await.map(|_| start.elapsed()) })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for (n, client) in clients.iter().enumerate() {
+        let sent = Instant::now();
+        let status = client.clone().issue_one_time_token(ott(n + 4)).await.expect_err("no slot within 1 s");
+        assert!(sent.elapsed() < Duration::from_millis(300), "refused at once, not queued");
+        assert_eq!(reason(&status), "UPSTREAM_QUOTA_EXHAUSTED");
+    }
+    for call in waiting {
+        let done_after = call.await.expect("joined").expect("the waiting call got its slot");
+        assert!(done_after >= Duration::from_secs(2), "sent only once the first slots freed: {done_after:?}");
+    }
+    assert_eq!(upstream.received_requests().await.expect("recorded").len(), 4);
 }
 
 #[tokio::test]

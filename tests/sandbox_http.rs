@@ -97,6 +97,33 @@ async fn the_rate_limit_answers_429_with_retry_after_and_is_a_setting() {
 }
 
 #[tokio::test]
+async fn the_arrivals_endpoint_lists_every_rate_limited_request_and_a_shortened_window_frees_slots_sooner() {
+    let sandbox = sandbox().await;
+    let window = Duration::from_millis(600);
+    sandbox.set_switches(Switches { rate_limit_per_minute: 2, rate_limit_window: window, ..Switches::default() });
+    let body = json!({"email": DEMO_EMAIL, "validityTime": 30});
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(post(&sandbox, "/v1/one-time-token", Some(SANDBOX_API_KEY), &body).await.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    // A window after the last of them, both accepted requests have left it.
+    tokio::time::sleep(window).await;
+    assert_eq!(post(&sandbox, "/v1/one-time-token", Some(SANDBOX_API_KEY), &body).await.status(), 200);
+
+    let url = sandbox.base_url().join("/_sandbox/arrivals").expect("url");
+    let arrivals: Value = client().get(url).send().await.expect("request").json().await.expect("json");
+    let seen = arrivals["broker-api"].as_array().expect("the Broker-API's arrivals");
+    let refused: Vec<bool> = seen.iter().map(|a| a["refused"].as_bool().expect("refused")).collect();
+    assert_eq!(refused, [false, false, true, false]);
+    let at_us: Vec<u64> = seen.iter().map(|a| a["at_us"].as_u64().expect("at_us")).collect();
+    assert!(at_us.windows(2).all(|pair| pair[0] <= pair[1]), "oldest first: {at_us:?}");
+    assert!(at_us[3] - at_us[0] >= 600_000, "the fourth came a window after the first: {at_us:?}");
+    assert_eq!(sandbox.arrivals()["broker-api"].len(), 4, "the same record in process");
+    assert!(!arrivals.to_string().contains(SANDBOX_API_KEY), "APIs are named, keys are not");
+}
+
+#[tokio::test]
 async fn login_sets_co_auth_and_two_path_scoped_rt_cookies_and_refresh_answers_with_cookies_only() {
     let sandbox = sandbox().await;
     let login = post(

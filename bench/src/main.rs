@@ -9,11 +9,16 @@
 //! C, server CPU per RPC, resident memory idle and with 1000 RPCs in flight,
 //! time from exec to SERVING, and the binary size. `--smoke` runs every phase
 //! for a moment and fails on any non-OK answer. See BENCHMARKS.md.
+//!
+//! `--quota-burst` measures something else: whether the quota guard keeps a
+//! burst at three times the quota inside the vendor's limit (see quota_burst.rs).
 
 mod load;
 mod process;
+mod quota_burst;
 mod relay;
 mod upstream;
+mod window_figures;
 
 use clap::Parser;
 use load::{Call, Operation, Outcome};
@@ -58,6 +63,17 @@ struct Args {
     /// Internal: run as the do-nothing relay to this upstream (see relay.rs).
     #[arg(long, hide = true)]
     relay_for: Option<std::net::SocketAddr>,
+    /// Instead of the above: a burst at 3× the quota for two windows, through two
+    /// gateway processes sharing Redis and through one alone, against the
+    /// sandbox's own limit (with --smoke: 30 per 6 s window).
+    #[arg(long)]
+    quota_burst: bool,
+    /// The quota of the burst, per window, for the gateway and the sandbox alike.
+    #[arg(long, default_value_t = 500)]
+    quota: u32,
+    /// The window of the burst's quota; only shorter for a quick check.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    quota_window: Duration,
     /// An extra flag for the gateway (repeatable), e.g. `--gateway-arg=--worker-threads=1`.
     #[arg(long = "gateway-arg", allow_hyphen_values = true)]
     gateway_args: Vec<String>,
@@ -120,6 +136,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn measure(mut args: Args) -> anyhow::Result<()> {
+    if args.quota_burst {
+        let (quota, window) = if args.smoke { (30, Duration::from_secs(6)) } else { (args.quota, args.quota_window) };
+        let burst = quota_burst::Burst { quota, window, windows: 2, over: 3 };
+        return quota_burst::run(&args.gateway_bin, burst, args.out.as_deref()).await;
+    }
     if args.smoke {
         args.rate = args.rate.min(200);
         args.duration = args.duration.min(Duration::from_secs(1));

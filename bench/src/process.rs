@@ -36,13 +36,27 @@ pub fn write_tenants_file(dir: &Path, upstream: std::net::SocketAddr) -> anyhow:
     Ok(path)
 }
 
-fn free_port() -> anyhow::Result<std::net::SocketAddr> {
+pub fn free_port() -> anyhow::Result<std::net::SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?)
 }
 
-/// Starts the gateway and waits until its health check says SERVING.
+/// The benchmark measures the gateway's cost, not its limits.
+const LIMITS_OFF: [&str; 6] =
+    ["--upstream-quota-per-minute", "0", "--email-limit-per-minute", "0", "--caller-limit-per-minute", "0"];
+
+/// Starts the gateway with its limits off and waits until its health check says SERVING.
 pub async fn start(binary: &Path, tenants: &Path, extra_args: &[String]) -> anyhow::Result<Gateway> {
+    start_with_limits(binary, tenants, &LIMITS_OFF, extra_args).await
+}
+
+/// Starts the gateway with `limit_args` and waits until its health check says SERVING.
+pub async fn start_with_limits(
+    binary: &Path,
+    tenants: &Path,
+    limit_args: &[&str],
+    extra_args: &[String],
+) -> anyhow::Result<Gateway> {
     let addr = free_port()?;
     let started = Instant::now();
     let child = tokio::process::Command::new(binary)
@@ -51,8 +65,7 @@ pub async fn start(binary: &Path, tenants: &Path, extra_args: &[String]) -> anyh
         .arg("--tenants-file")
         .arg(tenants)
         .args(["--log-format", "json", "--shutdown-grace", "2s"])
-        // The benchmark measures the gateway's cost, not its limits.
-        .args(["--upstream-quota-per-minute", "0", "--email-limit-per-minute", "0", "--caller-limit-per-minute", "0"])
+        .args(limit_args)
         // In the in-flight burst, calls beyond the upstream concurrency limit
         // wait for a slot longer than the default 10 s upstream budget.
         .args(["--upstream-timeout", "30s"])

@@ -55,6 +55,15 @@ pub struct Cli {
     /// for the whole fleet (the vendor allows 500); 0 switches the guard off.
     #[arg(long, env = "MTR_SSO_UPSTREAM_QUOTA_PER_MINUTE", default_value_t = 450)]
     pub upstream_quota_per_minute: u32,
+    /// How long a vendor call over the quota may wait, in order of arrival, for
+    /// a slot that frees within this time and its deadline; longer waits are
+    /// refused at once. 0 refuses at once.
+    #[arg(long, env = "MTR_SSO_QUOTA_MAX_WAIT", default_value = "2s", value_parser = parse_duration)]
+    pub quota_max_wait: Duration,
+    /// The window of every limit. Tests and the quota benchmark shorten it to
+    /// show in seconds what takes minutes; the limits are per minute otherwise.
+    #[arg(long, env = "MTR_SSO_LIMIT_WINDOW", default_value = "60s", value_parser = parse_duration, hide = true)]
+    pub limit_window: Duration,
     /// IssueOneTimeToken and Login calls per minute per authenticated caller; 0 for no limit.
     #[arg(long, env = "MTR_SSO_CALLER_LIMIT_PER_MINUTE", default_value_t = 600)]
     pub caller_limit_per_minute: u32,
@@ -192,6 +201,11 @@ impl Cli {
             None => None,
         };
         let upstream = self.resolve_upstream()?;
+        let limit_window = positive_setting("--limit-window", self.limit_window)?;
+        if self.quota_max_wait > limit_window {
+            let window = humantime::format_duration(limit_window);
+            return Err(invalid("--quota-max-wait", format!("must not be longer than the quota's window ({window})")));
+        }
         // A sandbox hands out sessions for a fake user: keep it on loopback unless asked otherwise.
         let default_host = if self.sandbox { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
         let (tls, callers) = CallerFiles {
@@ -216,6 +230,8 @@ impl Cli {
                 caller_per_minute: self.caller_limit_per_minute,
                 email_per_minute: self.email_limit_per_minute,
             },
+            limit_window,
+            quota_max_wait: self.quota_max_wait,
             idempotency_window: positive_setting("--idempotency-window", self.idempotency_window)?,
             resilience: ResilienceSettings {
                 breaker_failures: self.circuit_breaker_failures,
@@ -294,6 +310,7 @@ impl Cli {
                 addr: self.sandbox_addr,
                 rate_limit_per_minute: self.sandbox_rate_limit,
                 latency: self.sandbox_latency.unwrap_or_default(),
+                ..SandboxOptions::default()
             }));
         }
         if let Some(path) = &self.tenants_file {

@@ -50,11 +50,19 @@ pub struct SandboxOptions {
     pub rate_limit_per_minute: u32,
     /// Latency added to every answer.
     pub latency: Duration,
+    /// The window of the rate limit: a minute, as the vendor's; shorter only
+    /// for tests and benchmarks.
+    pub rate_limit_window: Duration,
 }
 
 impl Default for SandboxOptions {
     fn default() -> Self {
-        Self { addr: SocketAddr::from(([127, 0, 0, 1], 0)), rate_limit_per_minute: 500, latency: Duration::ZERO }
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            rate_limit_per_minute: 500,
+            latency: Duration::ZERO,
+            rate_limit_window: Duration::from_secs(60),
+        }
     }
 }
 
@@ -116,6 +124,10 @@ pub struct Settings {
     pub worker_threads: usize,
     pub max_in_flight: usize,
     pub limits: Limits,
+    /// How long a vendor call over the quota may wait for a slot; zero: never.
+    pub quota_max_wait: Duration,
+    /// The window of every limit: a minute, shorter only in tests and benchmarks.
+    pub limit_window: Duration,
     pub idempotency_window: Duration,
     pub resilience: ResilienceSettings,
     /// Shares limits, idempotency keys and refresh results across replicas; in memory when `None`.

@@ -247,3 +247,20 @@ fn an_unknown_generation_is_refused_naming_its_line_and_key() {
     let flag = Cli::try_parse_from(["mtr-sso", "--broker-api-generation", "v3"]).expect_err("refused by the parser");
     assert!(flag.to_string().contains("--broker-api-generation"), "{flag}");
 }
+
+#[test]
+fn a_quota_wait_defaults_to_two_seconds_may_be_zero_and_never_exceeds_the_window() {
+    let with = |extra: &[&str]| {
+        let mut args = MINIMAL.to_vec();
+        args.extend_from_slice(extra);
+        cli(&args).into_settings()
+    };
+    let defaults = with(&[]).expect("valid");
+    assert_eq!((defaults.quota_max_wait, defaults.limit_window), (Duration::from_secs(2), Duration::from_secs(60)));
+    assert_eq!(with(&["--quota-max-wait", "0"]).expect("valid").quota_max_wait, Duration::ZERO);
+    let error = with(&["--quota-max-wait", "90s"]).expect_err("longer than the window");
+    assert_eq!(error.setting, "--quota-max-wait");
+    assert!(error.problem.contains("1m"), "{}", error.problem);
+    let error = with(&["--limit-window", "0s"]).expect_err("no window");
+    assert_eq!(error.setting, "--limit-window");
+}

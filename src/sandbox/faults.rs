@@ -53,6 +53,10 @@ pub struct Switches {
     pub fault_path_contains: String,
     /// Requests per minute per API key and per platform; 0 switches the limit off.
     pub rate_limit_per_minute: u32,
+    /// The window of the rate limit: a minute, as the vendor's, unless a test
+    /// shortens it (milliseconds in JSON).
+    #[serde(with = "millis")]
+    pub rate_limit_window: Duration,
     /// Answer logins in the older platforms' shape (`accounts`, `selectedAccount`).
     pub legacy_login_shape: bool,
 }
@@ -66,6 +70,7 @@ impl Default for Switches {
             fault_path_prefix: String::new(),
             fault_path_contains: String::new(),
             rate_limit_per_minute: 500,
+            rate_limit_window: Duration::from_secs(60),
             legacy_login_shape: false,
         }
     }

@@ -6,8 +6,10 @@
 //! (latency, 5xx, resets, malformed bodies, hangs) are off unless asked for.
 //!
 //! Control endpoints for tests and benchmarks in any language:
-//! `GET|PUT /_sandbox/switches` and `GET /_sandbox/stats`.
+//! `GET|PUT /_sandbox/switches`, `GET /_sandbox/stats` and
+//! `GET /_sandbox/arrivals` (when each rate-limited request arrived).
 
+mod arrivals;
 mod broker;
 mod broker_v2;
 mod email;
@@ -16,6 +18,7 @@ mod platform;
 mod rate_limit;
 pub mod state;
 
+pub use arrivals::{Arrival, KEPT_PER_API};
 pub use faults::{FaultKind, Switches};
 
 use axum::{Json, Router, extract::State as AxumState, routing::get};
@@ -59,6 +62,7 @@ pub type Stats = BTreeMap<String, u64>;
 pub(crate) struct Shared {
     pub(crate) state: Mutex<state::State>,
     pub(crate) limiter: Mutex<rate_limit::RateLimiter>,
+    pub(crate) arrivals: Mutex<arrivals::Arrivals>,
     pub(crate) switches: Mutex<Switches>,
     pub(crate) stats: Mutex<Stats>,
 }
@@ -100,9 +104,11 @@ impl Sandbox {
         let shared = Arc::new(Shared {
             state: Mutex::new(state),
             limiter: Mutex::new(rate_limit::RateLimiter::default()),
+            arrivals: Mutex::new(arrivals::Arrivals::new()),
             switches: Mutex::new(Switches {
                 latency: options.latency,
                 rate_limit_per_minute: options.rate_limit_per_minute,
+                rate_limit_window: options.rate_limit_window,
                 ..Switches::default()
             }),
             stats: Mutex::new(Stats::new()),
@@ -185,6 +191,12 @@ impl Sandbox {
         lock(&self.shared.stats).clone()
     }
 
+    /// When each rate-limited request arrived, per API (`broker-api`,
+    /// `platform`), and whether it was refused.
+    pub fn arrivals(&self) -> BTreeMap<String, Vec<Arrival>> {
+        lock(&self.shared.arrivals).snapshot()
+    }
+
     /// Number of accounts (the demo user included).
     pub fn account_count(&self) -> usize {
         lock(&self.shared.state).account_count()
@@ -216,6 +228,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .merge(vendor)
         .route("/_sandbox/switches", get(get_switches).put(put_switches))
         .route("/_sandbox/stats", get(get_stats))
+        .route("/_sandbox/arrivals", get(get_arrivals))
         .with_state(shared)
 }
 
@@ -238,6 +251,10 @@ async fn get_stats(AxumState(shared): AxumState<Arc<Shared>>) -> Json<StatsBody>
     let requests = lock(&shared.stats).clone();
     let accounts = lock(&shared.state).account_count();
     Json(StatsBody { requests, accounts })
+}
+
+async fn get_arrivals(AxumState(shared): AxumState<Arc<Shared>>) -> Json<BTreeMap<String, Vec<Arrival>>> {
+    Json(lock(&shared.arrivals).snapshot())
 }
 
 /// A Problem-style error answer, as the vendor sends them.
@@ -278,11 +295,24 @@ impl axum::response::IntoResponse for ProblemAnswer {
     }
 }
 
-/// 429 with `Retry-After`, when `key` is over the limit.
+/// 429 with `Retry-After`, when `key` is over the limit. Every request is
+/// recorded in the arrivals of its API (`platform`, or `broker-api` for an API key).
 pub(crate) fn rate_limited(shared: &Shared, key: &str, path: &str) -> Option<axum::response::Response> {
-    let per_minute = lock(&shared.switches).rate_limit_per_minute;
-    // The instant is read under the lock, so the limiter never sees time go backwards.
-    let wait = lock(&shared.limiter).take(key, per_minute, Instant::now()).err()?;
+    let (per_minute, window) = {
+        let switches = lock(&shared.switches);
+        (switches.rate_limit_per_minute, switches.rate_limit_window)
+    };
+    let api = if key.starts_with("key:") { "broker-api" } else { "platform" };
+    let decided = {
+        let mut limiter = lock(&shared.limiter);
+        limiter.set_window(window);
+        // The instant is read under the lock, so the limiter never sees time go backwards.
+        let now = Instant::now();
+        let decided = limiter.take(key, per_minute, now);
+        lock(&shared.arrivals).record(api, now, decided.is_err());
+        decided
+    };
+    let wait = decided.err()?;
     let mut response = problem(axum::http::StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded", path);
     response.headers_mut().insert(axum::http::header::RETRY_AFTER, rate_limit::retry_after_seconds(wait).into());
     Some(response)

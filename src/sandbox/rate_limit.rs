@@ -1,8 +1,9 @@
 //! The vendor's per-key rate limit (500 requests a minute by default), counted
 //! as a Java backend's filter typically counts it: a sliding 60-second log of
-//! each key's requests. The gateway's own quota is a token bucket; the
-//! sandbox deliberately counts another way, so a gateway that only behaves
-//! under its own model is caught here rather than in production.
+//! each key's requests. This is the sandbox's own code, written apart from
+//! the gateway's quota guard and sharing nothing with it, so that a guard
+//! that only behaves under its own model is caught here rather than in
+//! production. The window is a minute unless a test shortens it.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -12,16 +13,29 @@ use std::{
 /// The span a limit of "per minute" looks back over.
 pub const WINDOW: Duration = Duration::from_secs(60);
 
-/// The recent requests of every key that made one in the last minute.
-#[derive(Debug, Default)]
+/// The recent requests of every key that made one in the last window.
+#[derive(Debug)]
 pub struct RateLimiter {
+    /// The span the limit looks back over: [`WINDOW`] unless a test shortens it.
+    window: Duration,
     /// Per key, the instants of its counted requests, oldest first.
     recent: HashMap<String, VecDeque<Instant>>,
     /// When idle keys were last forgotten; sweeping once a window keeps `take` cheap.
     last_sweep: Option<Instant>,
 }
 
+impl Default for RateLimiter {
+    fn default() -> Self {
+        Self { window: WINDOW, recent: HashMap::new(), last_sweep: None }
+    }
+}
+
 impl RateLimiter {
+    /// Looks back over `window` from now on.
+    pub fn set_window(&mut self, window: Duration) {
+        self.window = window;
+    }
+
     /// Counts one request of `key` made at `now`, unless the last 60 seconds
     /// already hold `per_minute` of them; then refuses with the wait until the
     /// oldest of those leaves the window. `per_minute == 0` means no limit.
@@ -33,28 +47,30 @@ impl RateLimiter {
         }
         self.forget_idle_keys(now);
         let limit = usize::try_from(per_minute).unwrap_or(usize::MAX);
+        let window = self.window;
         if let Some(log) = self.recent.get_mut(key) {
-            return admit(log, limit, now);
+            return admit(log, limit, window, now);
         }
         let mut log = VecDeque::new();
-        let admitted = admit(&mut log, limit, now);
+        let admitted = admit(&mut log, limit, window, now);
         self.recent.insert(key.to_string(), log);
         admitted
     }
 
     /// Drops keys with no request in the last window, at most once a window.
     fn forget_idle_keys(&mut self, now: Instant) {
-        if self.last_sweep.is_some_and(|swept| now.saturating_duration_since(swept) < WINDOW) {
+        let window = self.window;
+        if self.last_sweep.is_some_and(|swept| now.saturating_duration_since(swept) < window) {
             return;
         }
         self.last_sweep = Some(now);
-        self.recent.retain(|_, log| log.back().is_some_and(|&at| now.saturating_duration_since(at) < WINDOW));
+        self.recent.retain(|_, log| log.back().is_some_and(|&at| now.saturating_duration_since(at) < window));
     }
 }
 
 /// Counts a request at `now` into one key's log, or refuses it (see [`RateLimiter::take`]).
-fn admit(log: &mut VecDeque<Instant>, limit: usize, now: Instant) -> Result<(), Duration> {
-    while log.front().is_some_and(|&at| now.saturating_duration_since(at) >= WINDOW) {
+fn admit(log: &mut VecDeque<Instant>, limit: usize, window: Duration, now: Instant) -> Result<(), Duration> {
+    while log.front().is_some_and(|&at| now.saturating_duration_since(at) >= window) {
         log.pop_front();
     }
     if log.len() >= limit {
@@ -63,7 +79,7 @@ fn admit(log: &mut VecDeque<Instant>, limit: usize, now: Instant) -> Result<(), 
         // stays bounded by the limit.
         log.drain(..log.len() - limit);
         let oldest = log.front().copied().unwrap_or(now);
-        return Err((oldest + WINDOW).saturating_duration_since(now));
+        return Err((oldest + window).saturating_duration_since(now));
     }
     log.push_back(now);
     Ok(())
@@ -191,6 +207,16 @@ mod tests {
         assert!(limiter.recent.contains_key("busy"));
         assert_eq!(limiter.take("other", 5, start + secs(125)), Ok(()));
         assert_eq!(limiter.recent.keys().collect::<Vec<_>>(), ["other"]);
+    }
+
+    #[test]
+    fn a_shortened_window_frees_slots_that_much_sooner() {
+        let mut limiter = RateLimiter::default();
+        limiter.set_window(secs(6));
+        let start = Instant::now();
+        assert_eq!(limiter.take("k", 1, start), Ok(()));
+        assert_eq!(limiter.take("k", 1, start + secs(2)), Err(secs(4)));
+        assert_eq!(limiter.take("k", 1, start + secs(6)), Ok(()));
     }
 
     #[test]

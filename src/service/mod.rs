@@ -28,7 +28,7 @@ use crate::{
     idempotency::Idempotency,
     metrics::Metrics,
     proto::{self, sso_service_server::SsoService},
-    quota::{Buckets, Limits},
+    quota::{Limits, SlidingWindows},
     reuse_store::ReuseStore,
     trace_context,
     upstream::UpstreamError,
@@ -43,7 +43,7 @@ pub struct SsoGateway {
     in_flight: Arc<Semaphore>,
     max_in_flight: usize,
     callers: Option<Arc<CallerAuth>>,
-    buckets: Arc<Buckets>,
+    windows: Arc<SlidingWindows>,
     limits: Limits,
     idempotency: Arc<Idempotency>,
     refresh_reuse: Option<Arc<refresh_reuse::RefreshReuse>>,
@@ -62,7 +62,7 @@ pub struct GatewayParts {
     /// With it, every caller must authenticate and be allowed by the policy.
     pub callers: Option<Arc<CallerAuth>>,
     /// Where the per-caller and per-email limits are counted.
-    pub buckets: Arc<Buckets>,
+    pub windows: Arc<SlidingWindows>,
     pub limits: Limits,
     /// Where CreateAccount idempotency keys are remembered.
     pub idempotency: Arc<Idempotency>,
@@ -80,7 +80,7 @@ impl SsoGateway {
             in_flight: Arc::new(Semaphore::new(parts.max_in_flight)),
             max_in_flight: parts.max_in_flight,
             callers: parts.callers,
-            buckets: parts.buckets,
+            windows: parts.windows,
             limits: parts.limits,
             idempotency: parts.idempotency,
             refresh_reuse: parts.refresh_reuse.map(|store| Arc::new(refresh_reuse::RefreshReuse::new(store))),

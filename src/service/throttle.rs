@@ -1,6 +1,9 @@
 //! The per-caller and per-email limits of the sign-in calls (IssueOneTimeToken
 //! and Login), against token-minting and credential-stuffing bursts. A call
-//! over a limit is refused before it costs the vendor anything.
+//! over a limit is refused at once, before it costs the vendor anything: these
+//! limits stop bursts, so a call over them never waits. They count with the
+//! same sliding log as the vendor's quota ([`crate::quota`]): no more than the
+//! limit in any minute, and `RetryInfo` says exactly when the next call fits.
 
 use super::SsoGateway;
 use crate::{
@@ -16,7 +19,7 @@ impl SsoGateway {
         if let Some(caller) = caller
             && self.limits.caller_per_minute > 0
         {
-            self.buckets
+            self.windows
                 .take(&format!("caller:{caller}"), self.limits.caller_per_minute)
                 .await
                 .map_err(|retry_after| SsoError::Throttled { scope: ThrottleScope::Caller, retry_after })?;
@@ -24,7 +27,7 @@ impl SsoGateway {
         if self.limits.email_per_minute == 0 {
             return Ok(());
         }
-        self.buckets
+        self.windows
             .take(&quota::email_key(tenant, email), self.limits.email_per_minute)
             .await
             .map(|_| ())

@@ -1,7 +1,8 @@
 //! The admission gate of one tenant's API (its Broker-API or its platform):
 //! before a call is sent it must get one of the API's concurrency slots, a
-//! token from the API's share of the vendor's quota and the circuit breaker's
-//! permission; once admitted, its retries draw on the API's retry budget and
+//! slot in the API's share of the vendor's quota (waiting for one briefly,
+//! in order, when it frees within `--quota-max-wait`) and the circuit
+//! breaker's permission; once admitted, its retries draw on the API's retry budget and
 //! its outcome is recorded by the breaker.
 
 use std::{
@@ -12,7 +13,10 @@ use std::{
     },
     time::Duration,
 };
-use tokio::sync::{Semaphore, SemaphorePermit};
+use tokio::{
+    sync::{Semaphore, SemaphorePermit},
+    time::Instant,
+};
 
 use super::{
     error::{Endpoint, UpstreamError, UpstreamFault},
@@ -21,38 +25,43 @@ use super::{
 use crate::{
     deadline::Deadline,
     metrics::{Metrics, UpstreamSeries},
-    quota::Buckets,
+    quota::{SlidingWindows, Slot},
 };
 
 /// What every tenant API's gate is built from and reports to, shared by all of
-/// them: the metrics, the buckets that keep each API key and platform inside
-/// the vendor's quota across the fleet (in memory or in Redis), that quota per
-/// minute, and how failures are retried and circuit-broken.
+/// them: the metrics, the sliding windows that keep each API key and platform
+/// inside the vendor's quota across the fleet (in memory or in Redis), that
+/// quota per minute and how long a call may wait for a slot, and how failures
+/// are retried and circuit-broken.
 #[derive(Debug)]
 pub struct GateContext {
     metrics: Arc<Metrics>,
-    buckets: Arc<Buckets>,
+    windows: Arc<SlidingWindows>,
     /// Calls per minute per API key and per platform; 0 for no limit.
     upstream_per_minute: u32,
+    /// How long a call may wait for a quota slot (within its deadline); zero: never.
+    quota_max_wait: Duration,
     resilience: ResilienceSettings,
 }
 
 impl GateContext {
-    /// A context reporting to `metrics`, taking quota from `buckets`
-    /// (`upstream_per_minute` calls per minute per tenant API; 0: no limit).
+    /// A context reporting to `metrics`, taking quota from `windows`
+    /// (`upstream_per_minute` calls per minute per tenant API; 0: no limit),
+    /// and letting a call wait up to `quota_max_wait` for a slot.
     pub fn new(
         metrics: Arc<Metrics>,
-        buckets: Arc<Buckets>,
+        windows: Arc<SlidingWindows>,
         upstream_per_minute: u32,
+        quota_max_wait: Duration,
         resilience: ResilienceSettings,
     ) -> Arc<Self> {
-        Arc::new(Self { metrics, buckets, upstream_per_minute, resilience })
+        Arc::new(Self { metrics, windows, upstream_per_minute, quota_max_wait, resilience })
     }
 
     /// Metrics only: no quota, no retries, no breaker, no concurrency limit
     /// (for tests and tools).
     pub fn unlimited(metrics: Arc<Metrics>) -> Arc<Self> {
-        Self::new(metrics, Arc::new(Buckets::in_memory()), 0, ResilienceSettings::off())
+        Self::new(metrics, Arc::new(SlidingWindows::in_memory()), 0, Duration::ZERO, ResilienceSettings::off())
     }
 }
 
@@ -66,8 +75,8 @@ pub(crate) struct UpstreamGate {
     tenant: String,
     api: &'static str,
     context: Arc<GateContext>,
-    /// The quota bucket of this tenant's API.
-    bucket: String,
+    /// The quota's key for this tenant's API.
+    quota_key: String,
     /// Slots for calls in flight to this tenant's API, if limited.
     slots: Option<Semaphore>,
     breaker: Breaker,
@@ -86,7 +95,7 @@ impl UpstreamGate {
         Self {
             tenant: tenant.to_string(),
             api,
-            bucket: format!("upstream:{tenant}:{api}"),
+            quota_key: format!("upstream:{tenant}:{api}"),
             slots: (resilience.max_concurrent_calls > 0).then(|| Semaphore::new(resilience.max_concurrent_calls)),
             breaker: Breaker::new(resilience),
             circuit_published: AtomicI64::new(-1),
@@ -101,8 +110,8 @@ impl UpstreamGate {
     }
 
     /// Lets a call to `endpoint` through, or says why it was not sent: no
-    /// slot freed up before `deadline`, the quota is used up, or the circuit
-    /// is open.
+    /// slot freed up before `deadline`, no quota slot frees within the wait
+    /// allowed, or the circuit is open.
     pub(crate) async fn admit(&self, endpoint: Endpoint, deadline: Deadline) -> Result<Admitted<'_>, UpstreamError> {
         let refused = |fault| UpstreamError::new(endpoint, None, fault);
         // A slot first: beyond the limit a call waits here, holding no connection.
@@ -116,8 +125,12 @@ impl UpstreamGate {
         // The vendor's limit is per API key (and per platform) for the whole fleet.
         let per_minute = self.context.upstream_per_minute;
         if per_minute > 0 {
-            match self.context.buckets.take(&self.bucket, per_minute).await {
-                Ok(left) => self.context.metrics.quota_left(&self.tenant, self.api, left),
+            let max_wait = self.context.quota_max_wait.min(deadline.remaining());
+            match self.context.windows.reserve(&self.quota_key, per_minute, max_wait).await {
+                Ok(quota_slot) => {
+                    self.context.metrics.quota_left(&self.tenant, self.api, quota_slot.left());
+                    self.wait_for(quota_slot).await;
+                }
                 Err(retry_after) => {
                     self.context.metrics.quota_left(&self.tenant, self.api, 0);
                     return Err(refused(UpstreamFault::QuotaExhausted { retry_after }));
@@ -131,6 +144,16 @@ impl UpstreamGate {
         Ok(Admitted { gate: self, endpoint, _slot: slot })
     }
 
+    /// Waits until a reserved quota slot frees, counted in the metrics even
+    /// when the caller gives up on the way.
+    async fn wait_for(&self, quota_slot: Slot) {
+        if quota_slot.wait().is_zero() {
+            return;
+        }
+        let _waiting = QuotaWait::begin(self);
+        quota_slot.until_free().await;
+    }
+
     /// Counts one finished call, whatever its outcome.
     pub(crate) fn count_call(
         &self,
@@ -142,6 +165,25 @@ impl UpstreamGate {
         let series = self.series[endpoint.index()]
             .get_or_init(|| self.context.metrics.upstream_series(&self.tenant, endpoint.name()));
         self.context.metrics.upstream_call(series, &self.tenant, endpoint.name(), status_label(status, fault), latency);
+    }
+}
+
+/// A call waiting for its quota slot, as the metrics count it.
+struct QuotaWait<'gate> {
+    gate: &'gate UpstreamGate,
+    began: Instant,
+}
+
+impl<'gate> QuotaWait<'gate> {
+    fn begin(gate: &'gate UpstreamGate) -> Self {
+        gate.context.metrics.quota_wait_began(&gate.tenant, gate.api);
+        Self { gate, began: Instant::now() }
+    }
+}
+
+impl Drop for QuotaWait<'_> {
+    fn drop(&mut self) {
+        self.gate.context.metrics.quota_wait_ended(&self.gate.tenant, self.gate.api, self.began.elapsed());
     }
 }
 
