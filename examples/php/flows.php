@@ -37,7 +37,12 @@ $login = $client->login($email, $password);
 check(($login['session']['accessToken'] ?? '') !== '', 'login returns a session');
 $renewed = $client->refresh($login['session']['refreshToken']);
 check($renewed['session']['refreshToken'] !== $login['session']['refreshToken'], 'the refresh token rotates');
-expectError('REFRESH_TOKEN_INVALID', fn () => $client->refresh($login['session']['refreshToken']));
+// A repeat inside the reuse window (default 10 s) gets the same renewed session, so a retry
+// after a timeout or a second tab does not sign the user out; a token the platform never
+// issued (or one spent longer ago) is refused.
+$again = $client->refresh($login['session']['refreshToken']);
+check($again['session']['refreshToken'] === $renewed['session']['refreshToken'], 'a repeat gets the same session');
+expectError('REFRESH_TOKEN_INVALID', fn () => $client->refresh('never-issued-refresh-token'));
 echo "login + refresh: ok\n";
 
 // Existing user without a password: a one-time link, or a session at once.

@@ -60,7 +60,11 @@ def test_curl_calls_every_rpc_and_gets_its_success_and_its_error(gateway):
 
     status, body = curl(gateway, "/v1/sessions:refresh", json.dumps({"refreshToken": refresh_token}))
     assert status == 200 and body["session"]["refreshToken"] != refresh_token, body
+    renewed = body["session"]["refreshToken"]
+    # A repeat inside the reuse window gets the same renewed session; an unknown token is refused.
     status, body = curl(gateway, "/v1/sessions:refresh", json.dumps({"refreshToken": refresh_token}))
+    assert status == 200 and body["session"]["refreshToken"] == renewed, body
+    status, body = curl(gateway, "/v1/sessions:refresh", json.dumps({"refreshToken": "never-issued-refresh-token"}))
     assert (status, reason(body)) == (401, "REFRESH_TOKEN_INVALID"), body
 
     issue = json.dumps({"email": DEMO_EMAIL, "validity": "120s"})
