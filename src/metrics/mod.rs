@@ -2,20 +2,30 @@
 //! (`grpc_server_handled_total`, `grpc_server_handling_seconds`, labels
 //! `grpc_service`, `grpc_method`, `grpc_type`, `grpc_code`), plus the upstream
 //! calls per endpoint and HTTP status, and build info. One registry per
-//! server instance, served on `--metrics-addr` at `/metrics`.
+//! server instance, served on `--metrics-addr` at `/metrics` ([`endpoint`]);
+//! the label sets are in [`labels`].
+
+mod endpoint;
+mod labels;
+
+pub use endpoint::{bind, serve};
+pub use labels::{Protocol, code_name};
+
+use labels::{
+    ApiLabels, BuildLabels, HandledLabels, ReasonLabels, RpcLabels, SavedCallLabels, UpstreamLabels,
+    UpstreamLatencyLabels,
+};
 
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    encoding::text::encode,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 use std::{
     borrow::Cow,
-    net::SocketAddr,
-    sync::{Arc, PoisonError, RwLock},
+    sync::{PoisonError, RwLock},
     time::Duration,
 };
-use tokio::net::TcpListener;
 use tonic::Code;
 
 /// The gRPC service name used as `grpc_service`.
@@ -26,81 +36,6 @@ const SERVICE: &str = "matchtrader.sso.v1.SsoService";
 const LATENCY_BUCKETS: [f64; 16] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
-/// The door an RPC came in through: the `protocol` label of the RPC metrics
-/// and the log line. The JSON/HTTP side marks its requests with it (as a
-/// request extension); a request without the mark came over gRPC.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum Protocol {
-    Grpc,
-    /// JSON over HTTP (see `json_api`).
-    Http,
-}
-
-impl Protocol {
-    /// The label value: `grpc` or `http`.
-    pub fn label(self) -> &'static str {
-        match self {
-            Protocol::Grpc => "grpc",
-            Protocol::Http => "http",
-        }
-    }
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RpcLabels {
-    grpc_type: &'static str,
-    grpc_service: &'static str,
-    grpc_method: &'static str,
-    protocol: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct HandledLabels {
-    grpc_type: &'static str,
-    grpc_service: &'static str,
-    grpc_method: &'static str,
-    grpc_code: &'static str,
-    protocol: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabels {
-    grpc_method: &'static str,
-    reason: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct UpstreamLabels {
-    tenant: String,
-    endpoint: &'static str,
-    status: Cow<'static, str>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct UpstreamLatencyLabels {
-    tenant: String,
-    endpoint: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ApiLabels {
-    tenant: String,
-    api: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct SavedCallLabels {
-    tenant: String,
-    endpoint: &'static str,
-    how: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BuildLabels {
-    version: &'static str,
-}
-
-/// All metrics of one server.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -390,56 +325,4 @@ impl Metrics {
         let _ = encode(&mut text, &self.registry);
         text
     }
-}
-
-/// Go-style gRPC code names, as the conventional `grpc_code` label spells them.
-pub fn code_name(code: Code) -> &'static str {
-    match code {
-        Code::Ok => "OK",
-        Code::Cancelled => "Canceled",
-        Code::Unknown => "Unknown",
-        Code::InvalidArgument => "InvalidArgument",
-        Code::DeadlineExceeded => "DeadlineExceeded",
-        Code::NotFound => "NotFound",
-        Code::AlreadyExists => "AlreadyExists",
-        Code::PermissionDenied => "PermissionDenied",
-        Code::ResourceExhausted => "ResourceExhausted",
-        Code::FailedPrecondition => "FailedPrecondition",
-        Code::Aborted => "Aborted",
-        Code::OutOfRange => "OutOfRange",
-        Code::Unimplemented => "Unimplemented",
-        Code::Internal => "Internal",
-        Code::Unavailable => "Unavailable",
-        Code::DataLoss => "DataLoss",
-        Code::Unauthenticated => "Unauthenticated",
-    }
-}
-
-/// Serves `GET /metrics` on `listener` until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::{http::header, routing::get};
-    let app = axum::Router::new().route(
-        "/metrics",
-        get(move || {
-            let metrics = metrics.clone();
-            async move {
-                (
-                    [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-                    metrics.render(),
-                )
-            }
-        }),
-    );
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
-}
-
-/// Binds the metrics address, naming the setting on failure.
-pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("invalid setting --metrics-addr: cannot bind {addr}: {e}"))
 }
