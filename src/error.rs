@@ -29,8 +29,11 @@ pub mod metadata_key {
     pub const UPSTREAM_REASON: &str = "upstreamReason";
     /// The authenticated caller a CALLER_NOT_PERMITTED refers to.
     pub const CALLER: &str = "caller";
+    /// With ACCOUNT_CREATION_OUTCOME_UNKNOWN: what the lookup by email that
+    /// followed found (`not_found`, `failed`, `no_time`).
+    pub const LOOKUP: &str = "lookup";
     /// Every key above.
-    pub const ALL: [&str; 5] = [TENANT, ENDPOINT, UPSTREAM_STATUS, UPSTREAM_REASON, CALLER];
+    pub const ALL: [&str; 6] = [TENANT, ENDPOINT, UPSTREAM_STATUS, UPSTREAM_REASON, CALLER, LOOKUP];
 }
 
 /// One invalid field of a request.
@@ -56,8 +59,9 @@ pub enum SsoError {
     /// An upstream call failed.
     Upstream { tenant: String, error: UpstreamError },
     /// The create-account call failed in a way that leaves open whether the
-    /// vendor created the account; it was not retried.
-    AccountCreationOutcomeUnknown { tenant: String, error: UpstreamError },
+    /// vendor created the account; it was not retried, and the lookup by
+    /// email that followed did not find the account.
+    AccountCreationOutcomeUnknown { tenant: String, error: UpstreamError, lookup: CreationLookup },
     /// Too many RPCs in flight: shed at once rather than queued.
     Overloaded { limit: usize },
     /// The caller presented no valid credentials.
@@ -74,6 +78,30 @@ pub enum SsoError {
     Replayed(Box<Status>),
     /// The idempotency store failed.
     IdempotencyUnavailable,
+}
+
+/// What the lookup by email after a create of unknown outcome came to, when
+/// it did not find the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreationLookup {
+    /// The vendor knows no account with the email (yet: a create still
+    /// running at the vendor may add it later).
+    NotFound,
+    /// The lookup itself failed (timeout, 5xx, refused, unexpected answer).
+    Failed,
+    /// Too little of the deadline was left to send it.
+    NoTime,
+}
+
+impl CreationLookup {
+    /// The value of the `lookup` metadata entry.
+    pub fn name(self) -> &'static str {
+        match self {
+            CreationLookup::NotFound => "not_found",
+            CreationLookup::Failed => "failed",
+            CreationLookup::NoTime => "no_time",
+        }
+    }
 }
 
 /// Which limit throttled a call.
@@ -136,8 +164,10 @@ impl SsoError {
                 format!("invalid request: {}", fields.join("; "))
             }
             SsoError::Upstream { error, .. } => error.to_string(),
-            SsoError::AccountCreationOutcomeUnknown { error, .. } => format!(
-                "the account may or may not have been created: {error}. It was not retried; look the email up before creating it again"
+            SsoError::AccountCreationOutcomeUnknown { error, lookup, .. } => format!(
+                "the account may or may not have been created: {error}. It was not retried, and the lookup by email \
+                 that followed gave `{}`; look the email up before creating it again",
+                lookup.name()
             ),
             SsoError::Overloaded { limit } => {
                 format!("the service is at its limit of {limit} RPCs in flight; retry shortly")
@@ -209,7 +239,7 @@ impl From<SsoError> for Status {
                     details.add_bad_request_violation(violation.field.clone(), violation.description.clone());
                 }
             }
-            SsoError::Upstream { tenant, error } | SsoError::AccountCreationOutcomeUnknown { tenant, error } => {
+            SsoError::Upstream { tenant, error } | SsoError::AccountCreationOutcomeUnknown { tenant, error, .. } => {
                 metadata.insert(metadata_key::TENANT.to_string(), tenant.clone());
                 metadata.insert(metadata_key::ENDPOINT.to_string(), error.endpoint.name().to_string());
                 if let Some(status) = error.status {
@@ -244,6 +274,9 @@ impl From<SsoError> for Status {
                 details.set_retry_info(Some(std::time::Duration::from_millis(500)));
             }
             SsoError::IdempotencyKeyReused | SsoError::Replayed(_) | SsoError::IdempotencyUnavailable => {}
+        }
+        if let SsoError::AccountCreationOutcomeUnknown { lookup, .. } = &error {
+            metadata.insert(metadata_key::LOOKUP.to_string(), lookup.name().to_string());
         }
         details.set_error_info(reason, ERROR_DOMAIN, metadata);
         Status::with_error_details(code, error.message(), details)
@@ -307,7 +340,11 @@ mod tests {
         let mut sent = std::collections::BTreeSet::new();
         for error in [
             SsoError::Upstream { tenant: "acme".into(), error: failed_login },
-            SsoError::AccountCreationOutcomeUnknown { tenant: "acme".into(), error: failed_create() },
+            SsoError::AccountCreationOutcomeUnknown {
+                tenant: "acme".into(),
+                error: failed_create(),
+                lookup: CreationLookup::NoTime,
+            },
             SsoError::CallerNotPermitted { caller: "crm".into() },
         ] {
             sent.extend(metadata_of(error).into_keys());
@@ -326,8 +363,13 @@ mod tests {
     fn outcome_unknown_keeps_the_upstream_cause_in_its_metadata() {
         let error =
             UpstreamError { endpoint: Endpoint::CreateAccount, status: Some(503), fault: UpstreamFault::ServerError };
-        let metadata = metadata_of(SsoError::AccountCreationOutcomeUnknown { tenant: "acme".into(), error });
+        let metadata = metadata_of(SsoError::AccountCreationOutcomeUnknown {
+            tenant: "acme".into(),
+            error,
+            lookup: CreationLookup::NotFound,
+        });
         assert_eq!(metadata.get("upstreamReason").map(String::as_str), Some("UPSTREAM_UNAVAILABLE"));
+        assert_eq!(metadata.get("lookup").map(String::as_str), Some("not_found"));
         assert_eq!(metadata.get("upstreamStatus").map(String::as_str), Some("503"));
         assert_eq!(metadata.get("endpoint").map(String::as_str), Some("create_account"));
         assert_eq!(metadata.get("tenant").map(String::as_str), Some("acme"));

@@ -2,7 +2,7 @@
 //! API key (raw or Bearer), with the vendor's validation and error bodies.
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     body::Bytes,
     extract::{Path, State},
     http::{HeaderMap, StatusCode, header},
@@ -13,7 +13,12 @@ use serde_json::{Map, Value, json};
 use std::{sync::Arc, time::Duration};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::{SANDBOX_API_KEY, Shared, email::vendor_accepts_email, lock, problem, rate_limited, state};
+use super::{
+    SANDBOX_API_KEY, Shared,
+    email::vendor_accepts_email,
+    faults::{WithholdAnswer, hang},
+    lock, problem, rate_limited, state,
+};
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -70,7 +75,12 @@ fn account_json(account: &state::Account, one_time_token: Option<&str>) -> Value
     Value::Object(body)
 }
 
-async fn create_account(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_account(
+    State(shared): State<Arc<Shared>>,
+    withhold: Option<Extension<WithholdAnswer>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     const PATH: &str = "/v1/accounts";
     shared.count("create_account");
     if let Some(refusal) = refuse(&shared, &headers, PATH) {
@@ -112,11 +122,16 @@ async fn create_account(State(shared): State<Arc<Shared>>, headers: HeaderMap, b
         created: OffsetDateTime::now_utc(),
         sections: request,
     };
-    let mut state = lock(&shared.state);
-    let Some(account) = state.add_account(account) else {
+    let created = {
+        let mut state = lock(&shared.state);
+        state.add_account(account).map(|account| (account, state.issue_token(&email, state::ACCOUNT_TOKEN_VALIDITY)))
+    };
+    let Some((account, token)) = created else {
         return problem(StatusCode::CONFLICT, "Account with this email already exists", PATH);
     };
-    let token = state.issue_token(&email, state::ACCOUNT_TOKEN_VALIDITY);
+    if withhold.is_some() {
+        return hang().await;
+    }
     Json(account_json(&account, token.as_deref())).into_response()
 }
 

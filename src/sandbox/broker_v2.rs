@@ -6,7 +6,7 @@
 //! Served under its own prefix, as v2 has a host of its own at the vendor.
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     body::Bytes,
     extract::{Path, State},
     http::{HeaderMap, StatusCode, header},
@@ -18,8 +18,10 @@ use std::{sync::Arc, time::Duration};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::{
-    BROKER_API_V2_PREFIX, DEMO_BROKER_ID, SANDBOX_V2_API_KEY, Shared, email::vendor_accepts_email, lock, problem,
-    problem_body, rate_limited, state,
+    BROKER_API_V2_PREFIX, DEMO_BROKER_ID, SANDBOX_V2_API_KEY, Shared,
+    email::vendor_accepts_email,
+    faults::{WithholdAnswer, hang},
+    lock, problem, problem_body, rate_limited, state,
 };
 
 const ALREADY_EXISTS: &str = "error://broker-api/user-account/already-exists";
@@ -70,7 +72,12 @@ fn not_found(path: &str) -> Response {
         .into_response()
 }
 
-async fn create_user_account(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn create_user_account(
+    State(shared): State<Arc<Shared>>,
+    withhold: Option<Extension<WithholdAnswer>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = full_path("/v1/user-accounts");
     shared.count("create_user_account");
     if let Some(refusal) = refuse(&shared, &headers, &path) {
@@ -102,7 +109,9 @@ async fn create_user_account(State(shared): State<Arc<Shared>>, headers: HeaderM
         created: OffsetDateTime::now_utc(),
         sections: Map::new(),
     };
-    match lock(&shared.state).add_account(account) {
+    let added = lock(&shared.state).add_account(account);
+    match added {
+        Some(_) if withhold.is_some() => hang().await,
         Some(account) => Json(user_json(&account)).into_response(),
         None => problem_body(StatusCode::CONFLICT, "A user account with this email exists", &path)
             .typed(ALREADY_EXISTS, "User account already exists.")

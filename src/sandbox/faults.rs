@@ -1,6 +1,7 @@
 //! Fault switches: latency, server errors, connection resets mid-body,
-//! malformed bodies and hangs, applied to the vendor endpoints (never to the
-//! control endpoints). All off by default.
+//! malformed bodies and hangs (before or after the request was processed),
+//! applied to the vendor endpoints (never to the control endpoints). All off
+//! by default.
 
 use axum::{
     body::{Body, Bytes},
@@ -29,6 +30,11 @@ pub enum FaultKind {
     MalformedBody,
     /// No answer at all, until the client gives up.
     Hang,
+    /// The account is created, then the answer is withheld until the client
+    /// gives up: a vendor that did the work but whose answer was lost on the
+    /// way back. Applied by the account-creating handlers (v1, CRM-API, v2)
+    /// only; other requests under the path filters are answered as usual.
+    HangAfterProcessing,
     /// 403 with a Problem body: the key lacks the permission.
     Forbidden,
     /// 422 with a Problem body: the vendor refuses the request.
@@ -131,10 +137,25 @@ pub(super) async fn apply(State(shared): State<Arc<Shared>>, request: Request, n
         FaultKind::Unprocessable => {
             super::problem(StatusCode::UNPROCESSABLE_ENTITY, "The request cannot be processed", request.uri().path())
         }
-        FaultKind::Hang => {
-            // Dropped when the client disconnects; bounded so nothing lingers forever.
-            tokio::time::sleep(Duration::from_secs(300)).await;
-            StatusCode::GATEWAY_TIMEOUT.into_response()
+        FaultKind::Hang => hang().await,
+        FaultKind::HangAfterProcessing => {
+            // Only a create handler knows when its work is done (and a lookup
+            // under the same path prefix must still answer): the mark tells
+            // the create handlers to withhold their answer; others ignore it.
+            let mut request = request;
+            request.extensions_mut().insert(WithholdAnswer);
+            next.run(request).await
         }
     }
+}
+
+/// Marks a request whose create handler is to withhold the answer once the account exists.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct WithholdAnswer;
+
+/// No answer until the client gives up: the future is dropped when the
+/// client disconnects, and bounded so nothing lingers forever.
+pub(super) async fn hang() -> Response {
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    StatusCode::GATEWAY_TIMEOUT.into_response()
 }

@@ -1,7 +1,8 @@
 //! CreateAccount: validate, honour the idempotency key, create the account at
 //! the vendor, then hand back a login link or a live session. Once the vendor
 //! has created the account every later failure is reported inside an OK
-//! answer, so the caller never creates the same user twice.
+//! answer, so the caller never creates the same user twice; a create whose
+//! answer was lost is resolved by a lookup ([`super::creation_lookup`]).
 
 use secrecy::SecretString;
 use time::OffsetDateTime;
@@ -9,6 +10,7 @@ use tracing::Instrument as _;
 
 use super::{
     SsoGateway, Tenant,
+    creation_lookup::{Created, create_deadline, created_or_looked_up},
     envelope::Call,
     idempotent::{recordable, replay, request_fingerprint},
     replies,
@@ -88,19 +90,17 @@ impl SsoGateway {
             return self.create_account_v2(tenant, command, v2, deadline).await;
         }
         let email = command.account.email.clone();
-        let created = tenant.broker.create_account(&command.account, deadline).await.map_err(|error| {
-            if error.may_have_been_processed() {
-                SsoError::AccountCreationOutcomeUnknown { tenant: tenant.settings.name.clone(), error }
-            } else {
-                SsoError::Upstream { tenant: tenant.settings.name.clone(), error }
-            }
-        })?;
+        let attempt = tenant.broker.create_account(&command.account, create_deadline(deadline)).await;
+        let Created { account: created, resolved_by_lookup } =
+            created_or_looked_up(tenant, &email, attempt, deadline).await?;
         // From here on the account exists: every failure is reported inside an OK answer.
         let account = replies::account(&created, &email);
-        let mut response = proto::CreateAccountResponse { account: Some(account), ..Default::default() };
+        let mut response =
+            proto::CreateAccountResponse { account: Some(account), resolved_by_lookup, ..Default::default() };
         let token = match created.one_time_token {
             Some(token) => Ok((token, None)),
-            // The vendor may omit the token: mint one so the caller still gets a link.
+            // The vendor may omit the token (and a lookup never has one): mint
+            // one so the caller still gets a link.
             None => tenant
                 .broker
                 .issue_one_time_token(&email, tenant.settings.one_time_token_validity, deadline)

@@ -2,9 +2,14 @@
 //! user account with `{email, password}`, open its trading account, then mint
 //! a one-time token for a login link or a session. Once the user account
 //! exists nothing is sent to create it again: every later failure is reported
-//! inside an OK answer (`trading_account_error`, `sign_in_error`).
+//! inside an OK answer (`trading_account_error`, `sign_in_error`). A create
+//! whose answer was lost is resolved by a lookup of the user account.
 
-use super::{SsoGateway, Tenant, replies};
+use super::{
+    SsoGateway, Tenant,
+    creation_lookup::{Created, create_deadline, created_or_looked_up},
+    replies,
+};
 use crate::{
     convert::{CreateAccountCommand, V2Sequence},
     deadline::Deadline,
@@ -31,18 +36,19 @@ impl SsoGateway {
                 "Broker-API v2 takes no such profile fields: they are not sent (see docs/migrating-to-broker-api-v2.md)"
             );
         }
-        let created =
-            tenant.broker.create_user_account(email, &command.account.password, deadline).await.map_err(|error| {
-                if error.may_have_been_processed() {
-                    SsoError::AccountCreationOutcomeUnknown { tenant: tenant.settings.name.clone(), error }
-                } else {
-                    SsoError::Upstream { tenant: tenant.settings.name.clone(), error }
-                }
-            })?;
+        let attempt =
+            tenant.broker.create_user_account(email, &command.account.password, create_deadline(deadline)).await;
+        // A user account found by the lookup goes on exactly as a created one:
+        // its trading account is opened by the calls below, never by the create.
+        let Created { account: created, resolved_by_lookup } =
+            created_or_looked_up(tenant, email, attempt, deadline).await?;
         // From here on the user account exists: every failure is reported inside an OK answer.
         let account_uuid = created.uuid.clone().unwrap_or_default();
-        let mut response =
-            proto::CreateAccountResponse { account: Some(replies::account(&created, email)), ..Default::default() };
+        let mut response = proto::CreateAccountResponse {
+            account: Some(replies::account(&created, email)),
+            resolved_by_lookup,
+            ..Default::default()
+        };
         if let Some(trading_account) = &sequence.trading_account {
             let share = Deadline::after(deadline.remaining() / TRADING_ACCOUNT_SHARE);
             let opened = if account_uuid.is_empty() {

@@ -49,9 +49,28 @@ macro_rules! names_tenant {
 
 names_tenant!(proto::CreateAccountRequest, proto::IssueOneTimeTokenRequest, proto::LoginRequest, proto::RefreshRequest);
 
+/// What an answer adds to its RPC's log line, beyond code and reason.
+pub(super) trait LogNote {
+    /// `Some(true)` when a CreateAccount was resolved by a lookup; `None`
+    /// leaves the field out of the line.
+    fn resolved_by_lookup(&self) -> Option<bool> {
+        None
+    }
+}
+
+impl LogNote for proto::CreateAccountResponse {
+    fn resolved_by_lookup(&self) -> Option<bool> {
+        self.resolved_by_lookup.then_some(true)
+    }
+}
+
+impl LogNote for proto::IssueOneTimeTokenResponse {}
+impl LogNote for proto::LoginResponse {}
+impl LogNote for proto::RefreshResponse {}
+
 impl SsoGateway {
     /// Runs `flow` for `request` inside the envelope.
-    pub(super) async fn envelope<'a, Req: NamesTenant, Resp>(
+    pub(super) async fn envelope<'a, Req: NamesTenant, Resp: LogNote>(
         &'a self,
         method: &'static str,
         request: Request<Req>,
@@ -99,6 +118,7 @@ impl SsoGateway {
             },
         };
         let elapsed = started.elapsed();
+        let resolved_by_lookup = result.as_ref().ok().and_then(LogNote::resolved_by_lookup);
         let (code, reason, outcome) = match result {
             Ok(response) => (Code::Ok, None, Ok(Response::new(response))),
             Err(error) => {
@@ -116,6 +136,7 @@ impl SsoGateway {
             peer = peer.as_str(),
             code = metrics::code_name(code),
             reason = reason.unwrap_or(""),
+            resolved_by_lookup,
             latency_us = elapsed.as_micros() as u64,
             trace_id = trace_id.as_str(),
             "rpc finished"

@@ -17,8 +17,8 @@ pub(super) fn request_fingerprint(request: &proto::CreateAccountRequest) -> Stri
     sha1_smol::Sha1::from(essence.encode_to_vec()).digest().to_string()
 }
 
-/// The outcomes a retry must see again: an account, or a definite refusal by
-/// the vendor. Anything else means nothing was created, so a retry runs anew
+/// The outcomes a retry must see again: an account (also one found by the
+/// lookup after a lost answer), or a definite refusal by the vendor. Anything else means nothing was created, so a retry runs anew
 /// (and if the vendor did create the account, it then says it already exists).
 pub(super) fn recordable(result: &Result<proto::CreateAccountResponse, SsoError>) -> Option<Outcome> {
     match result {

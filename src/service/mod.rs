@@ -5,6 +5,7 @@
 
 mod create_account;
 mod create_account_v2;
+mod creation_lookup;
 mod envelope;
 mod idempotent;
 mod login;

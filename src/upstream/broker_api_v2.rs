@@ -1,7 +1,9 @@
 //! Broker-API v2 on the tenant's Broker-API client: the user account (exactly
 //! `{email, password}`, no token in the answer), the trading account opened
-//! for it, and the lookup by email and service information that the
-//! preflight reads. The one-time token is v1's call, shared.
+//! for it, and the service information that the preflight reads. The lookup
+//! by email serves every generation (each has its own path): the preflight
+//! probes with it, and CreateAccount resolves a create of unknown outcome
+//! with it. The one-time token is v1's call, shared.
 
 use http::{
     HeaderValue,
@@ -167,14 +169,21 @@ impl BrokerApi {
         })
     }
 
-    /// Whether an account has `email`: the lookup answers 200, or 404 (v2)
-    /// or a problem saying so when there is none.
+    /// Whether an account has `email` (see [`BrokerApi::find_account`]).
     pub async fn account_exists(&self, email: &str, deadline: Deadline) -> Result<bool, UpstreamError> {
+        self.find_account(email, deadline).await.map(|found| found.is_some())
+    }
+
+    /// The account with `email`, read like a create's answer (v1 and CRM-API:
+    /// the account; v2: the user account `{uuid, created, brokerId, email}`).
+    /// `None` when the lookup answers 404 (v2) or a problem saying so (v1).
+    /// A GET, so sending it can never create anything.
+    pub async fn find_account(&self, email: &str, deadline: Deadline) -> Result<Option<CreatedAccount>, UpstreamError> {
         let endpoint = Endpoint::AccountByEmail;
         let url = self.v2.filled(endpoint, &self.v2.account_by_email, paths::EMAIL, email)?;
         match exchange(endpoint, &self.gate, &self.http, self.get(&url), deadline).await {
-            Ok(_) => Ok(true),
-            Err(error) if error.fault == UpstreamFault::AccountNotFound => Ok(false),
+            Ok(answer) => Ok(Some(parse_created_account(&answer))),
+            Err(error) if error.fault == UpstreamFault::AccountNotFound => Ok(None),
             Err(error) => Err(error),
         }
     }

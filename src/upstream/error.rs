@@ -16,7 +16,8 @@ pub enum Endpoint {
     CreateUserAccount,
     /// Broker-API v2: a trading account for an existing user account.
     OpenTradingAccount,
-    /// A Broker-API lookup by email (the preflight's v2 key check).
+    /// A Broker-API lookup by email (the preflight's v2 key check, and the
+    /// resolution of a create of unknown outcome).
     AccountByEmail,
     /// The Broker-API's service information (the preflight's v1 key check).
     ServiceInfo,
