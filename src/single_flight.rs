@@ -64,7 +64,10 @@ where
                     let (send, receive) = watch::channel(None);
                     running.insert(key.clone(), receive.clone());
                     let running = self.running.clone();
-                    let work = work();
+                    // Boxed here: the work is a whole upstream exchange, and moving it
+                    // by value into the task copied it several times per call (memcpy
+                    // was half of an IssueOneTimeToken's instructions).
+                    let work = Box::pin(work());
                     tokio::spawn(async move {
                         let value = work.await;
                         // The key is freed before the outcome is sent: a caller
