@@ -43,9 +43,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .skip_debug(SECRET_BEARING_MESSAGES.iter().copied())
         .compile_fds(descriptors.clone())?;
 
-    // The JSON side's types: the same messages, with pbjson's well-known types
-    // (Timestamp as RFC 3339, Duration as "300s") and serde impls that refuse
-    // unknown fields (pbjson's default).
+    // The JSON side's types: the same messages, with pbjson's serde impls that
+    // refuse unknown fields (pbjson's default); Timestamp and Duration are the
+    // crate's own (`src/json_api/well_known.rs`).
     let json_dir = out_dir.join("json");
     fs::create_dir_all(&json_dir)?;
     tonic_prost_build::configure()
@@ -54,6 +54,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .out_dir(&json_dir)
         .compile_well_known_types(true)
         .extern_path(".google.protobuf", "::pbjson_types")
+        // Timestamp and Duration in the canonical form (UTC with `Z`), refused with their form.
+        .extern_path(".google.protobuf.Timestamp", "crate::json_api::well_known::Timestamp")
+        .extern_path(".google.protobuf.Duration", "crate::json_api::well_known::Duration")
         .skip_debug(SECRET_BEARING_MESSAGES.iter().copied())
         .compile_fds(descriptors)?;
     pbjson_build::Builder::new().register_descriptors(&encoded)?.out_dir(&json_dir).build(&[PACKAGE])?;

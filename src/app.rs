@@ -114,6 +114,14 @@ impl App {
             idempotency: Arc::new(idempotency),
             refresh_reuse: (!reuse_window.is_zero()).then_some(reuse_store),
         });
+        // The sandbox's demo user is everyone's first caller: the README and every
+        // example sign it in, so its per-email limit is relaxed there.
+        #[cfg(feature = "sandbox")]
+        let gateway = if in_sandbox {
+            gateway.with_email_limit_for(crate::sandbox::DEMO_EMAIL, crate::sandbox::DEMO_EMAIL_LIMIT_PER_MINUTE)
+        } else {
+            gateway
+        };
         let grpc = bind("--listen", settings.listen).await?;
         let health = match settings.health_listen {
             Some(addr) => Some(bind("--health-listen", addr).await?),

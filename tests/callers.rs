@@ -149,6 +149,11 @@ async fn callers_are_authenticated_by_certificate_or_token_and_authorized_per_rp
     let other_tenant =
         anonymous.issue_one_time_token(bearer(ott("globex"), SIGNUP_TOKEN)).await.expect_err("not globex");
     assert_eq!(reason(&other_tenant), "CALLER_NOT_PERMITTED");
+    // A misspelt tenant names only the tenants this caller may use for this call.
+    let misspelt = anonymous.issue_one_time_token(bearer(ott("Acme"), SIGNUP_TOKEN)).await.expect_err("case");
+    assert_eq!(reason(&misspelt), "UNKNOWN_TENANT");
+    assert!(misspelt.message().contains("case-sensitive") && misspelt.message().contains("`acme`"), "{misspelt:?}");
+    assert!(!misspelt.message().contains("globex"), "a tenant it may not use stays unnamed: {misspelt:?}");
     let not_its_rpc = anonymous.login(bearer(login(), SIGNUP_TOKEN)).await.expect_err("signup may not log in");
     assert_eq!(reason(&not_its_rpc), "CALLER_NOT_PERMITTED");
 

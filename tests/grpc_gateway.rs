@@ -217,6 +217,11 @@ async fn an_unknown_tenant_is_invalid_argument() {
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(reason(&status), "UNKNOWN_TENANT");
     assert_eq!(violated_fields(&status), ["tenant"]);
+    // Without a policy every caller may use every tenant, so the refusal lists them.
+    let mut request = new_account("ada@example.com");
+    request.tenant = "Default".into();
+    let status = gateway.client.create_account(request).await.expect_err("names are case-sensitive");
+    assert!(status.message().contains("case-sensitive") && status.message().contains("`default`"), "{status:?}");
 }
 
 #[tokio::test]

@@ -19,6 +19,11 @@ fn browser() -> reqwest::Client {
     reqwest::Client::builder().cookie_store(true).build().expect("browser client")
 }
 
+/// The platform's root, from a login link (`{root}/?auth=…`).
+fn gateway_sandbox_root(redirect_url: &str) -> &str {
+    redirect_url.split("?auth=").next().expect("a link")
+}
+
 #[tokio::test]
 async fn new_user_gets_a_login_link_that_logs_in_once_and_only_once() {
     let (_sandbox, mut gateway) = spawn_sandbox_gateway(SandboxOptions::default()).await;
@@ -32,6 +37,8 @@ async fn new_user_gets_a_login_link_that_logs_in_once_and_only_once() {
 
     let second = browser().get(&link.redirect_url).send().await.expect("open link again");
     assert_eq!(second.status(), 401, "a one-time token works once");
+    let page = second.text().await.expect("page");
+    assert!(page.contains("already used") && !page.contains("expired"), "says which: {page}");
 }
 
 #[tokio::test]
@@ -123,6 +130,27 @@ async fn existing_user_logs_in_refreshes_and_a_repeat_with_the_spent_token_gets_
 }
 
 #[tokio::test]
+async fn the_access_token_sent_as_the_refresh_token_is_refused_before_any_vendor_call() {
+    let (sandbox, mut gateway) = spawn_sandbox_gateway(SandboxOptions::default()).await;
+    let login = gateway
+        .client
+        .login(LoginRequest { email: DEMO_EMAIL.into(), password: DEMO_PASSWORD.into(), ..Default::default() })
+        .await
+        .expect("login")
+        .into_inner();
+    let session = login.session.expect("session");
+    let mixed_up = RefreshRequest { refresh_token: session.access_token.clone(), ..Default::default() };
+    let status = gateway.client.refresh(mixed_up).await.expect_err("an access token does not refresh");
+    assert_eq!((status.code(), reason(&status).as_str()), (Code::InvalidArgument, "INVALID_REQUEST"));
+    assert!(status.message().contains("session.refresh_token"), "{status:?}");
+    assert!(!status.message().contains(&session.access_token), "the token is never echoed");
+    assert_eq!(sandbox.stats().get("refresh").copied().unwrap_or(0), 0, "the vendor saw no refresh");
+    let right = RefreshRequest { refresh_token: session.refresh_token, ..Default::default() };
+    gateway.client.refresh(right).await.expect("the refresh token itself works");
+    assert_eq!(sandbox.stats().get("refresh").copied(), Some(1));
+}
+
+#[tokio::test]
 async fn login_on_an_older_platform_shape_still_lists_trading_accounts() {
     let (sandbox, mut gateway) = spawn_sandbox_gateway(SandboxOptions::default()).await;
     sandbox.set_switches(Switches { legacy_login_shape: true, ..sandbox.switches() });
@@ -148,14 +176,20 @@ async fn one_time_tokens_expire_and_a_newer_one_voids_the_older() {
     let short =
         gateway.client.issue_one_time_token(issue(1)).await.expect("issued").into_inner().login_link.expect("link");
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(browser().get(&short.redirect_url).send().await.expect("open").status(), 401);
+    let expired = browser().get(&short.redirect_url).send().await.expect("open");
+    assert_eq!(expired.status(), 401);
+    assert!(expired.text().await.expect("page").contains("has expired"));
     // Regenerated: the first (1 hour) is void once a second (15 minutes) exists.
     let long =
         gateway.client.issue_one_time_token(issue(3600)).await.expect("issued").into_inner().login_link.expect("link");
     let newer =
         gateway.client.issue_one_time_token(issue(900)).await.expect("issued").into_inner().login_link.expect("link");
-    assert_eq!(browser().get(&long.redirect_url).send().await.expect("open").status(), 401);
+    let voided = browser().get(&long.redirect_url).send().await.expect("open");
+    assert_eq!(voided.status(), 401);
+    assert!(voided.text().await.expect("page").contains("replaced by a newer one"));
     assert_eq!(browser().get(&newer.redirect_url).send().await.expect("open").status(), 200);
+    let unknown = browser().get(format!("{}?auth=never-issued", gateway_sandbox_root(&newer.redirect_url))).send();
+    assert!(unknown.await.expect("open").text().await.expect("page").contains("no such token"));
     // Valid, redeemed server-side.
     let session = gateway
         .client

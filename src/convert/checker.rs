@@ -33,6 +33,9 @@ impl Checker {
     pub(super) fn email(&mut self, field: &str, value: String) -> String {
         if value.is_empty() {
             self.violation(field, "is required");
+        } else if value.trim() != value {
+            // Said plainly: a pasted address often carries a space or newline the caller cannot see.
+            self.violation(field, "has spaces or line breaks before or after the address; remove them");
         } else if !is_plausible_email(&value) {
             self.violation(field, "is not a valid email address");
         }

@@ -102,11 +102,32 @@ pub fn login(request: proto::LoginRequest, tenant: &TenantSettings) -> Result<Lo
     c.finish(LoginCommand { email, password, broker_id })
 }
 
-/// Validates Refresh.
+/// Whether `value` has the shape of a JWT: three base64url segments joined
+/// by dots, the first a JSON header (`{"` encodes as `eyJ`). The platform's
+/// session token (`co-auth`) is a JWT; its refresh token (`rt`) is not.
+fn looks_like_jwt(value: &str) -> bool {
+    let segments: Vec<&str> = value.split('.').collect();
+    segments.len() == 3
+        && value.starts_with("eyJ")
+        && segments
+            .iter()
+            .all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+}
+
+/// Validates Refresh. An access token sent as the refresh token (both come
+/// in the Login answer) is refused here: the platform would refuse it too,
+/// at the cost of a vendor call, and its answer would send the caller into a
+/// loop of logins.
 pub fn refresh(request: proto::RefreshRequest) -> Result<RefreshCommand, SsoError> {
     let proto::RefreshRequest { tenant: _, refresh_token } = request;
     let mut c = Checker::default();
-    if !refresh_token.is_empty() && !is_cookie_value(&refresh_token) {
+    if looks_like_jwt(&refresh_token) {
+        c.violation(
+            "refresh_token",
+            "is the session's access token, not its refresh token: send `session.refresh_token` from the \
+             Login answer (`refreshToken` in JSON)",
+        );
+    } else if !refresh_token.is_empty() && !is_cookie_value(&refresh_token) {
         c.violation("refresh_token", "contains characters a cookie value cannot hold");
     }
     let refresh_token = c.secret("refresh_token", refresh_token);
@@ -124,6 +145,33 @@ mod tests {
         }
         for bad in ["", "plain", "@x.com", "a@", "a@b", "a b@c.com", "a@-x.com", "a@x..com", "a@@x.com"] {
             assert!(!is_plausible_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn emails_with_surrounding_spaces_are_refused_saying_why() {
+        let mut checker = Checker::default();
+        checker.email("email", " a@b.co\n".into());
+        checker.email("other", "a@b.co".into());
+        let Err(SsoError::InvalidArgument { violations, .. }) = checker.finish(()) else { panic!("invalid") };
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(violations[0].description.contains("spaces"), "{:?}", violations[0]);
+    }
+
+    #[test]
+    fn an_access_token_sent_as_the_refresh_token_is_refused_with_the_field_to_send() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjF9.c2ln-_x";
+        let Err(SsoError::InvalidArgument { violations, .. }) =
+            refresh(proto::RefreshRequest { refresh_token: jwt.into(), ..Default::default() })
+        else {
+            panic!("must be refused")
+        };
+        assert_eq!(violations[0].field, "refresh_token");
+        assert!(violations[0].description.contains("session.refresh_token"), "{:?}", violations[0]);
+        assert!(!violations[0].description.contains(jwt));
+        for opaque in ["0a1b2c3d4e5f", "rt-1", "eyJ-but.only-two", "abc.def.ghi", "eyJa..c"] {
+            let request = proto::RefreshRequest { refresh_token: opaque.into(), ..Default::default() };
+            assert!(refresh(request).is_ok(), "{opaque}");
         }
     }
 

@@ -129,6 +129,23 @@ impl SsoError {
         }
     }
 
+    /// A `tenant` that names no configured tenant. `known` lists the names
+    /// the caller may use, when it is allowed to know them (without a policy,
+    /// every name; with one, those it grants this caller for this call);
+    /// `None` says nothing of the others.
+    pub fn unknown_tenant(known: Option<&[&str]>) -> Self {
+        let mut description = "names no configured tenant (names are case-sensitive)".to_string();
+        match known {
+            Some([]) => description.push_str("; none is open to this caller for this call"),
+            Some(names) => {
+                let quoted: Vec<String> = names.iter().map(|name| format!("`{name}`")).collect();
+                description.push_str(&format!("; the tenants are {}, or empty for the default", quoted.join(", ")));
+            }
+            None => {}
+        }
+        SsoError::InvalidArgument { reason: InvalidReason::UnknownTenant, violations: vec![Violation::new("tenant", description)] }
+    }
+
     /// The gRPC code and ErrorInfo reason of this error.
     pub fn code_and_reason(&self) -> (Code, &'static str) {
         match self {

@@ -9,6 +9,7 @@
 
 mod request;
 pub mod status;
+pub mod well_known;
 mod wire;
 
 use axum::{

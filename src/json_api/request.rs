@@ -48,29 +48,42 @@ pub async fn read_body(body: Body) -> Result<axum::body::Bytes, Refusal> {
 }
 
 /// The body as `T` in protobuf's JSON mapping; `message` names the proto
-/// message in the refusal.
+/// message in the refusal, which also names the field (by its JSON path, e.g.
+/// `validity` or `personalDetails.dateOfBirth`) when the fault is inside one.
 pub fn parse<T: DeserializeOwned>(body: &[u8], message: &str) -> Result<T, Refusal> {
-    serde_json::from_slice(body).map_err(|error| Refusal {
-        http: StatusCode::BAD_REQUEST,
-        code: Code::InvalidArgument,
-        reason: "INVALID_JSON",
-        message: format!("the body is not a valid {message} in JSON: {}", without_string_values(&error.to_string())),
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let parsed = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|error| (error.path().to_string(), error.into_inner()))
+        .and_then(|value| deserializer.end().map(|()| value).map_err(|error| (String::new(), error)));
+    parsed.map_err(|(path, error)| {
+        let cause = without_string_values(&error.to_string());
+        let field = if path == "." || path.is_empty() { String::new() } else { format!("field `{path}`: ") };
+        Refusal {
+            http: StatusCode::BAD_REQUEST,
+            code: Code::InvalidArgument,
+            reason: "INVALID_JSON",
+            message: format!("the body is not a valid {message} in JSON: {field}{cause}"),
+        }
     })
 }
 
 /// `text` with every double-quoted string replaced by `"…"`: serde names the
 /// value it could not take, and that value might be a misplaced password.
-/// Field names (in backticks) stay, since they say what to fix.
+/// Text in backticks stays: field names and the expected forms this service
+/// writes (`"300s"`), which say what to fix.
 fn without_string_values(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut quoted = false;
+    let (mut quoted, mut literal) = (false, false);
     for character in text.chars() {
-        if character == '"' {
-            if !quoted {
-                out.push_str("\"…\"");
-            }
-            quoted = !quoted;
-        } else if !quoted {
+        if quoted {
+            quoted = character != '"';
+        } else if character == '`' {
+            literal = !literal;
+            out.push(character);
+        } else if character == '"' && !literal {
+            out.push_str("\"…\"");
+            quoted = true;
+        } else {
             out.push(character);
         }
     }
@@ -118,6 +131,22 @@ mod tests {
             without_string_values("unknown field `passwd`, expected `password`"),
             "unknown field `passwd`, expected `password`"
         );
+        assert_eq!(without_string_values("got \"5m\", expected e.g. `\"300s\"`"), "got \"…\", expected e.g. `\"300s\"`");
+    }
+
+    #[test]
+    fn a_refusal_names_the_field_and_the_form_of_a_well_known_type() {
+        let body = br#"{"email":"a@b.co","validity":"5m"}"#;
+        let refusal = parse::<super::super::wire::IssueOneTimeTokenRequest>(body, "IssueOneTimeTokenRequest")
+            .expect_err("5m is not a JSON duration");
+        assert!(refusal.message.contains("field `validity`"), "{}", refusal.message);
+        assert!(refusal.message.contains("`\"300s\"`") && !refusal.message.contains("5m"), "{}", refusal.message);
+        let body = br#"{"email":"a@b.co","password":"p","personalDetails":{"firstname":"A","lastname":"B"},"leadDetails":{"becomeActiveClientTime":"hunter2"}}"#;
+        let refusal = parse::<super::super::wire::CreateAccountRequest>(body, "CreateAccountRequest").expect_err("bad");
+        assert!(refusal.message.contains("field `leadDetails.becomeActiveClientTime`"), "{}", refusal.message);
+        assert!(refusal.message.contains("RFC 3339") && !refusal.message.contains("hunter2"), "{}", refusal.message);
+        let refusal = parse::<super::super::wire::LoginRequest>(br#"{"email":"a@b.co"} x"#, "LoginRequest");
+        assert!(refusal.expect_err("trailing characters").message.contains("trailing"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod email;
 mod faults;
 mod platform;
 mod rate_limit;
+mod session_token;
 pub mod state;
 
 pub use arrivals::{Arrival, KEPT_PER_API};
@@ -52,6 +53,10 @@ pub const DEMO_GROUP: &str = "sandbox-retail";
 pub const DEMO_EMAIL: &str = "test@match-trade.com";
 /// The demo user's password.
 pub const DEMO_PASSWORD: &str = "abcd1234";
+/// IssueOneTimeToken and Login calls a minute for the demo user under
+/// `--sandbox`, in place of `--email-limit-per-minute` (20 by default): a
+/// newcomer runs the README and every example as that user in one minute.
+pub const DEMO_EMAIL_LIMIT_PER_MINUTE: u32 = 600;
 /// The sandbox platform's broker id (partner id).
 pub const DEMO_BROKER_ID: &str = "1";
 

@@ -173,9 +173,9 @@ async fn landing(State(shared): State<Arc<Shared>>, Query(query): Query<Landing>
     let redeemed = lock(&shared.state).redeem_token(&token);
     match redeemed {
         Ok(grant) => with_cookies(Redirect::to("/app").into_response(), &grant),
-        Err(_) => (
+        Err(refusal) => (
             StatusCode::UNAUTHORIZED,
-            Html("<!doctype html><title>Link not valid</title><h1>This login link is invalid, expired or already used.</h1>"),
+            Html(format!("<!doctype html><title>Link not valid</title><h1>{}</h1>", refusal.explanation())),
         )
             .into_response(),
     }

@@ -30,6 +30,8 @@ struct OneTimeToken {
     email: String,
     expires: Instant,
     spent: bool,
+    /// A newer token for the same user replaced it.
+    voided: bool,
 }
 
 #[derive(Debug)]
@@ -45,6 +47,20 @@ pub enum TokenRefusal {
     Spent,
     Expired,
     Voided,
+}
+
+impl TokenRefusal {
+    /// What the browser landing says: the sandbox knows which it is.
+    pub fn explanation(self) -> &'static str {
+        match self {
+            TokenRefusal::Unknown => "This login link is not valid: no such token was ever issued.",
+            TokenRefusal::Spent => "This login link was already used: each link signs in once. Ask for a new one.",
+            TokenRefusal::Expired => "This login link has expired. Ask for a new one.",
+            TokenRefusal::Voided => {
+                "This login link was replaced by a newer one for the same user: only the newest link works."
+            }
+        }
+    }
 }
 
 /// A granted platform session.
@@ -127,10 +143,13 @@ impl State {
         let token = random_token();
         self.one_time_tokens.insert(
             token.clone(),
-            OneTimeToken { email: account_email, expires: Instant::now() + validity, spent: false },
+            OneTimeToken { email: account_email, expires: Instant::now() + validity, spent: false, voided: false },
         );
-        if let Some(previous) = self.latest_token.insert(key(email), token.clone()) {
-            self.one_time_tokens.remove(&previous);
+        // The replaced token is kept, marked, so that its refusal can say why.
+        if let Some(previous) = self.latest_token.insert(key(email), token.clone())
+            && let Some(entry) = self.one_time_tokens.get_mut(&previous)
+        {
+            entry.voided = true;
         }
         Some(token)
     }
@@ -141,14 +160,14 @@ impl State {
         if entry.spent {
             return Err(TokenRefusal::Spent);
         }
+        if entry.voided {
+            return Err(TokenRefusal::Voided);
+        }
         if Instant::now() >= entry.expires {
             return Err(TokenRefusal::Expired);
         }
         entry.spent = true;
         let email = entry.email.clone();
-        if self.latest_token.get(&key(&email)).map(String::as_str) != Some(token) {
-            return Err(TokenRefusal::Voided);
-        }
         Ok(self.open_session(&email))
     }
 
@@ -160,9 +179,10 @@ impl State {
 
     /// Opens a session: a new access token and a new pair of refresh tokens.
     pub fn open_session(&mut self, email: &str) -> Grant {
+        let expires = OffsetDateTime::now_utc() + SESSION_LIFETIME;
         let grant = Grant {
             email: email.to_string(),
-            access_token: random_token(),
+            access_token: super::session_token::session_token(email, expires),
             refresh_token: random_token(),
             backend_refresh_token: random_token(),
         };
@@ -208,9 +228,12 @@ mod tests {
         state.add_account(account("a@b.co")).expect("added");
         let first = state.issue_token("a@b.co", Duration::from_secs(60)).expect("token");
         let second = state.issue_token("A@b.co", Duration::from_secs(60)).expect("token");
-        assert_eq!(state.redeem_token(&first).map(|_| ()), Err(TokenRefusal::Unknown));
+        assert_eq!(state.redeem_token(&first).map(|_| ()), Err(TokenRefusal::Voided));
         assert!(state.redeem_token(&second).is_ok());
         assert_eq!(state.redeem_token(&second).map(|_| ()), Err(TokenRefusal::Spent));
+        assert_eq!(state.redeem_token("never-issued").map(|_| ()), Err(TokenRefusal::Unknown));
+        let short = state.issue_token("a@b.co", Duration::ZERO).expect("token");
+        assert_eq!(state.redeem_token(&short).map(|_| ()), Err(TokenRefusal::Expired));
     }
 
     #[test]

@@ -151,9 +151,11 @@ impl SsoGateway {
         caller: &Result<String, SsoError>,
         tenant_field: &str,
     ) -> Result<Arc<Tenant>, SsoError> {
-        let Some(callers) = &self.callers else { return self.tenants.get(tenant_field) };
+        // Without a policy anyone may use every tenant, so may know their names;
+        // with one, a caller learns only the names it may use for this call.
+        let Some(callers) = &self.callers else { return self.tenants.get_or_list(tenant_field, |_| true) };
         let Ok(caller) = caller else { return Err(SsoError::CallerUnauthenticated) };
-        let tenant = self.tenants.get(tenant_field)?;
+        let tenant = self.tenants.get_or_list(tenant_field, |name| callers.authorize(caller, method, name))?;
         if !callers.authorize(caller, method, &tenant.settings.name) {
             return Err(SsoError::CallerNotPermitted { caller: caller.clone() });
         }

@@ -49,6 +49,8 @@ pub struct SsoGateway {
     idempotency: Arc<Idempotency>,
     refresh_reuse: Option<Arc<refresh_reuse::RefreshReuse>>,
     link_flights: Arc<one_time_token::LinkFlights>,
+    /// One email whose per-email limit differs from `limits` (lower-cased).
+    email_limit_exception: Option<(String, u32)>,
 }
 
 /// What a gateway is made of.
@@ -86,7 +88,16 @@ impl SsoGateway {
             idempotency: parts.idempotency,
             refresh_reuse: parts.refresh_reuse.map(|store| Arc::new(refresh_reuse::RefreshReuse::new(store))),
             link_flights: Arc::default(),
+            email_limit_exception: None,
         }
+    }
+
+    /// Gives `email` (in any case) its own per-email limit, in place of
+    /// `limits.email_per_minute`; for the sandbox's demo user. A limit that
+    /// is switched off stays off.
+    pub fn with_email_limit_for(mut self, email: &str, per_minute: u32) -> Self {
+        self.email_limit_exception = Some((email.to_lowercase(), per_minute));
+        self
     }
 }
 

@@ -4,7 +4,7 @@
 use std::{collections::HashMap, sync::Arc};
 
 use crate::{
-    error::{InvalidReason, SsoError, Violation},
+    error::SsoError,
     tenant::TenantSettings,
     upstream::{BrokerApi, GateContext, HttpClient, PlatformApi},
 };
@@ -47,15 +47,26 @@ impl Tenants {
         Ok(Self { by_name, default })
     }
 
-    /// The tenant a request names; empty selects the default.
+    /// The tenant a request names; empty selects the default. A refusal
+    /// lists the tenants for which `may_know` holds.
+    pub fn get_or_list(&self, name: &str, may_know: impl Fn(&str) -> bool) -> Result<Arc<Tenant>, SsoError> {
+        if name.is_empty() {
+            return Ok(self.default.clone());
+        }
+        self.by_name.get(name).cloned().ok_or_else(|| {
+            let names = self.names();
+            let known: Vec<&str> = names.iter().map(String::as_str).filter(|name| may_know(name)).collect();
+            SsoError::unknown_tenant(Some(&known))
+        })
+    }
+
+    /// The tenant a request names; empty selects the default. A refusal
+    /// names no other tenant.
     pub fn get(&self, name: &str) -> Result<Arc<Tenant>, SsoError> {
         if name.is_empty() {
             return Ok(self.default.clone());
         }
-        self.by_name.get(name).cloned().ok_or_else(|| SsoError::InvalidArgument {
-            reason: InvalidReason::UnknownTenant,
-            violations: vec![Violation::new("tenant", "names no configured tenant")],
-        })
+        self.by_name.get(name).cloned().ok_or_else(|| SsoError::unknown_tenant(None))
     }
 
     /// Names of all tenants, sorted.

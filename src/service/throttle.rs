@@ -27,8 +27,12 @@ impl SsoGateway {
         if self.limits.email_per_minute == 0 {
             return Ok(());
         }
+        let per_minute = match &self.email_limit_exception {
+            Some((excepted, per_minute)) if email.eq_ignore_ascii_case(excepted) => *per_minute,
+            _ => self.limits.email_per_minute,
+        };
         self.windows
-            .take(&quota::email_key(tenant, email), self.limits.email_per_minute)
+            .take(&quota::email_key(tenant, email), per_minute)
             .await
             .map(|_| ())
             .map_err(|retry_after| SsoError::Throttled { scope: ThrottleScope::Email, retry_after })
