@@ -1,6 +1,8 @@
 // Walks every seed flow against a running mtr-sso (e.g. `--sandbox`):
-//   node flows.js 127.0.0.1:50051 test@match-trade.com abcd1234
-// Exits non-zero on the first flow that does not behave as documented.
+//   node flows.js [target [demo-email demo-password]]
+// The target defaults to $MTR_SSO_TARGET, else 127.0.0.1:50051 (the README's
+// sandbox), and the user to the sandbox's demo user. Exits non-zero on the
+// first flow that does not behave as documented.
 'use strict';
 
 const assert = require('node:assert/strict');
@@ -18,7 +20,9 @@ async function expectError(reason, call) {
   assert.fail(`expected ${reason}, the call succeeded`);
 }
 
-async function main([target, demoEmail, demoPassword]) {
+const DEFAULTS = [process.env.MTR_SSO_TARGET || '127.0.0.1:50051', 'test@match-trade.com', 'abcd1234'];
+
+async function main([target = DEFAULTS[0], demoEmail = DEFAULTS[1], demoPassword = DEFAULTS[2]]) {
   const client = new SsoClient(target, { timeoutMs: 5000 });
   try {
     const login = await client.login(demoEmail, demoPassword);

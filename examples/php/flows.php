@@ -1,9 +1,10 @@
 <?php
 // Walks every RPC against a running mtr-sso (e.g. `mtr-sso --sandbox`):
 //
-//     php flows.php http://127.0.0.1:50051 test@match-trade.com abcd1234
+//     php flows.php [base-url [email password]]
 //
-// Prints one line per flow and exits non-zero on the first one that does not
+// The base URL defaults to $MTR_SSO_URL, else http://127.0.0.1:50051 (the
+// README's sandbox), and the user to the sandbox's demo user. Prints one line per flow and exits non-zero on the first one that does not
 // behave as documented.
 
 declare(strict_types=1);
@@ -29,7 +30,7 @@ function expectError(string $reason, callable $call): SsoError
     check(false, "expected $reason, the call succeeded");
 }
 
-[$script, $baseUrl, $email, $password] = $argv + [null, 'http://127.0.0.1:50051', 'test@match-trade.com', 'abcd1234'];
+[$script, $baseUrl, $email, $password] = $argv + [null, getenv('MTR_SSO_URL') ?: 'http://127.0.0.1:50051', 'test@match-trade.com', 'abcd1234'];
 $client = new SsoClient($baseUrl, getenv('MTR_SSO_TOKEN') ?: null, 5);
 
 // Existing user with a password: login, then keep the session alive.

@@ -1,12 +1,15 @@
 """Walks every seed flow against a running mtr-sso (e.g. `--sandbox`).
 
-    python run_flows.py 127.0.0.1:50051 test@match-trade.com abcd1234
+    python run_flows.py [target [demo-email demo-password]]
 
-Exits non-zero on the first flow that does not behave as documented.
+The target defaults to `$MTR_SSO_TARGET`, else 127.0.0.1:50051 (the README's
+sandbox), and the user to the sandbox's demo user. Exits non-zero on the first
+flow that does not behave as documented.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 
@@ -65,5 +68,8 @@ def main(target: str, demo_email: str, demo_password: str) -> None:
         client.close()
 
 
+DEFAULTS = [os.environ.get("MTR_SSO_TARGET", "127.0.0.1:50051"), "test@match-trade.com", "abcd1234"]
+
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    arguments = sys.argv[1:4]
+    main(*(arguments + DEFAULTS[len(arguments):]))

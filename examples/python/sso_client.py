@@ -1,25 +1,51 @@
 """A minimal Python caller of mtr-sso.
 
-Generate the stubs from the repository's proto/ first (grpcio-tools bundles
-the well-known types):
-
-    python -m grpc_tools.protoc -I ../../proto -I "$(python -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')" \
-        --python_out=gen --grpc_python_out=gen ../../proto/matchtrader/sso/v1/sso_service.proto
-
-then put `gen/` on `sys.path` (or PYTHONPATH) and use the helpers below. Every
-call sets a deadline; errors are decoded from the `google.rpc.Status` details.
+The stubs are generated from the repository's proto/ into `gen/` beside this
+file the first time it is imported (grpcio-tools bundles protoc and the
+well-known types), so `pip install -r requirements.txt` is all it needs.
+Every call sets a deadline; errors are decoded from the `google.rpc.Status`
+details.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from matchtrader.sso.v1 import sso_service_pb2 as pb
-from matchtrader.sso.v1 import sso_service_pb2_grpc as pb_grpc
+HERE = Path(__file__).resolve().parent
+PROTO_ROOT = HERE.parent.parent / "proto"
+GENERATED = HERE / "gen"
+
+
+def generate_stubs(out: Path = GENERATED) -> None:
+    """Runs protoc (from grpcio-tools) over the service's proto into `out`."""
+    import grpc_tools
+    from grpc_tools import protoc
+
+    out.mkdir(parents=True, exist_ok=True)
+    well_known = Path(grpc_tools.__file__).parent / "_proto"
+    service = PROTO_ROOT / "matchtrader" / "sso" / "v1" / "sso_service.proto"
+    arguments = ["protoc", f"-I{PROTO_ROOT}", f"-I{well_known}", f"--python_out={out}", f"--grpc_python_out={out}",
+                 str(service)]
+    if protoc.main(arguments) != 0:
+        raise RuntimeError(f"protoc could not compile {service}")
+
+
+try:
+    from matchtrader.sso.v1 import sso_service_pb2 as pb
+    from matchtrader.sso.v1 import sso_service_pb2_grpc as pb_grpc
+except ImportError:
+    # Not generated yet (or not on the path): generate once, then import.
+    if not (GENERATED / "matchtrader").exists():
+        generate_stubs()
+    sys.path.insert(0, str(GENERATED))
+    from matchtrader.sso.v1 import sso_service_pb2 as pb
+    from matchtrader.sso.v1 import sso_service_pb2_grpc as pb_grpc
 
 DEFAULT_TIMEOUT_S = 5.0
 

@@ -33,14 +33,25 @@ def _read_lines(stream, lines: queue.Queue) -> None:
         lines.put(line)
 
 
-@pytest.fixture(scope="session")
-def gateway():
-    """mtr-sso --sandbox on OS-picked ports; stopped with SIGTERM at the end."""
+@dataclass
+class Started:
+    """A running mtr-sso and what its startup lines told."""
+
+    process: subprocess.Popen
+    events: dict
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=10)
+
+
+def start_binary(*arguments: str) -> Started:
+    """Starts the binary with `arguments` and `--log-format json`, and waits for
+    its listening line. The returned events hold the last value of every field
+    the startup lines carried (`grpc_addr`, `sandbox_url`, `metrics_addr`)."""
     assert BINARY.exists(), f"build the binary first: {BINARY}"
     process = subprocess.Popen(
-        # The suite signs the demo user in more often than a real user would in a minute.
-        [str(BINARY), "--sandbox", "--listen", "127.0.0.1:0", "--log-format", "json", "--shutdown-grace", "5s",
-         "--email-limit-per-minute", "200"],
+        [str(BINARY), *arguments, "--log-format", "json", "--shutdown-grace", "5s"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -48,21 +59,30 @@ def gateway():
     )
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
-    target = sandbox_url = None
+    events: dict = {}
     seen = []
-    while target is None:
+    while "grpc_addr" not in events:
         try:
             line = lines.get(timeout=20)
         except queue.Empty:
             process.kill()
             pytest.fail(f"mtr-sso did not start; output: {seen}")
         seen.append(line)
-        event = json.loads(line)
-        sandbox_url = event.get("sandbox_url", sandbox_url)
-        target = event.get("grpc_addr")
-    yield Gateway(target=target, sandbox_url=sandbox_url, process=process)
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(timeout=10) == 0
+        try:
+            events.update(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return Started(process=process, events=events)
+
+
+@pytest.fixture(scope="session")
+def gateway():
+    """mtr-sso --sandbox on OS-picked ports; stopped with SIGTERM at the end."""
+    # The suite signs many users in more often than a real user would in a minute.
+    started = start_binary("--sandbox", "--listen", "127.0.0.1:0", "--email-limit-per-minute", "200")
+    yield Gateway(target=started.events["grpc_addr"], sandbox_url=started.events["sandbox_url"],
+                  process=started.process)
+    assert started.stop() == 0
 
 
 @pytest.fixture(scope="session")
