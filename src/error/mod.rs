@@ -143,7 +143,10 @@ impl SsoError {
             }
             None => {}
         }
-        SsoError::InvalidArgument { reason: InvalidReason::UnknownTenant, violations: vec![Violation::new("tenant", description)] }
+        SsoError::InvalidArgument {
+            reason: InvalidReason::UnknownTenant,
+            violations: vec![Violation::new("tenant", description)],
+        }
     }
 
     /// The gRPC code and ErrorInfo reason of this error.

@@ -131,7 +131,10 @@ mod tests {
             without_string_values("unknown field `passwd`, expected `password`"),
             "unknown field `passwd`, expected `password`"
         );
-        assert_eq!(without_string_values("got \"5m\", expected e.g. `\"300s\"`"), "got \"…\", expected e.g. `\"300s\"`");
+        assert_eq!(
+            without_string_values("got \"5m\", expected e.g. `\"300s\"`"),
+            "got \"…\", expected e.g. `\"300s\"`"
+        );
     }
 
     #[test]
