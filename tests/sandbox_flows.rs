@@ -189,7 +189,7 @@ async fn one_time_tokens_expire_and_a_newer_one_voids_the_older() {
     assert!(voided.text().await.expect("page").contains("replaced by a newer one"));
     assert_eq!(browser().get(&newer.redirect_url).send().await.expect("open").status(), 200);
     let unknown = browser().get(format!("{}?auth=never-issued", gateway_sandbox_root(&newer.redirect_url))).send();
-    assert!(unknown.await.expect("open").text().await.expect("page").contains("no such token"));
+    assert!(unknown.await.expect("open").text().await.expect("page").contains("token is unknown"));
     // Valid, redeemed server-side.
     let session = gateway
         .client

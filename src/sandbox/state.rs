@@ -53,7 +53,9 @@ impl TokenRefusal {
     /// What the browser landing says: the sandbox knows which it is.
     pub fn explanation(self) -> &'static str {
         match self {
-            TokenRefusal::Unknown => "This login link is not valid: no such token was ever issued.",
+            TokenRefusal::Unknown => {
+                "This login link is not valid: its token is unknown (never issued, or replaced twice since)."
+            }
             TokenRefusal::Spent => "This login link was already used: each link signs in once. Ask for a new one.",
             TokenRefusal::Expired => "This login link has expired. Ask for a new one.",
             TokenRefusal::Voided => {
@@ -80,6 +82,9 @@ pub struct State {
     accounts: HashMap<String, Account>,
     one_time_tokens: HashMap<String, OneTimeToken>,
     latest_token: HashMap<String, String>,
+    /// The token each user's latest one replaced, kept so that its refusal
+    /// says so; the one before it is forgotten, bounding memory per user.
+    replaced_token: HashMap<String, String>,
     sessions: HashMap<String, SessionEntry>,
     refresh_tokens: HashMap<String, String>,
     /// v2 trading accounts, by the UUID of the user account they belong to.
@@ -146,10 +151,13 @@ impl State {
             OneTimeToken { email: account_email, expires: Instant::now() + validity, spent: false, voided: false },
         );
         // The replaced token is kept, marked, so that its refusal can say why.
-        if let Some(previous) = self.latest_token.insert(key(email), token.clone())
-            && let Some(entry) = self.one_time_tokens.get_mut(&previous)
-        {
-            entry.voided = true;
+        if let Some(previous) = self.latest_token.insert(key(email), token.clone()) {
+            if let Some(entry) = self.one_time_tokens.get_mut(&previous) {
+                entry.voided = true;
+            }
+            if let Some(forgotten) = self.replaced_token.insert(key(email), previous) {
+                self.one_time_tokens.remove(&forgotten);
+            }
         }
         Some(token)
     }
@@ -234,6 +242,11 @@ mod tests {
         assert_eq!(state.redeem_token("never-issued").map(|_| ()), Err(TokenRefusal::Unknown));
         let short = state.issue_token("a@b.co", Duration::ZERO).expect("token");
         assert_eq!(state.redeem_token(&short).map(|_| ()), Err(TokenRefusal::Expired));
+        // Only the latest replaced token is remembered: memory stays bounded per user.
+        for _ in 0..10 {
+            state.issue_token("a@b.co", Duration::from_secs(60)).expect("token");
+        }
+        assert_eq!(state.one_time_tokens.len(), 2, "the latest, and the one it replaced");
     }
 
     #[test]
