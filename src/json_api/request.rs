@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 use std::time::Duration;
 use tonic::{Code, metadata::MetadataMap};
 
-use super::status::Refusal;
+use super::{status::Refusal, well_known};
 use crate::{deadline::parse_grpc_timeout, metrics::Protocol};
 
 /// Largest request accepted, in JSON here and in protobuf on the gRPC side
@@ -69,23 +69,28 @@ pub fn parse<T: DeserializeOwned>(body: &[u8], message: &str) -> Result<T, Refus
 
 /// `text` with every double-quoted string replaced by `"…"`: serde names the
 /// value it could not take, and that value might be a misplaced password.
-/// Text in backticks stays: field names and the expected forms this service
-/// writes (`"300s"`), which say what to fix.
+/// Field names (in backticks) stay, and so do the expected forms this service
+/// writes itself (`"300s"`), which say what to fix; nothing else in quotes.
 fn without_string_values(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let (mut quoted, mut literal) = (false, false);
-    for character in text.chars() {
-        if quoted {
-            quoted = character != '"';
-        } else if character == '`' {
-            literal = !literal;
-            out.push(character);
-        } else if character == '"' && !literal {
-            out.push_str("\"…\"");
-            quoted = true;
-        } else {
+    // The service's own forms are set aside under markers without quotes, then put back.
+    let mut marked = text.to_string();
+    for (index, form) in well_known::EXAMPLE_VALUES.iter().enumerate() {
+        marked = marked.replace(&format!("`{form}`"), &format!("\u{1}{index}\u{1}"));
+    }
+    let mut out = String::with_capacity(marked.len());
+    let mut quoted = false;
+    for character in marked.chars() {
+        if character == '"' {
+            if !quoted {
+                out.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
             out.push(character);
         }
+    }
+    for (index, form) in well_known::EXAMPLE_VALUES.iter().enumerate() {
+        out = out.replace(&format!("\u{1}{index}\u{1}"), &format!("`{form}`"));
     }
     out
 }
@@ -135,6 +140,8 @@ mod tests {
             without_string_values("got \"5m\", expected e.g. `\"300s\"`"),
             "got \"…\", expected e.g. `\"300s\"`"
         );
+        // Only the service's own forms keep their quotes inside backticks.
+        assert_eq!(without_string_values("unknown variant `a\"hunter2\"b`"), "unknown variant `a\"…\"b`");
     }
 
     #[test]

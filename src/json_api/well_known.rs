@@ -20,6 +20,9 @@ const DURATION_SECONDS: std::ops::RangeInclusive<i64> = -315_576_000_000..=315_5
 pub const TIMESTAMP_FORM: &str = "a Timestamp in RFC 3339, e.g. `\"2026-12-04T08:22:33Z\"`";
 /// What a duration must look like, for refusals.
 pub const DURATION_FORM: &str = "a Duration in seconds with an `s` suffix, e.g. `\"300s\"` or `\"1.5s\"`";
+/// The quoted examples in the forms above: a refusal keeps these quotes
+/// while it drops every other quoted text (it might be the caller's secret).
+pub const EXAMPLE_VALUES: [&str; 3] = ["\"2026-12-04T08:22:33Z\"", "\"300s\"", "\"1.5s\""];
 
 /// `google.protobuf.Timestamp`, the same wire message as prost's.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, prost::Message)]
@@ -201,6 +204,17 @@ mod tests {
         for bad in ["5m", "300", "s", "1.s", ".5s", "1.0000000001s", "+1s", "1e3s", "315576000001s"] {
             assert_eq!(Duration::from_text(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn the_examples_kept_in_refusals_are_those_the_forms_show() {
+        for example in EXAMPLE_VALUES {
+            assert!(
+                TIMESTAMP_FORM.contains(&format!("`{example}`")) || DURATION_FORM.contains(&format!("`{example}`"))
+            );
+        }
+        let shown = |form: &str| form.matches("`\"").count();
+        assert_eq!(shown(TIMESTAMP_FORM) + shown(DURATION_FORM), EXAMPLE_VALUES.len());
     }
 
     #[test]
