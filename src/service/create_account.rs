@@ -5,12 +5,13 @@
 //! answer was lost is resolved by a lookup ([`super::creation_lookup`]).
 
 use secrecy::SecretString;
+use std::time::Instant;
 use time::OffsetDateTime;
 use tracing::Instrument as _;
 
 use super::{
     SsoGateway, Tenant,
-    creation_lookup::{Created, create_deadline, created_or_looked_up},
+    creation_lookup::{CreateRequest, Created, create_deadline, created_or_looked_up},
     envelope::Call,
     idempotent::{recordable, replay, request_fingerprint},
     replies,
@@ -90,13 +91,25 @@ impl SsoGateway {
             return self.create_account_v2(tenant, command, v2, deadline).await;
         }
         let email = command.account.email.clone();
+        let sent_at = Instant::now();
         let attempt = tenant.broker.create_account(&command.account, create_deadline(deadline)).await;
-        let Created { account: created, resolved_by_lookup } =
-            created_or_looked_up(tenant, &email, attempt, deadline).await?;
+        let request = CreateRequest {
+            email: &email,
+            password: &command.account.password,
+            start_session: command.start_session,
+            sent_at,
+        };
+        let Created { account: created, resolved_by_lookup, session } =
+            created_or_looked_up(tenant, &request, attempt, deadline).await?;
         // From here on the account exists: every failure is reported inside an OK answer.
         let account = replies::account(&created, &email);
         let mut response =
             proto::CreateAccountResponse { account: Some(account), resolved_by_lookup, ..Default::default() };
+        if let Some(granted) = session {
+            // The password proof of a lost create opened the session already.
+            response.session = Some(replies::browser_session(&tenant.settings, &granted, OffsetDateTime::now_utc()));
+            return Ok(response);
+        }
         let token = match created.one_time_token {
             Some(token) => Ok((token, None)),
             // The vendor may omit the token (and a lookup never has one): mint
