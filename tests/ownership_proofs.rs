@@ -3,12 +3,15 @@
 //! answers what each case needs: an answer that is not the account (another
 //! email, no uuid) is not taken; `created` is judged on the vendor's clock
 //! (its `Date` header), so a skewed clock decides nothing; without `created`
-//! only a login with the request's own password proves the account.
+//! only a login with the request's own password proves the account. Also the
+//! per-email limit of CreateAccount, in one process and across replicas.
 
 mod common;
+mod redis_server;
 
 use common::{error_metadata, new_account, reason, spawn_gateway_with, tenant};
-use mtr_sso::proto::CreateAccountRequest;
+use mtr_sso::{proto::CreateAccountRequest, quota::Limits, redis_connection::RedisSettings};
+use redis_server::{Mode, RedisServer};
 use serde_json::json;
 use std::time::Duration;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
@@ -130,4 +133,53 @@ async fn without_created_a_link_is_not_proven_but_a_session_is_proven_by_the_pas
     let refused = vendor(lookup, None, 401).await;
     let status = create_at(&refused, true).await.expect_err("another password: not this request's account");
     assert_eq!((status.code(), reason(&status).as_str()), (Code::AlreadyExists, "ACCOUNT_ALREADY_EXISTS"));
+}
+
+async fn taken_email_vendor() -> MockServer {
+    let server = MockServer::start().await;
+    let taken = json!({"status": "409", "title": "Conflict", "type": "error://broker-api/user-account/already-exists"});
+    Mock::given(path("/v1/accounts"))
+        .respond_with(ResponseTemplate::new(409).set_body_json(taken))
+        .mount(&server)
+        .await;
+    server
+}
+
+fn limited(settings: &mut mtr_sso::config::Settings) {
+    settings.limits = Limits { upstream_per_minute: 0, caller_per_minute: 0, email_per_minute: 2 };
+}
+
+#[tokio::test]
+async fn one_email_cannot_be_hammered_through_create_account() {
+    let server = taken_email_vendor().await;
+    let mut gateway =
+        spawn_gateway_with(vec![tenant("default", &server.uri())], Duration::from_secs(3), 0, limited).await;
+    for email in ["victim@example.com", "VICTIM@example.com"] {
+        let status = gateway.client.create_account(new_account(email)).await.expect_err("taken");
+        assert_eq!(reason(&status), "ACCOUNT_ALREADY_EXISTS");
+    }
+    let status = gateway.client.create_account(new_account("victim@example.com")).await.expect_err("third");
+    assert_eq!((status.code(), reason(&status).as_str()), (Code::ResourceExhausted, "EMAIL_RATE_LIMITED"));
+    let other = gateway.client.create_account(new_account("other@example.com")).await.expect_err("taken");
+    assert_eq!(reason(&other), "ACCOUNT_ALREADY_EXISTS", "other emails are not affected");
+    assert_eq!(server.received_requests().await.expect("recorded").len(), 3, "the third never reached the vendor");
+}
+
+#[tokio::test]
+async fn the_per_email_create_limit_is_shared_by_replicas_through_redis() {
+    let redis = RedisServer::start(Mode::Plain);
+    let server = taken_email_vendor().await;
+    let shared = |settings: &mut mtr_sso::config::Settings| {
+        limited(settings);
+        settings.redis = Some(RedisSettings::new(redis.url(), None, None, None).expect("redis settings"));
+    };
+    let tenants = || vec![tenant("default", &server.uri())];
+    let mut first = spawn_gateway_with(tenants(), Duration::from_secs(3), 0, shared).await;
+    let mut second = spawn_gateway_with(tenants(), Duration::from_secs(3), 0, shared).await;
+    first.client.create_account(new_account("shared@example.com")).await.expect_err("taken");
+    second.client.create_account(new_account("shared@example.com")).await.expect_err("taken");
+    let status = first.client.create_account(new_account("shared@example.com")).await.expect_err("third");
+    assert_eq!(reason(&status), "EMAIL_RATE_LIMITED", "the other replica's call counted");
+    assert_eq!(server.received_requests().await.expect("recorded").len(), 2);
+    assert!(redis.keys().iter().all(|key| !key.contains('@')), "no email in Redis");
 }

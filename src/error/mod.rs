@@ -68,7 +68,8 @@ pub enum SsoError {
     Overloaded { limit: usize },
     /// The caller presented no valid credentials.
     CallerUnauthenticated,
-    /// Too many IssueOneTimeToken/Login calls by this caller, or for this email.
+    /// Too many IssueOneTimeToken/Login calls by this caller, or too many
+    /// sign-ins or CreateAccount calls for this email.
     Throttled { scope: ThrottleScope, retry_after: std::time::Duration },
     /// The caller is known, but the policy does not let it make this call.
     CallerNotPermitted { caller: String },
@@ -202,7 +203,7 @@ impl SsoError {
                 "too many sign-in calls from this caller; retry later".to_string()
             }
             SsoError::Throttled { scope: ThrottleScope::Email, .. } => {
-                "too many sign-in calls for this email; retry later".to_string()
+                "too many calls for this email (sign-ins, or account creations); retry later".to_string()
             }
             SsoError::CallerNotPermitted { caller } => {
                 format!("caller `{caller}` may not make this call for this tenant")

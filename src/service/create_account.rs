@@ -15,6 +15,7 @@ use super::{
     envelope::Call,
     idempotent::{recordable, replay, request_fingerprint},
     replies,
+    throttle::EmailLimit,
 };
 use crate::{
     convert::{self, AccountSequence, CreateAccountCommand},
@@ -37,6 +38,8 @@ impl SsoGateway {
         let command = convert::create_account(request)?;
         // The generation's own rules are checked before anything is claimed or sent.
         let sequence = convert::account_sequence(&command, &tenant.settings)?;
+        // Before the claim, so that a form cannot hammer one address with fresh keys either.
+        self.throttle_email(&tenant.settings.name, &command.account.email, EmailLimit::Create).await?;
         let Some(key) = command.idempotency_key.clone() else {
             return self.create_account_at_vendor(&tenant, command, sequence, deadline).await;
         };
