@@ -113,7 +113,11 @@ pub(super) fn judge_creation_time(
     let Some(vendor_time) = vendor_time else {
         return CreationTime::Unknown(CreationLookup::NoDate);
     };
-    let sent_by_vendor_clock = vendor_time - since_sent - CLOCK_ALLOWANCE;
+    // Checked: a date the vendor sends never makes this panic.
+    let back = time::Duration::try_from(since_sent.saturating_add(CLOCK_ALLOWANCE)).unwrap_or(time::Duration::MAX);
+    let Some(sent_by_vendor_clock) = vendor_time.checked_sub(back) else {
+        return CreationTime::Unknown(CreationLookup::NoDate);
+    };
     if created >= sent_by_vendor_clock { CreationTime::AfterTheSend } else { CreationTime::BeforeTheSend }
 }
 
@@ -243,5 +247,12 @@ mod tests {
             CreationTime::Unknown(CreationLookup::NoCreated)
         );
         assert_eq!(judge_creation_time(Some(sent), None, since_sent), CreationTime::Unknown(CreationLookup::NoDate));
+        let dawn = OffsetDateTime::UNIX_EPOCH.replace_year(-9999).expect("the earliest year");
+        let judged = judge_creation_time(Some(sent), Some(dawn), Duration::MAX);
+        assert_eq!(
+            judged,
+            CreationTime::Unknown(CreationLookup::NoDate),
+            "an absurd date proves nothing, and panics nowhere"
+        );
     }
 }
