@@ -14,7 +14,9 @@ use super::{
 
 /// Interprets a non-2xx answer (`status`, `headers`, `body`) for `endpoint`.
 /// The problem's typed `type` decides first (the vendor says to branch on
-/// it), then the status, then the title or detail as a whole known phrase.
+/// it), then the status (the HTTP one, or the body's own `status` where the
+/// HTTP one is a generic refusal), then the title or detail as a whole known
+/// phrase.
 pub(crate) fn classify(endpoint: Endpoint, status: u16, headers: &HeaderMap, body: &[u8]) -> UpstreamFault {
     let problem = Problem::parse(body);
     if let Some(fault) = problem.as_ref().and_then(Problem::typed_meaning).and_then(|m| meaning(endpoint, m)) {
@@ -43,6 +45,14 @@ pub(crate) fn classify(endpoint: Endpoint, status: u16, headers: &HeaderMap, bod
         // v2 answers 404 for an unknown email or user account.
         404 if finds(endpoint) => UpstreamFault::AccountNotFound,
         400 | 404 | 410 | 422 => {
+            // A generic refusal whose body names the specific status (number or string).
+            let body_status = problem.as_ref().and_then(|p| p.status);
+            if body_status == Some(409) && creates(endpoint) {
+                return UpstreamFault::AccountAlreadyExists;
+            }
+            if body_status == Some(404) && finds(endpoint) {
+                return UpstreamFault::AccountNotFound;
+            }
             // v1 says "already exists" or "does not exist" in a 400 or 422.
             if let Some(fault) = problem.as_ref().and_then(Problem::phrase_meaning).and_then(|m| meaning(endpoint, m)) {
                 return fault;
@@ -166,11 +176,16 @@ mod tests {
     }
 
     #[test]
-    fn loose_words_are_not_a_taken_email() {
+    fn loose_words_are_not_a_taken_email_and_the_bodys_own_status_counts() {
         for detail in ["Offer does not exist", "Partner id already exists in branch", "Login taken", "Duplicate"] {
             let body = format!(r#"{{"status":422,"title":"Unprocessable Entity","detail":"{detail}"}}"#);
             assert_eq!(classify_body(Endpoint::CreateAccount, 422, &body), UpstreamFault::RequestRejected, "{detail}");
         }
+        let squashed = r#"{"status":"409","title":"Conflict"}"#;
+        assert_eq!(classify_body(Endpoint::CreateUserAccount, 400, squashed), UpstreamFault::AccountAlreadyExists);
+        let squashed = r#"{"status":404,"title":"Not Found"}"#;
+        assert_eq!(classify_body(Endpoint::AccountByEmail, 422, squashed), UpstreamFault::AccountNotFound);
+        assert_eq!(classify_body(Endpoint::Login, 400, squashed), UpstreamFault::RequestRejected);
         let v2_phrase = r#"{"status":"400","title":"User account already exists."}"#;
         assert_eq!(classify_body(Endpoint::CreateUserAccount, 400, v2_phrase), UpstreamFault::AccountAlreadyExists);
     }

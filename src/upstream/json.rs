@@ -90,7 +90,8 @@ const NOT_FOUND_PHRASES: [&str; 5] = [
 
 impl Problem {
     /// The problem in a body, if the body is a JSON object with a title,
-    /// detail, type or a numeric status.
+    /// detail, type or status (a JSON error body from the vendor, not a
+    /// proxy's page, even when its status is not a number).
     pub(crate) fn parse(body: &[u8]) -> Option<Self> {
         let map = object(body)?;
         let problem = Problem {
@@ -100,7 +101,7 @@ impl Problem {
             status: string(&map, "status").and_then(|status| status.trim().parse().ok()),
         };
         let any = problem.title.is_some() || problem.detail.is_some() || problem.kind.is_some();
-        (any || problem.status.is_some()).then_some(problem)
+        (any || map.contains_key("status")).then_some(problem)
     }
 
     /// What the problem's `type` means, when it is a known one.
@@ -148,10 +149,11 @@ mod tests {
     }
 
     #[test]
-    fn status_is_read_as_a_number_or_a_string_and_alone_makes_a_problem() {
+    fn status_is_read_as_a_number_or_a_string() {
         assert_eq!(Problem::parse(br#"{"status":409}"#).and_then(|p| p.status), Some(409));
         assert_eq!(Problem::parse(br#"{"status":"409"}"#).and_then(|p| p.status), Some(409));
-        assert_eq!(Problem::parse(br#"{"status":"conflict"}"#), None, "no number, nothing else: not a problem");
+        let unnumbered = Problem::parse(br#"{"status":"conflict"}"#).expect("still the vendor's JSON error body");
+        assert_eq!(unnumbered.status, None);
         assert_eq!(Problem::parse(br#"{"uuid":"u-1"}"#), None);
     }
 
