@@ -1,11 +1,11 @@
 //! The per-caller and per-email limits of the sign-in calls (IssueOneTimeToken
 //! and Login), against token-minting and credential-stuffing bursts, and the
 //! per-email limit of CreateAccount, so that a signup form cannot be used to
-//! hammer one address. A call
-//! over a limit is refused at once, before it costs the vendor anything: these
-//! limits stop bursts, so a call over them never waits. They count with the
-//! same sliding log as the vendor's quota ([`crate::quota`]): no more than the
-//! limit in any minute, and `RetryInfo` says exactly when the next call fits.
+//! hammer one address. A call over a limit is refused at once, before it
+//! costs the vendor anything: these limits stop bursts, so a call over them
+//! never waits. They count with the same sliding log as the vendor's quota
+//! ([`crate::quota`]): no more than the limit in any minute, and `RetryInfo`
+//! says exactly when the next call fits.
 
 use super::SsoGateway;
 use crate::{
