@@ -30,7 +30,11 @@ const SIGN_IN_CALLS: [&str; 3] = ["issue_one_time_token", "login", "login_with_t
 
 async fn sandbox_and_gateway() -> (Sandbox, common::Gateway) {
     let sandbox = Sandbox::start(SandboxOptions::default()).await.expect("sandbox starts");
-    let tenants = vec![sandbox.tenant_settings("default"), sandbox.tenant_settings_for("v2", Generation::V2)];
+    let tenants = vec![
+        sandbox.tenant_settings("default"),
+        sandbox.tenant_settings_for("v2", Generation::V2),
+        sandbox.tenant_settings_for("crm", Generation::Crm),
+    ];
     let gateway = spawn_gateway(tenants, DEADLINE).await;
     (sandbox, gateway)
 }
@@ -95,6 +99,14 @@ async fn a_v1_create_for_a_taken_email_whose_refusal_is_lost_signs_nobody_in() {
 }
 
 #[tokio::test]
+async fn a_crm_api_create_for_a_taken_email_whose_refusal_is_lost_signs_nobody_in() {
+    let (sandbox, mut gateway) = sandbox_and_gateway().await;
+    let signed_up = OffsetDateTime::now_utc() - time::Duration::hours(1);
+    assert!(sandbox.seed_account("victim.crm@example.com", "Victims-own-pass1", signed_up));
+    assert_no_takeover(&sandbox, &mut gateway, "crm", "victim.crm@example.com").await;
+}
+
+#[tokio::test]
 async fn a_v2_create_for_a_taken_email_whose_refusal_is_lost_signs_nobody_in() {
     let (sandbox, mut gateway) = sandbox_and_gateway().await;
     let signed_up = OffsetDateTime::now_utc() - time::Duration::hours(1);
@@ -116,7 +128,9 @@ async fn an_account_created_two_seconds_earlier_is_not_taken_for_this_requests_o
 async fn a_genuine_lost_create_with_a_session_is_proven_by_the_password_login_and_answered_ok() {
     let (sandbox, mut gateway) = sandbox_and_gateway().await;
     withhold(&sandbox, FaultKind::HangAfterProcessing);
-    for (tenant, email) in [("default", "genuine@example.com"), ("v2", "genuine.v2@example.com")] {
+    for (tenant, email) in
+        [("default", "genuine@example.com"), ("v2", "genuine.v2@example.com"), ("crm", "genuine.crm@example.com")]
+    {
         let before = sandbox.stats();
         let started = Instant::now();
         let response = gateway
