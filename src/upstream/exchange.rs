@@ -2,6 +2,8 @@
 //! only where the request cannot have left), bounded by the RPC's deadline and
 //! by a maximum answer size, and turned into either an [`Answer`] or an
 //! [`UpstreamError`] that says whether the request could have been processed.
+//! A call found with no time left is not sent, and says so. Dropped at any
+//! `.await`, the call leaves its gate free (see [`super::gate`]).
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -47,6 +49,10 @@ pub(crate) async fn exchange(
     let request = with_trace_context(request, &span);
     let started = Instant::now();
     let result = async {
+        if deadline.remaining().is_zero() {
+            // Not even admitted: no quota spent, no probe taken, nothing sent.
+            return Err(UpstreamError::new(endpoint, None, UpstreamFault::NoTimeLeft));
+        }
         let admitted = gate.admit(endpoint, deadline).await?;
         let (result, last_budget) = send_with_retries(endpoint, &admitted, client, &request, deadline).await;
         admitted.settle(&result, last_budget);
@@ -105,7 +111,7 @@ async fn send_once(
 ) -> Result<Answer, UpstreamError> {
     if deadline.remaining().is_zero() {
         // Nothing was sent, so even a create is known not to have happened.
-        return Err(UpstreamError::new(endpoint, None, UpstreamFault::Timeout));
+        return Err(UpstreamError::new(endpoint, None, UpstreamFault::NoTimeLeft));
     }
     let call = async {
         let response = client.send(request).await.map_err(|e| transport_error(endpoint, &e))?;
