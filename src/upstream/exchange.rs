@@ -191,3 +191,36 @@ fn report(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::HttpSettings, metrics::Metrics, upstream::gate::GateContext};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_call_found_with_no_time_left_is_not_sent_and_says_so() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let url =
+            url::Url::parse(&format!("http://{}/v1/accounts", listener.local_addr().expect("addr"))).expect("url");
+        let settings = HttpSettings {
+            user_agent: "mtr-sso-tests/1".into(),
+            connect_timeout: Duration::from_secs(1),
+            upstream_timeout: Duration::from_secs(1),
+            proxies_from_environment: false,
+        };
+        let client = HttpClient::new(&settings, crate::upstream::Proxies::None).expect("client");
+        let gate = UpstreamGate::new("acme", "broker-api", GateContext::unlimited(Arc::new(Metrics::new())));
+        let request = Outgoing::post(&url, "{}");
+        let error = exchange(Endpoint::CreateAccount, &gate, &client, request, Deadline::after(Duration::ZERO))
+            .await
+            .expect_err("no time to send");
+        assert_eq!(error.fault, UpstreamFault::NoTimeLeft);
+        assert!(!error.may_have_been_processed(), "a create that was not sent cannot have happened");
+        assert!(
+            matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "nothing reached the vendor"
+        );
+    }
+}

@@ -284,3 +284,73 @@ impl Drop for Admitted<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gate whose circuit opens after one failure and cools down in 10 ms,
+    /// with a quota of one call a minute that a call may wait `quota_wait` for.
+    fn gate(quota_wait: Duration) -> UpstreamGate {
+        let resilience = ResilienceSettings {
+            breaker_failures: 1,
+            breaker_cooldown: Duration::from_millis(10),
+            max_concurrent_calls: 1,
+            ..ResilienceSettings::default()
+        };
+        let windows = Arc::new(SlidingWindows::in_memory());
+        let context = GateContext::new(Arc::new(Metrics::new()), windows, 1, quota_wait, resilience);
+        UpstreamGate::new("acme", "platform", context)
+    }
+
+    async fn open_then_cool_down(gate: &UpstreamGate) {
+        let deadline = Deadline::after(Duration::from_secs(5));
+        let failed: Result<(), UpstreamError> =
+            Err(UpstreamError::new(Endpoint::Login, None, UpstreamFault::ServerError));
+        gate.admit(Endpoint::Login, deadline).await.expect("the quota's one call").settle(&failed, Duration::ZERO);
+        assert_eq!(gate.breaker.state(), CircuitState::Open);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    #[tokio::test]
+    async fn a_probe_refused_by_the_quota_gives_its_place_and_its_slot_back() {
+        let gate = gate(Duration::ZERO);
+        open_then_cool_down(&gate).await;
+        let refused = gate.admit(Endpoint::Login, Deadline::after(Duration::from_secs(5))).await.expect_err("no quota");
+        assert!(matches!(refused.fault, UpstreamFault::QuotaExhausted { .. }), "{refused}");
+        assert!(!gate.breaker.probing(), "the probe's place is free again");
+        assert_eq!(gate.slots.as_ref().map(Semaphore::available_permits), Some(1), "the slot is free again");
+    }
+
+    #[tokio::test]
+    async fn a_probe_cancelled_while_it_waits_for_quota_gives_its_place_and_its_slot_back() {
+        let gate = gate(Duration::from_secs(120));
+        open_then_cool_down(&gate).await;
+        let waiting = tokio::time::timeout(
+            Duration::from_millis(50),
+            gate.admit(Endpoint::Login, Deadline::after(Duration::from_secs(120))),
+        )
+        .await;
+        assert!(waiting.is_err(), "the probe was still waiting for its quota slot when its caller left");
+        assert!(!gate.breaker.probing(), "the probe's place is free again");
+        assert_eq!(gate.slots.as_ref().map(Semaphore::available_permits), Some(1), "the slot is free again");
+    }
+
+    #[tokio::test]
+    async fn an_admitted_call_dropped_before_it_settles_frees_the_probe_and_the_slot() {
+        let gate = gate(Duration::ZERO);
+        open_then_cool_down(&gate).await;
+        // The quota is spent; a call admitted later (a fresh minute) stands in here.
+        let gate = UpstreamGate { context: GateContext::unlimited(Arc::new(Metrics::new())), ..gate };
+        let probe = gate.admit(Endpoint::Login, Deadline::after(Duration::from_secs(5))).await.expect("the probe");
+        assert!(gate.breaker.probing());
+        assert_eq!(gate.slots.as_ref().map(Semaphore::available_permits), Some(0));
+        drop(probe);
+        assert!(!gate.breaker.probing(), "the probe's place is free again");
+        assert_eq!(gate.slots.as_ref().map(Semaphore::available_permits), Some(1), "the slot is free again");
+        assert!(
+            gate.admit(Endpoint::Login, Deadline::after(Duration::from_secs(5))).await.is_ok(),
+            "the next call probes"
+        );
+    }
+}
