@@ -94,13 +94,40 @@ impl SealingKeys {
 }
 
 /// What a claim found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Claim {
-    /// Call the vendor, then [`ReuseStore::put`] and [`ReuseStore::release`].
-    Ours,
+    /// Call the vendor, then [`ReuseStore::put`] and [`ReuseStore::release`] with this.
+    Ours(ClaimTicket),
     /// Another replica is calling the vendor for this token: wait for its result.
     Taken,
+    /// A result was stored after all, by a replica that finished between
+    /// this one's look and its claim: here it is, opened. Nothing was claimed.
+    Stored(Vec<u8>),
 }
+
+/// Proof of holding a claim: the random value stored in it, so that only its
+/// holder deletes it, never a claim another replica took once this one's expired.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ClaimTicket {
+    /// `None` where no claim was stored (in memory, or Redis unavailable).
+    value: Option<String>,
+}
+
+/// Takes the claim only where no result is stored yet, in one step: a
+/// replica never wins a claim for a call another one has just finished.
+/// Answers `{1, result}`, `{2}` (claimed) or `{3}` (taken).
+const CLAIM_SCRIPT: &str = r"
+local stored = redis.call('GET', KEYS[1])
+if stored then return {1, stored} end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {2} end
+return {3}
+";
+
+/// Deletes the claim only while it still holds the caller's value.
+const RELEASE_SCRIPT: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+";
 
 enum Store {
     Memory(Mutex<HashMap<String, (Vec<u8>, Instant)>>),
@@ -196,36 +223,63 @@ impl ReuseStore {
     }
 
     /// Claims the vendor call for `keys` for at most `hold`, so that one
-    /// replica calls while the others wait for its result. In one process
-    /// the single flight above already does this, so memory always says
-    /// [`Claim::Ours`]; so does an unavailable Redis, which must not stop sign-in.
+    /// replica calls while the others wait for its result; a result stored
+    /// meanwhile is looked for once more as the claim is taken. In one
+    /// process the single flight above already does this, so memory always
+    /// says [`Claim::Ours`]; so does an unavailable Redis, which must not stop sign-in.
     pub async fn claim(&self, keys: &SealingKeys, hold: Duration) -> Claim {
-        let Store::Redis(connection) = &self.store else { return Claim::Ours };
+        let unclaimed = Claim::Ours(ClaimTicket { value: None });
+        let Store::Redis(connection) = &self.store else { return unclaimed };
+        let mut random = [0u8; 16];
+        if SystemRandom::new().fill(&mut random).is_err() {
+            return unclaimed;
+        }
+        let value = crate::hex::encode(&random);
         let mut connection = connection.clone();
-        let claimed: Result<Option<String>, _> = redis::cmd("SET")
-            .arg(format!("{CLAIM_PREFIX}{}", keys.lookup()))
-            .arg(1)
-            .arg("NX")
-            .arg("PX")
+        let answer: Result<redis::Value, _> = redis::Script::new(CLAIM_SCRIPT)
+            .key(format!("{RESULT_PREFIX}{}", keys.lookup()))
+            .key(format!("{CLAIM_PREFIX}{}", keys.lookup()))
+            .arg(&value)
             .arg(hold.as_millis().max(1) as u64)
-            .query_async(&mut connection)
+            .invoke_async(&mut connection)
             .await;
-        match claimed {
-            Ok(Some(_)) => Claim::Ours,
-            Ok(None) => Claim::Taken,
+        let answer = match answer {
+            Ok(redis::Value::Array(answer)) => answer,
+            Ok(other) => {
+                tracing::warn!(answer = ?other, "refresh reuse store answered a claim strangely; calling the vendor");
+                return unclaimed;
+            }
             Err(error) => {
                 tracing::warn!(%error, "refresh reuse store unavailable; calling the vendor");
-                Claim::Ours
+                return unclaimed;
             }
+        };
+        match answer.as_slice() {
+            [redis::Value::Int(1), redis::Value::BulkString(stored)] => match keys.open(stored) {
+                Some(opened) => Claim::Stored(opened),
+                None => {
+                    tracing::warn!("a stored refresh result did not open with its keys; calling the vendor");
+                    unclaimed
+                }
+            },
+            [redis::Value::Int(2)] => Claim::Ours(ClaimTicket { value: Some(value) }),
+            _ => Claim::Taken,
         }
     }
 
-    /// Gives the claim up once the result is stored, or the call failed.
-    pub async fn release(&self, keys: &SealingKeys) {
-        let Store::Redis(connection) = &self.store else { return };
+    /// Gives the claim up once the result is stored, or the call failed; a
+    /// claim that expired and was taken by another replica is left to it.
+    pub async fn release(&self, keys: &SealingKeys, ticket: &ClaimTicket) {
+        let (Store::Redis(connection), Some(value)) = (&self.store, &ticket.value) else { return };
         let mut connection = connection.clone();
-        let _: Result<(), _> =
-            redis::cmd("DEL").arg(format!("{CLAIM_PREFIX}{}", keys.lookup())).query_async(&mut connection).await;
+        let released: Result<i64, _> = redis::Script::new(RELEASE_SCRIPT)
+            .key(format!("{CLAIM_PREFIX}{}", keys.lookup()))
+            .arg(value)
+            .invoke_async(&mut connection)
+            .await;
+        if let Err(error) = released {
+            tracing::warn!(%error, "could not release a refresh claim; it expires by itself");
+        }
     }
 }
 
@@ -261,7 +315,7 @@ mod tests {
         let store = ReuseStore::in_memory(Duration::from_millis(50));
         let keys = SealingKeys::derive("acme", b"rt");
         assert_eq!(store.get(&keys).await, None);
-        assert_eq!(store.claim(&keys, Duration::from_secs(1)).await, Claim::Ours);
+        assert!(matches!(store.claim(&keys, Duration::from_secs(1)).await, Claim::Ours(_)));
         store.put(&keys, b"session").await;
         assert_eq!(store.get(&keys).await.as_deref(), Some(&b"session"[..]));
         tokio::time::sleep(Duration::from_millis(60)).await;

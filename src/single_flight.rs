@@ -2,13 +2,18 @@
 //! of the work, and each waits for its outcome within its own deadline. The
 //! work runs on a task of its own, so it finishes even when every caller has
 //! gone (a refresh the vendor rotated must still reach the reuse store). Once
-//! the run ends, its key is free again: nothing is remembered here.
+//! the run ends, its key is free again: nothing is remembered here. The key
+//! is freed however the run ends: with an outcome, a panic, or its task
+//! cancelled (the runtime shutting down); its callers then get `None`.
 
 use std::{
     collections::HashMap,
     future::Future,
     hash::Hash,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
     time::Duration,
 };
 use tokio::{sync::watch, time::Instant};
@@ -25,9 +30,43 @@ pub enum Role {
     Joined,
 }
 
+/// One run in flight: its number, and where its outcome will appear.
+struct Run<V> {
+    id: u64,
+    outcome: watch::Receiver<Option<V>>,
+}
+
+type Running<K, V> = Arc<Mutex<HashMap<K, Run<V>>>>;
+
 /// The runs in flight, by key.
 pub struct SingleFlight<K, V> {
-    running: Arc<Mutex<HashMap<K, watch::Receiver<Option<V>>>>>,
+    running: Running<K, V>,
+    /// Numbers the runs, so that a run frees only its own key, never a later run's.
+    runs: AtomicU64,
+}
+
+/// Frees a run's key when its task ends, whichever way: dropped after the
+/// outcome is sent, or during a panic's unwinding, or when the task is cancelled.
+struct FreeOnDrop<K: Hash + Eq, V> {
+    running: Running<K, V>,
+    key: Option<K>,
+    id: u64,
+}
+
+impl<K: Hash + Eq, V> FreeOnDrop<K, V> {
+    fn free(&mut self) {
+        let Some(key) = self.key.take() else { return };
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        if running.get(&key).is_some_and(|run| run.id == self.id) {
+            running.remove(&key);
+        }
+    }
+}
+
+impl<K: Hash + Eq, V> Drop for FreeOnDrop<K, V> {
+    fn drop(&mut self) {
+        self.free();
+    }
 }
 
 impl<K, V> std::fmt::Debug for SingleFlight<K, V> {
@@ -39,7 +78,7 @@ impl<K, V> std::fmt::Debug for SingleFlight<K, V> {
 
 impl<K, V> Default for SingleFlight<K, V> {
     fn default() -> Self {
-        Self { running: Arc::default() }
+        Self { running: Arc::default(), runs: AtomicU64::new(0) }
     }
 }
 
@@ -59,11 +98,12 @@ where
         let (mut outcome, role) = {
             let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
             match running.get(&key) {
-                Some(in_flight) => (in_flight.clone(), Role::Joined),
+                Some(in_flight) => (in_flight.outcome.clone(), Role::Joined),
                 None => {
                     let (send, receive) = watch::channel(None);
-                    running.insert(key.clone(), receive.clone());
-                    let running = self.running.clone();
+                    let id = self.runs.fetch_add(1, Ordering::Relaxed);
+                    running.insert(key.clone(), Run { id, outcome: receive.clone() });
+                    let mut key_guard = FreeOnDrop { running: self.running.clone(), key: Some(key), id };
                     // Boxed here: the work is a whole upstream exchange, and moving it
                     // by value into the task copied it several times per call (memcpy
                     // was half of an IssueOneTimeToken's instructions).
@@ -71,8 +111,10 @@ where
                     tokio::spawn(async move {
                         let value = work.await;
                         // The key is freed before the outcome is sent: a caller
-                        // arriving after the run ended starts a new one.
-                        running.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
+                        // arriving after the run ended starts a new one. Should
+                        // the work panic or the task be cancelled instead, the
+                        // guard frees it and the dropped sender wakes the callers.
+                        key_guard.free();
                         let _ = send.send(Some(value));
                     });
                     (receive, Role::Led)
@@ -150,5 +192,45 @@ mod tests {
         assert_eq!(impatient, None, "a joined caller leaves at its deadline");
         let patient = flights.run(1, Instant::now() + Duration::from_secs(5), || async { "second run" }).await;
         assert_eq!(patient, Some(("done", Role::Joined)), "the run outlived the caller that started it");
+    }
+
+    #[tokio::test]
+    async fn a_run_that_panics_frees_its_key_and_its_callers_get_no_outcome_at_once() {
+        let flights = Arc::new(SingleFlight::<u8, &'static str>::default());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let joiner = {
+            let flights = flights.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                flights.run(7, deadline, || async { "never run" }).await
+            })
+        };
+        let started = std::time::Instant::now();
+        let panicked = flights
+            .run(7, deadline, || async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                panic!("the work failed")
+            })
+            .await;
+        assert_eq!(panicked, None, "the caller that started the run gets no outcome");
+        assert_eq!(joiner.await.expect("task"), None, "nor does the caller that joined it");
+        assert!(started.elapsed() < Duration::from_secs(1), "neither waited for its deadline");
+        assert_eq!(flights.in_flight(), 0, "the key is free");
+        let again = flights.run(7, deadline, || async { "a new run" }).await;
+        assert_eq!(again, Some(("a new run", Role::Led)));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_run_frees_its_key_and_never_a_later_runs() {
+        let flights = SingleFlight::<u8, u8>::default();
+        let running = flights.running.clone();
+        let (send, receive) = watch::channel(None);
+        running.lock().expect("lock").insert(1, Run { id: 41, outcome: receive });
+        // A guard of an older run with the same key leaves the newer run alone.
+        drop(FreeOnDrop { running: running.clone(), key: Some(1), id: 40 });
+        assert_eq!(flights.in_flight(), 1);
+        drop(FreeOnDrop { running, key: Some(1), id: 41 });
+        assert_eq!(flights.in_flight(), 0);
+        drop(send);
     }
 }

@@ -248,6 +248,8 @@ pub fn upstream_code_and_reason(fault: &UpstreamFault) -> (Code, &'static str) {
         UpstreamFault::ConnectionLost => (Code::Unavailable, "UPSTREAM_UNAVAILABLE"),
         UpstreamFault::ServerError => (Code::Unavailable, "UPSTREAM_UNAVAILABLE"),
         UpstreamFault::Timeout => (Code::DeadlineExceeded, "UPSTREAM_TIMEOUT"),
+        // The caller's deadline passed all the same; the message says nothing was sent.
+        UpstreamFault::NoTimeLeft => (Code::DeadlineExceeded, "UPSTREAM_TIMEOUT"),
         UpstreamFault::RateLimited { .. } => (Code::ResourceExhausted, "UPSTREAM_RATE_LIMITED"),
         UpstreamFault::QuotaExhausted { .. } => (Code::ResourceExhausted, "UPSTREAM_QUOTA_EXHAUSTED"),
         UpstreamFault::CircuitOpen { .. } => (Code::Unavailable, "UPSTREAM_CIRCUIT_OPEN"),

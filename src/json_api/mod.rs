@@ -131,26 +131,46 @@ where
     GrpcResponse: Message,
     Answer: Future<Output = Result<tonic::Response<GrpcResponse>, tonic::Status>>,
 {
+    // The server's own timer for a `Grpc-Timeout` started about now.
+    let arrived = tokio::time::Instant::now();
     let parsed = async {
+        let timeout = request::grpc_timeout(&head.headers).map_err(status::Refusal::into_response)?;
         request::check_content_type(&head.headers).map_err(status::Refusal::into_response)?;
         let bytes = request::read_body(body).await.map_err(status::Refusal::into_response)?;
         let message: JsonRequest =
             request::parse(&bytes, &format!("{rpc}Request")).map_err(status::Refusal::into_response)?;
-        wire::transcode::<_, GrpcRequest>(&message).map_err(|status| status::from_grpc(&status))
+        let message = wire::transcode::<_, GrpcRequest>(&message).map_err(|status| status::from_grpc(&status))?;
+        Ok((timeout, message))
     };
-    let message = match parsed.await {
-        Ok(message) => message,
+    let (timeout, message) = match parsed.await {
+        Ok(parsed) => parsed,
         Err(refusal) => return refusal,
     };
-    // tonic's server times out any request with a `grpc-timeout` header and
-    // answers it in gRPC's way (an empty 200); answering a little earlier
-    // keeps a JSON caller's answer JSON.
-    let answer = match request::json_answer_budget(&head.headers) {
+    let answer = match timeout {
         None => call(request::grpc_request(head, message)).await,
-        Some(budget) => match tokio::time::timeout(budget, call(request::grpc_request(head, message))).await {
-            Ok(answer) => answer,
-            Err(_) => return request::deadline_passed().into_response(),
-        },
+        Some(timeout) => {
+            // tonic's server answers any request with a `grpc-timeout` in
+            // gRPC's way (an empty 200) once it passes, so the JSON answer
+            // must leave a little before. The service is handed only the
+            // time left until then (reading the body took some), so its own
+            // deadline and its own answer, with its log line and metric,
+            // come first; this timer is the last resort.
+            let answer_by = arrived + timeout.saturating_sub(request::json_margin(timeout));
+            let mut head = head;
+            let left = answer_by.saturating_duration_since(tokio::time::Instant::now());
+            head.headers.insert("grpc-timeout", request::service_timeout(left));
+            match tokio::time::timeout_at(answer_by, call(request::grpc_request(head, message))).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    tracing::warn!(
+                        rpc,
+                        timeout_us = timeout.as_micros() as u64,
+                        "the service did not answer within the caller's Grpc-Timeout"
+                    );
+                    return request::deadline_passed().into_response();
+                }
+            }
+        }
     };
     match answer.and_then(|reply| wire::transcode::<_, JsonResponse>(reply.get_ref())) {
         Ok(reply) => match serde_json::to_value(&reply) {

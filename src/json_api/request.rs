@@ -7,7 +7,7 @@
 
 use axum::{
     body::Body,
-    http::{HeaderMap, StatusCode, header, request::Parts},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
 };
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -95,17 +95,50 @@ fn without_string_values(text: &str) -> String {
     out
 }
 
-/// How long a JSON call may run when the caller sent `Grpc-Timeout`: its
-/// timeout less a margin (a tenth, at least 1 ms, at most 50 ms), so that the
-/// JSON answer leaves before tonic's own timer, set from the same header,
-/// fires. `None` without the header (or with one tonic ignores too).
-pub fn json_answer_budget(headers: &HeaderMap) -> Option<Duration> {
-    let timeout = headers.get("grpc-timeout")?.to_str().ok().and_then(parse_grpc_timeout)?;
-    let margin = (timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(50));
-    Some(timeout.saturating_sub(margin))
+/// The caller's `Grpc-Timeout`, in the form gRPC and grpc-gateway take it
+/// (`5S`, `500m`): `Ok(None)` without the header, refused (as grpc-gateway
+/// refuses it, with 400) when it is there but malformed, rather than
+/// silently replaced by the service's cap.
+pub fn grpc_timeout(headers: &HeaderMap) -> Result<Option<Duration>, Refusal> {
+    let Some(value) = headers.get("grpc-timeout") else { return Ok(None) };
+    match value.to_str().ok().and_then(parse_grpc_timeout) {
+        Some(timeout) => Ok(Some(timeout)),
+        None => Err(Refusal {
+            http: StatusCode::BAD_REQUEST,
+            code: Code::InvalidArgument,
+            reason: "INVALID_GRPC_TIMEOUT",
+            message: "the Grpc-Timeout header must be at most 8 digits and a unit: H (hours), M (minutes), \
+                      S (seconds), m (milliseconds), u (microseconds) or n (nanoseconds), e.g. `5S` or `500m`"
+                .to_string(),
+        }),
+    }
 }
 
-/// The answer when the caller's `Grpc-Timeout` passed first.
+/// The server answers a request with a `Grpc-Timeout` in gRPC's way (an
+/// empty 200) once the timeout passes. The JSON answer leaves this much
+/// earlier: a twentieth of the timeout, at least 1 ms, at most 5 ms.
+pub fn json_margin(timeout: Duration) -> Duration {
+    (timeout / 20).clamp(Duration::from_millis(1), Duration::from_millis(5))
+}
+
+/// The `grpc-timeout` the service is handed: the time left until the JSON
+/// answer must leave. The service keeps its own margin within it, so its
+/// deadline, and its own answer, come before that moment, never after.
+pub fn service_timeout(left: Duration) -> HeaderValue {
+    // The finest unit whose count fits gRPC's 8 digits.
+    let micros = left.as_micros();
+    let text = if micros < 100_000_000 {
+        format!("{micros}u")
+    } else if left.as_millis() < 100_000_000 {
+        format!("{}m", left.as_millis())
+    } else {
+        format!("{}S", left.as_secs().min(99_999_999))
+    };
+    HeaderValue::from_str(&text).unwrap_or_else(|_| unreachable!("digits and a letter are a valid header value"))
+}
+
+/// The answer when the service had not answered by its caller's
+/// `Grpc-Timeout` (a last resort: its own deadline comes before).
 pub fn deadline_passed() -> Refusal {
     Refusal {
         http: StatusCode::GATEWAY_TIMEOUT,
@@ -160,17 +193,35 @@ mod tests {
     }
 
     #[test]
-    fn a_grpc_timeout_leaves_a_margin_for_the_json_answer() {
-        let budget = |value: &str| {
+    fn a_grpc_timeout_is_read_as_grpc_reads_it_and_a_malformed_one_is_refused() {
+        let timeout = |value: &str| {
             let mut headers = HeaderMap::new();
             headers.insert("grpc-timeout", value.parse().expect("valid"));
-            json_answer_budget(&headers)
+            grpc_timeout(&headers)
         };
-        assert_eq!(budget("2S"), Some(Duration::from_millis(1950)));
-        assert_eq!(budget("100m"), Some(Duration::from_millis(90)));
-        assert_eq!(budget("1m"), Some(Duration::ZERO));
-        assert_eq!(budget("soon"), None);
-        assert_eq!(json_answer_budget(&HeaderMap::new()), None);
+        assert_eq!(timeout("2S").ok(), Some(Some(Duration::from_secs(2))));
+        assert_eq!(timeout("100m").ok(), Some(Some(Duration::from_millis(100))));
+        assert_eq!(grpc_timeout(&HeaderMap::new()).ok(), Some(None));
+        for bad in ["5s", "abc", "1000", "", "1.5S", "123456789m"] {
+            let refusal = timeout(bad).expect_err(bad);
+            assert_eq!((refusal.http, refusal.reason), (StatusCode::BAD_REQUEST, "INVALID_GRPC_TIMEOUT"), "{bad}");
+            assert!(refusal.message.contains("Grpc-Timeout") && refusal.message.contains("`5S`"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_service_is_handed_the_time_left_before_the_json_answer_leaves() {
+        assert_eq!(json_margin(Duration::from_secs(2)), Duration::from_millis(5));
+        assert_eq!(json_margin(Duration::from_millis(40)), Duration::from_millis(2));
+        assert_eq!(json_margin(Duration::from_nanos(1)), Duration::from_millis(1));
+        for left in
+            [Duration::from_micros(1_234), Duration::from_secs(150), Duration::from_secs(200_000), Duration::MAX]
+        {
+            let text = service_timeout(left);
+            let read = parse_grpc_timeout(text.to_str().expect("ascii")).expect("gRPC reads it");
+            assert!(read <= left, "{text:?}");
+        }
+        assert_eq!(service_timeout(Duration::from_millis(1_950)), "1950000u");
     }
 
     #[test]

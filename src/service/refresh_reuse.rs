@@ -6,7 +6,10 @@
 //! in the window gets the same rotated session, from every replica when the
 //! store is Redis, where a claim lets one replica call while the others wait
 //! for its result within their deadlines. A refusal reaches the callers that
-//! shared the call and is not remembered.
+//! shared the call and is not remembered. A claim holds a random value and
+//! is deleted only by its holder; a replica that wins one has looked for a
+//! result once more in the same step; a run that ends without releasing its
+//! claim (a panic) releases it on the way out.
 
 use prost::Message as _;
 use secrecy::{ExposeSecret as _, SecretString};
@@ -18,7 +21,7 @@ use crate::{
     deadline::Deadline,
     error::SsoError,
     proto,
-    reuse_store::{Claim, ReuseStore, SealingKeys},
+    reuse_store::{Claim, ClaimTicket, ReuseStore, SealingKeys},
     single_flight::{Role, SingleFlight},
     upstream::{Endpoint, UpstreamError, UpstreamFault},
 };
@@ -93,20 +96,28 @@ async fn resolve(
     refresh_token: SecretString,
     deadline: Deadline,
 ) -> SharedAnswer {
-    loop {
-        if let Some(remembered) = reuse.store.get(&keys).await
-            && let Ok(response) = proto::RefreshResponse::decode(remembered.as_slice())
+    let remembered = |stored: Vec<u8>| {
+        proto::RefreshResponse::decode(stored.as_slice()).ok().map(|response| Ok((Arc::new(response), Source::Store)))
+    };
+    let ticket = loop {
+        if let Some(stored) = reuse.store.get(&keys).await
+            && let Some(answer) = remembered(stored)
         {
-            return Ok((Arc::new(response), Source::Store));
+            return answer;
         }
         match reuse.store.claim(&keys, deadline.remaining() + CLAIM_MARGIN).await {
-            Claim::Ours => break,
+            Claim::Ours(ticket) => break ticket,
+            Claim::Stored(stored) => match remembered(stored) {
+                Some(answer) => return answer,
+                None => continue,
+            },
             Claim::Taken if tokio::time::Instant::now() + POLL < deadline.instant() => {
                 tokio::time::sleep(POLL).await;
             }
             Claim::Taken => return Err(UpstreamError::new(Endpoint::Refresh, None, UpstreamFault::Timeout)),
         }
-    }
+    };
+    let mut claim = HeldClaim { reuse: reuse.clone(), keys: keys.clone(), ticket: Some(ticket) };
     let answer = match tenant.platform.refresh(&refresh_token, deadline).await {
         Ok(granted) => {
             let session = replies::browser_session(&tenant.settings, &granted, OffsetDateTime::now_utc());
@@ -116,6 +127,32 @@ async fn resolve(
         }
         Err(refused) => Err(refused),
     };
-    reuse.store.release(&keys).await;
+    claim.release().await;
     answer
+}
+
+/// A claim this replica holds; dropped unreleased (the run panicked or was
+/// cancelled), it is released on a task of its own rather than left to expire.
+struct HeldClaim {
+    reuse: Arc<RefreshReuse>,
+    keys: Arc<SealingKeys>,
+    ticket: Option<ClaimTicket>,
+}
+
+impl HeldClaim {
+    async fn release(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            self.reuse.store.release(&self.keys, &ticket).await;
+        }
+    }
+}
+
+impl Drop for HeldClaim {
+    fn drop(&mut self) {
+        let Some(ticket) = self.ticket.take() else { return };
+        let (reuse, keys) = (self.reuse.clone(), self.keys.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { reuse.store.release(&keys, &ticket).await });
+        }
+    }
 }

@@ -84,6 +84,9 @@ pub enum UpstreamFault {
     ConnectFailed,
     /// No answer before the deadline; the request may have been processed.
     Timeout,
+    /// The deadline had passed before the request could be sent: it was not
+    /// sent, so even a create is known not to have happened.
+    NoTimeLeft,
     /// The connection broke after the request was sent.
     ConnectionLost,
     /// The Broker-API refused our API key (HTTP 401).
@@ -133,6 +136,7 @@ impl UpstreamError {
             UpstreamFault::QuotaExhausted { .. }
             | UpstreamFault::CircuitOpen { .. }
             | UpstreamFault::Busy
+            | UpstreamFault::NoTimeLeft
             | UpstreamFault::ConnectFailed
             | UpstreamFault::ApiKeyRejected
             | UpstreamFault::PermissionDenied
@@ -153,6 +157,7 @@ impl fmt::Display for UpstreamError {
         let what = match &self.fault {
             UpstreamFault::ConnectFailed => "could not connect to the upstream".to_string(),
             UpstreamFault::Timeout => "the upstream did not answer in time".to_string(),
+            UpstreamFault::NoTimeLeft => "no time was left before the deadline; the call was not sent".to_string(),
             UpstreamFault::ConnectionLost => "the upstream connection broke during the call".to_string(),
             UpstreamFault::ApiKeyRejected => "the upstream rejected this service's API key".to_string(),
             UpstreamFault::PermissionDenied => {

@@ -2,6 +2,8 @@
 //! only where the request cannot have left), bounded by the RPC's deadline and
 //! by a maximum answer size, and turned into either an [`Answer`] or an
 //! [`UpstreamError`] that says whether the request could have been processed.
+//! A call found with no time left is not sent, and says so. Dropped at any
+//! `.await`, the call leaves its gate free (see [`super::gate`]).
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -47,6 +49,10 @@ pub(crate) async fn exchange(
     let request = with_trace_context(request, &span);
     let started = Instant::now();
     let result = async {
+        if deadline.remaining().is_zero() {
+            // Not even admitted: no quota spent, no probe taken, nothing sent.
+            return Err(UpstreamError::new(endpoint, None, UpstreamFault::NoTimeLeft));
+        }
         let admitted = gate.admit(endpoint, deadline).await?;
         let (result, last_budget) = send_with_retries(endpoint, &admitted, client, &request, deadline).await;
         admitted.settle(&result, last_budget);
@@ -105,7 +111,7 @@ async fn send_once(
 ) -> Result<Answer, UpstreamError> {
     if deadline.remaining().is_zero() {
         // Nothing was sent, so even a create is known not to have happened.
-        return Err(UpstreamError::new(endpoint, None, UpstreamFault::Timeout));
+        return Err(UpstreamError::new(endpoint, None, UpstreamFault::NoTimeLeft));
     }
     let call = async {
         let response = client.send(request).await.map_err(|e| transport_error(endpoint, &e))?;
@@ -183,5 +189,38 @@ fn report(
         Err(error) => {
             tracing::debug!(tenant = %gate.tenant(), endpoint = endpoint.name(), %error, ?latency, "upstream call failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::HttpSettings, metrics::Metrics, upstream::gate::GateContext};
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_call_found_with_no_time_left_is_not_sent_and_says_so() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let url =
+            url::Url::parse(&format!("http://{}/v1/accounts", listener.local_addr().expect("addr"))).expect("url");
+        let settings = HttpSettings {
+            user_agent: "mtr-sso-tests/1".into(),
+            connect_timeout: Duration::from_secs(1),
+            upstream_timeout: Duration::from_secs(1),
+            proxies_from_environment: false,
+        };
+        let client = HttpClient::new(&settings, crate::upstream::Proxies::None).expect("client");
+        let gate = UpstreamGate::new("acme", "broker-api", GateContext::unlimited(Arc::new(Metrics::new())));
+        let request = Outgoing::post(&url, "{}");
+        let error = exchange(Endpoint::CreateAccount, &gate, &client, request, Deadline::after(Duration::ZERO))
+            .await
+            .expect_err("no time to send");
+        assert_eq!(error.fault, UpstreamFault::NoTimeLeft);
+        assert!(!error.may_have_been_processed(), "a create that was not sent cannot have happened");
+        assert!(
+            matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "nothing reached the vendor"
+        );
     }
 }

@@ -1,9 +1,12 @@
 //! The admission gate of one tenant's API (its Broker-API or its platform):
-//! before a call is sent it must get one of the API's concurrency slots, a
-//! slot in the API's share of the vendor's quota (waiting for one briefly,
-//! in order, when it frees within `--quota-max-wait`) and the circuit
-//! breaker's permission; once admitted, its retries draw on the API's retry budget and
-//! its outcome is recorded by the breaker.
+//! before a call is sent it must get one of the API's concurrency slots, the
+//! circuit breaker's permission and then a slot in the API's share of the
+//! vendor's quota (waiting for one briefly, in order, when it frees within
+//! `--quota-max-wait`): a call the open circuit refuses costs no quota. Once
+//! admitted, its retries draw on the API's retry budget and its outcome is
+//! recorded by the breaker. An admitted call dropped before it settles (its
+//! caller went away) frees its slot and its breaker permit all the same, and
+//! is counted as `cancelled`.
 
 use std::{
     borrow::Cow,
@@ -20,7 +23,7 @@ use tokio::{
 
 use super::{
     error::{Endpoint, UpstreamError, UpstreamFault},
-    resilience::{Breaker, ResilienceSettings, RetryBudget},
+    resilience::{Breaker, CircuitState, Permit, ResilienceSettings, RetryBudget},
 };
 use crate::{
     deadline::Deadline,
@@ -110,8 +113,8 @@ impl UpstreamGate {
     }
 
     /// Lets a call to `endpoint` through, or says why it was not sent: no
-    /// slot freed up before `deadline`, no quota slot frees within the wait
-    /// allowed, or the circuit is open.
+    /// slot freed up before `deadline`, the circuit is open, or no quota slot
+    /// frees within the wait allowed. Dropped on the way, it holds nothing.
     pub(crate) async fn admit(&self, endpoint: Endpoint, deadline: Deadline) -> Result<Admitted<'_>, UpstreamError> {
         let refused = |fault| UpstreamError::new(endpoint, None, fault);
         // A slot first: beyond the limit a call waits here, holding no connection.
@@ -121,6 +124,13 @@ impl UpstreamGate {
                 Err(_) => return Err(refused(UpstreamFault::Busy)),
             },
             None => None,
+        };
+        // The breaker before the quota: a call it refuses must not spend the
+        // fleet's quota. Its permit is held through the quota wait, and a
+        // refusal or a cancel there gives it back (a probe's place included).
+        let permit = match self.breaker.admit(deadline.instant()) {
+            Ok(permit) => permit,
+            Err(retry_after) => return Err(refused(UpstreamFault::CircuitOpen { retry_after })),
         };
         // The vendor's limit is per API key (and per platform) for the whole fleet.
         let per_minute = self.context.upstream_per_minute;
@@ -137,11 +147,15 @@ impl UpstreamGate {
                 }
             }
         }
-        if let Err(retry_after) = self.breaker.admit() {
-            return Err(refused(UpstreamFault::CircuitOpen { retry_after }));
-        }
         self.retry_budget.deposit();
-        Ok(Admitted { gate: self, endpoint, _slot: slot })
+        Ok(Admitted { gate: self, endpoint, permit: Some(permit), admitted_at: Instant::now(), _slot: slot })
+    }
+
+    /// Publishes the circuit's state as a metric when it changed.
+    fn publish(&self, state: CircuitState) {
+        if self.circuit_published.swap(state as i64, Ordering::Relaxed) != state as i64 {
+            self.context.metrics.circuit(&self.tenant, self.api, state as i64);
+        }
     }
 
     /// Waits until a reserved quota slot frees, counted in the metrics even
@@ -194,6 +208,7 @@ fn status_label(status: Option<u16>, fault: Option<&UpstreamFault>) -> Cow<'stat
         (Some(status), _) => status.to_string().into(),
         (None, Some(UpstreamFault::ConnectFailed)) => "connect_error".into(),
         (None, Some(UpstreamFault::Timeout)) => "timeout".into(),
+        (None, Some(UpstreamFault::NoTimeLeft)) => "no_time_left".into(),
         (None, Some(UpstreamFault::QuotaExhausted { .. })) => "quota_exhausted".into(),
         (None, Some(UpstreamFault::Busy)) => "busy".into(),
         (None, Some(UpstreamFault::CircuitOpen { .. })) => "circuit_open".into(),
@@ -201,11 +216,15 @@ fn status_label(status: Option<u16>, fault: Option<&UpstreamFault>) -> Cow<'stat
     }
 }
 
-/// A call the gate let through; it holds the call's slot until it is settled.
+/// A call the gate let through; it holds the call's slot and breaker permit
+/// until it is settled, or dropped.
 #[derive(Debug)]
 pub(crate) struct Admitted<'gate> {
     gate: &'gate UpstreamGate,
     endpoint: Endpoint,
+    /// `None` once settled.
+    permit: Option<Permit<'gate>>,
+    admitted_at: Instant,
     _slot: Option<SemaphorePermit<'gate>>,
 }
 
@@ -225,11 +244,14 @@ impl Admitted<'_> {
 
     /// Records the call's outcome with the circuit breaker. `last_budget` is
     /// the time the last attempt had, which decides whether a timeout is the
-    /// upstream's fault.
-    pub(crate) fn settle<T>(self, outcome: &Result<T, UpstreamError>, last_budget: Duration) {
+    /// upstream's fault. A call that was never sent says nothing about the
+    /// upstream: its permit is given back unrecorded.
+    pub(crate) fn settle<T>(mut self, outcome: &Result<T, UpstreamError>, last_budget: Duration) {
+        let Some(permit) = self.permit.take() else { return };
         let healthy = match outcome {
             Ok(_) => true,
             Err(error) => match error.fault {
+                UpstreamFault::NoTimeLeft => return,
                 UpstreamFault::ConnectFailed
                 | UpstreamFault::ConnectionLost
                 | UpstreamFault::ServerError
@@ -238,9 +260,97 @@ impl Admitted<'_> {
                 _ => true,
             },
         };
-        let state = self.gate.breaker.record(healthy);
-        if self.gate.circuit_published.swap(state as i64, Ordering::Relaxed) != state as i64 {
-            self.gate.context.metrics.circuit(&self.gate.tenant, self.gate.api, state as i64);
+        self.gate.publish(permit.record(healthy));
+    }
+}
+
+impl Drop for Admitted<'_> {
+    /// Unsettled: the caller went away mid-call. The permit's own drop frees
+    /// the breaker's probe place; here the call is counted, so that calls cut
+    /// off by their callers show in the metrics.
+    fn drop(&mut self) {
+        if self.permit.is_some() {
+            let gate = self.gate;
+            let series = gate.series[self.endpoint.index()]
+                .get_or_init(|| gate.context.metrics.upstream_series(&gate.tenant, self.endpoint.name()));
+            gate.context.metrics.upstream_call(
+                series,
+                &gate.tenant,
+                self.endpoint.name(),
+                "cancelled".into(),
+                self.admitted_at.elapsed(),
+            );
+            tracing::debug!(tenant = %gate.tenant, endpoint = self.endpoint.name(), "upstream call dropped by its caller");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gate whose circuit opens after one failure and cools down in 10 ms,
+    /// with a quota of one call a minute that a call may wait `quota_wait` for.
+    fn gate(quota_wait: Duration) -> UpstreamGate {
+        let resilience = ResilienceSettings {
+            breaker_failures: 1,
+            breaker_cooldown: Duration::from_millis(10),
+            max_concurrent_calls: 1,
+            ..ResilienceSettings::default()
+        };
+        let windows = Arc::new(SlidingWindows::in_memory());
+        let context = GateContext::new(Arc::new(Metrics::new()), windows, 1, quota_wait, resilience);
+        UpstreamGate::new("acme", "platform", context)
+    }
+
+    async fn open_then_cool_down(gate: &UpstreamGate) {
+        let deadline = Deadline::after(Duration::from_secs(5));
+        let failed: Result<(), UpstreamError> =
+            Err(UpstreamError::new(Endpoint::Login, None, UpstreamFault::ServerError));
+        gate.admit(Endpoint::Login, deadline).await.expect("the quota's one call").settle(&failed, Duration::ZERO);
+        assert_eq!(gate.breaker.state(), CircuitState::Open);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    #[tokio::test]
+    async fn a_probe_refused_by_the_quota_gives_its_place_and_its_slot_back() {
+        let gate = gate(Duration::ZERO);
+        open_then_cool_down(&gate).await;
+        let refused = gate.admit(Endpoint::Login, Deadline::after(Duration::from_secs(5))).await.expect_err("no quota");
+        assert!(matches!(refused.fault, UpstreamFault::QuotaExhausted { .. }), "{refused}");
+        assert!(!gate.breaker.probing(), "the probe's place is free again");
+        assert_eq!(gate.slots.as_ref().map(Semaphore::available_permits), Some(1), "the slot is free again");
+    }
+
+    #[tokio::test]
+    async fn a_probe_cancelled_while_it_waits_for_quota_gives_its_place_and_its_slot_back() {
+        let gate = gate(Duration::from_secs(120));
+        open_then_cool_down(&gate).await;
+        let waiting = tokio::time::timeout(
+            Duration::from_millis(50),
+            gate.admit(Endpoint::Login, Deadline::after(Duration::from_secs(120))),
+        )
+        .await;
+        assert!(waiting.is_err(), "the probe was still waiting for its quota slot when its caller left");
+        assert!(!gate.breaker.probing(), "the probe's place is free again");
+        assert_eq!(gate.slots.as_ref().map(Semaphore::available_permits), Some(1), "the slot is free again");
+    }
+
+    #[tokio::test]
+    async fn an_admitted_call_dropped_before_it_settles_frees_the_probe_and_the_slot() {
+        let gate = gate(Duration::ZERO);
+        open_then_cool_down(&gate).await;
+        // The quota is spent; a call admitted later (a fresh minute) stands in here.
+        let gate = UpstreamGate { context: GateContext::unlimited(Arc::new(Metrics::new())), ..gate };
+        let probe = gate.admit(Endpoint::Login, Deadline::after(Duration::from_secs(5))).await.expect("the probe");
+        assert!(gate.breaker.probing());
+        assert_eq!(gate.slots.as_ref().map(Semaphore::available_permits), Some(0));
+        drop(probe);
+        assert!(!gate.breaker.probing(), "the probe's place is free again");
+        assert_eq!(gate.slots.as_ref().map(Semaphore::available_permits), Some(1), "the slot is free again");
+        assert!(
+            gate.admit(Endpoint::Login, Deadline::after(Duration::from_secs(5))).await.is_ok(),
+            "the next call probes"
+        );
     }
 }
