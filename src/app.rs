@@ -74,19 +74,21 @@ impl App {
         let http = HttpClient::new(&settings.http, proxies)?;
         let metrics = Arc::new(Metrics::new());
         let reuse_window = settings.refresh_reuse_window;
+        // Every RPC's deadline, and a CreateAccount's detached run, end within --upstream-timeout.
+        let longest_run = settings.http.upstream_timeout;
         let (windows, idempotency, reuse_store) = match &settings.redis {
             Some(redis) => {
                 let connection = redis_connection::connect(redis, redis_connection::CONNECT_TIMEOUT).await?;
                 tracing::info!(redis = %redis.endpoint(), tls = redis.is_tls(), "limits, idempotency keys and refresh results shared through Redis");
                 (
                     SlidingWindows::redis(connection.clone()),
-                    Idempotency::redis(connection.clone(), settings.idempotency_window),
+                    Idempotency::redis(connection.clone(), settings.idempotency_window, longest_run),
                     ReuseStore::redis(connection, reuse_window),
                 )
             }
             None => (
                 SlidingWindows::in_memory(),
-                Idempotency::in_memory(settings.idempotency_window),
+                Idempotency::in_memory(settings.idempotency_window, longest_run),
                 ReuseStore::in_memory(reuse_window),
             ),
         };
