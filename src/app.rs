@@ -9,7 +9,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
-    config::{Settings, TlsFiles, Upstream},
+    config::{ConnectionLimits, Settings, TlsFiles, Upstream},
     idempotency::Idempotency,
     metrics::{self, Metrics},
     quota::SlidingWindows,
@@ -31,6 +31,7 @@ pub struct App {
     tls: Option<TlsFiles>,
     client_certificate_optional: bool,
     shutdown_grace: Duration,
+    connections: ConnectionLimits,
     tenant_names: Vec<String>,
     default_tenant: String,
     /// The in-process sandbox, kept alive as long as the service.
@@ -135,6 +136,7 @@ impl App {
             // With tokens accepted too, a caller may come without a certificate.
             client_certificate_optional: settings.callers.as_ref().is_some_and(|c| c.accepts_tokens()),
             shutdown_grace: settings.shutdown_grace,
+            connections: settings.connections,
             tenant_names,
             default_tenant,
             #[cfg(feature = "sandbox")]
@@ -178,6 +180,7 @@ impl App {
             tls: self.tls,
             client_certificate_optional: self.client_certificate_optional,
             health_listener: self.health,
+            connections: self.connections,
         };
         let scheme = if exposure.tls.is_some() { "TLS" } else { "plaintext" };
         tracing::info!(grpc_addr = %addr, tenants = ?self.tenant_names, default_tenant = %self.default_tenant, %scheme, "mtr-sso listening on {addr}");

@@ -8,8 +8,14 @@
 //! and police, with the same TLS, client certificates and limits, and one
 //! drain. HTTP/1.1 is accepted for it on plaintext; over TLS the port offers
 //! only HTTP/2 by ALPN (tonic's TLS), which curl and PHP's curl negotiate.
+//!
+//! The main listener's connections are bounded ([`connections`]): how many
+//! are held at once, how long a TLS handshake may take, and how long a
+//! connection may stay open before its first request.
 
-use std::{future::Future, time::Duration};
+mod connections;
+
+use std::{future::Future, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tonic::{
     service::Routes,
@@ -17,7 +23,13 @@ use tonic::{
 };
 use tonic_health::ServingStatus;
 
-use crate::{config::TlsFiles, json_api, proto::sso_service_server::SsoServiceServer, service::SsoGateway};
+use crate::{
+    config::{ConnectionLimits, TlsFiles},
+    json_api,
+    proto::sso_service_server::SsoServiceServer,
+    service::SsoGateway,
+};
+use connections::{BoundedIncoming, FirstRequests};
 
 /// How the server is exposed beyond its main listener.
 #[derive(Debug, Default)]
@@ -29,6 +41,8 @@ pub struct Exposure {
     /// A plaintext listener serving only health (grpc.health.v1 and
     /// `GET /healthz`), for the kubelet.
     pub health_listener: Option<TcpListener>,
+    /// Bounds on the main listener's connections.
+    pub connections: ConnectionLimits,
 }
 
 /// The health service name of the SSO service.
@@ -69,15 +83,26 @@ pub async fn serve(
     let sso = SsoServiceServer::new(gateway.clone()).max_decoding_message_size(MAX_REQUEST_BYTES);
     let mut grpc = Routes::builder();
     grpc.add_service(health_service).add_service(reflection_v1).add_service(reflection_v1alpha).add_service(sso);
-    let routes = json_api::beside_grpc(grpc.routes().into_axum_router(), gateway, serving_now);
+    let first_requests = Arc::new(FirstRequests::default());
+    let routes = json_api::beside_grpc(grpc.routes().into_axum_router(), gateway, serving_now)
+        .layer(axum::middleware::map_request_with_state(first_requests.clone(), mark_first_request));
 
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
-    // Nagle's algorithm would hold back the later frames of an answer (headers,
-    // data and trailers go out as separate writes) until the client ACKs.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let limits = exposure.connections;
+    if let Some(open_files) = connections::open_file_limit()
+        && open_files < limits.max_connections as u64 + DESCRIPTORS_BESIDE_CALLERS
+    {
+        tracing::warn!(
+            open_files,
+            max_connections = limits.max_connections,
+            "the open-file limit (ulimit -n) leaves too few descriptors for --max-connections; raise it, or lower --max-connections"
+        );
+    }
+    let incoming = BoundedIncoming::new(listener, limits, first_requests);
     let mut builder = Server::builder();
     if let Some(files) = &exposure.tls {
-        builder = builder.tls_config(files.server_config(exposure.client_certificate_optional))?;
+        let tls = files.server_config(exposure.client_certificate_optional).timeout(limits.tls_handshake_timeout);
+        builder = builder.tls_config(tls)?;
     }
     let server = builder
         .accept_http1(true)
@@ -120,6 +145,19 @@ pub async fn serve(
         let _ = task.await;
     }
     drained
+}
+
+/// Descriptors the process needs besides its callers' connections: upstream
+/// and Redis connections, the listeners, logs.
+const DESCRIPTORS_BESIDE_CALLERS: u64 = 256;
+
+/// Frees the request's connection from its first-request timeout.
+async fn mark_first_request(
+    axum::extract::State(first_requests): axum::extract::State<Arc<FirstRequests>>,
+    request: axum::extract::Request,
+) -> axum::extract::Request {
+    first_requests.mark(request.extensions());
+    request
 }
 
 /// Reflection over the SSO service, health and the `google.rpc` error
