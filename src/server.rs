@@ -17,10 +17,7 @@ mod connections;
 
 use std::{future::Future, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
-use tonic::{
-    service::Routes,
-    transport::{Server, server::TcpIncoming},
-};
+use tonic::{service::Routes, transport::Server};
 use tonic_health::ServingStatus;
 
 use crate::{
@@ -67,8 +64,10 @@ pub async fn serve(
             tonic_health::server::HealthService::from_health_reporter(health.clone()),
         );
         let routes = Routes::new(service).into_axum_router().merge(json_api::health_router(serving_now.clone()));
+        // Probes open one connection each: a small cap, and the same first-request bound.
+        let limits = ConnectionLimits { max_connections: HEALTH_MAX_CONNECTIONS, ..exposure.connections };
+        let (incoming, routes) = bounded(listener, routes, limits);
         let mut stopped = health_stopped;
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         tokio::spawn(
             Server::builder().accept_http1(true).add_routes(Routes::from(routes)).serve_with_incoming_shutdown(
                 incoming,
@@ -83,9 +82,7 @@ pub async fn serve(
     let sso = SsoServiceServer::new(gateway.clone()).max_decoding_message_size(MAX_REQUEST_BYTES);
     let mut grpc = Routes::builder();
     grpc.add_service(health_service).add_service(reflection_v1).add_service(reflection_v1alpha).add_service(sso);
-    let first_requests = Arc::new(FirstRequests::default());
-    let routes = json_api::beside_grpc(grpc.routes().into_axum_router(), gateway, serving_now)
-        .layer(axum::middleware::map_request_with_state(first_requests.clone(), mark_first_request));
+    let routes = json_api::beside_grpc(grpc.routes().into_axum_router(), gateway, serving_now);
 
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
     let limits = exposure.connections;
@@ -98,7 +95,7 @@ pub async fn serve(
             "the open-file limit (ulimit -n) leaves too few descriptors for --max-connections; raise it, or lower --max-connections"
         );
     }
-    let incoming = BoundedIncoming::new(listener, limits, first_requests);
+    let (incoming, routes) = bounded(listener, routes, limits);
     let mut builder = Server::builder();
     if let Some(files) = &exposure.tls {
         let tls = files.server_config(exposure.client_certificate_optional).timeout(limits.tls_handshake_timeout);
@@ -150,6 +147,17 @@ pub async fn serve(
 /// Descriptors the process needs besides its callers' connections: upstream
 /// and Redis connections, the listeners, logs.
 const DESCRIPTORS_BESIDE_CALLERS: u64 = 256;
+
+/// Connections held at once on the plaintext health listener.
+const HEALTH_MAX_CONNECTIONS: usize = 256;
+
+/// The listener's connections within `limits`, and the router that tells
+/// them when their first request came.
+fn bounded(listener: TcpListener, routes: axum::Router, limits: ConnectionLimits) -> (BoundedIncoming, axum::Router) {
+    let first_requests = Arc::new(FirstRequests::default());
+    let routes = routes.layer(axum::middleware::map_request_with_state(first_requests.clone(), mark_first_request));
+    (BoundedIncoming::new(listener, limits, first_requests), routes)
+}
 
 /// Frees the request's connection from its first-request timeout.
 async fn mark_first_request(

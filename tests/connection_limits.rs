@@ -351,3 +351,44 @@ async fn beyond_the_connection_cap_nothing_more_is_held_and_a_new_caller_is_serv
     assert!(peak >= baseline + CAP - 1 - SLACK, "the cap was reached: peak {peak}, baseline {baseline}");
     assert!(served_after <= Duration::from_secs(4), "served once slots freed: {served_after:?}");
 }
+
+#[tokio::test]
+async fn the_health_listener_holds_at_most_its_cap_and_closes_silent_sockets_after_the_first_request_timeout() {
+    const HEALTH_CAP: usize = 256;
+    mtr_sso::upstream::install_crypto_provider();
+    let vendor = vendor().await;
+    let dir = std::env::temp_dir().join(format!("mtr-sso-health-flood-{}", std::process::id()));
+    let gateway = gateway(&dir, &vendor, &["--health-listen", "127.0.0.1:0", "--first-request-timeout", "1s"]);
+    let (line, _) = gateway.wait_for("plaintext health on");
+    let health: SocketAddr = serde_json::from_str::<serde_json::Value>(&line).expect("json")["health_addr"]
+        .as_str()
+        .expect("health_addr")
+        .parse()
+        .expect("address");
+    let pid = gateway.child.id();
+    let healthz = format!("http://{health}/healthz");
+    let client = reqwest::Client::new();
+    assert!(client.get(&healthz).send().await.expect("healthz").status().is_success());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let baseline = open_descriptors(pid);
+
+    let sampler = Sampler::start(pid, baseline);
+    let mut silent = silent_sockets(health, HEALTH_CAP + 44).await;
+    let since = Instant::now();
+    while !sampler.thread.is_finished() && since.elapsed() < Duration::from_secs(6) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sampler.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (peak, back) = sampler.thread.join().expect("sampler");
+    let back_after = back.map(|back| back.saturating_duration_since(since));
+    eprintln!(
+        "figure: health listener, {} silent sockets, --first-request-timeout 1s: peak {peak} over a baseline of {baseline}, back after {back_after:?}",
+        HEALTH_CAP + 44
+    );
+    assert!(peak <= baseline + HEALTH_CAP + SLACK, "never more than the cap: peak {peak}, baseline {baseline}");
+    assert!(peak >= baseline + HEALTH_CAP - SLACK, "the cap was reached: peak {peak}, baseline {baseline}");
+    assert!(back_after.is_some_and(|after| after <= Duration::from_millis(3500)), "closed within the bounds");
+    assert_eq!(closed_by_the_gateway(&mut silent).await, HEALTH_CAP + 44, "every silent socket was closed");
+    let probe = tokio::time::timeout(Duration::from_secs(2), client.get(&healthz).send()).await;
+    assert!(probe.expect("answered at once").expect("healthz").status().is_success());
+}
