@@ -201,3 +201,55 @@ async fn a_tampered_outcome_in_redis_is_refused() {
         assert!(claim.is_err(), "refused, not replayed: {claim:?}");
     }
 }
+
+/// A proxy in front of Redis that, once, passes a claim (`SET … NX`) on and
+/// then cuts the connection before its answer comes back: a lost answer.
+async fn proxy_losing_one_claim_answer(redis_port: u16) -> u16 {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let lose_next = std::sync::Arc::new(AtomicBool::new(true));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(("127.0.0.1", redis_port)).await.expect("redis");
+            let lose_next = lose_next.clone();
+            tokio::spawn(async move {
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let answers = tokio::spawn(async move { tokio::io::copy(&mut server_read, &mut client_write).await });
+                let mut buf = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = client_read.read(&mut buf).await {
+                    let _ = server_write.write_all(&buf[..n]).await;
+                    if buf[..n].windows(2).any(|w| w == b"NX") && lose_next.swap(false, Ordering::SeqCst) {
+                        // Redis takes the claim; its answer never reaches the caller.
+                        answers.abort();
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_claim_whose_answer_was_lost_is_given_up_so_a_retry_runs() {
+    let redis = RedisServer::start(Mode::Plain);
+    let port = proxy_losing_one_claim_answer(redis.port).await;
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("url");
+    let connection = client.get_connection_manager().await.expect("Redis");
+    let store = Idempotency::redis(connection, Duration::from_secs(3600), Duration::from_secs(30));
+    let request = || RequestIdentity::new(b"the request".to_vec());
+
+    let lost = store.claim(&scoped_key("acme", "billing", "k-lost"), &request()).await;
+    assert!(lost.is_err(), "the claim's answer was lost: {lost:?}");
+    let left: Vec<_> = redis.keys().into_iter().filter(|k| k.starts_with("mtr-sso:idempotency:")).collect();
+    assert!(left.is_empty(), "the claim Redis took was given up: {left:?}");
+    let retry = store.claim(&scoped_key("acme", "billing", "k-lost"), &request()).await;
+    assert!(
+        matches!(retry, Ok(Claim::Run)),
+        "a retry runs at once rather than waiting for a run that never started: {retry:?}"
+    );
+}

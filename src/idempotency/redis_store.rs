@@ -59,15 +59,23 @@ pub(super) async fn claim(
     fingerprint: &str,
     ttl: Duration,
 ) -> Result<Claim, String> {
-    let claimed: Option<String> = redis::cmd("SET")
+    let claimed: Result<Option<String>, _> = redis::cmd("SET")
         .arg(redis_key(key))
         .arg(claim_value(key, fingerprint))
         .arg("NX")
         .arg("PX")
         .arg(millis(ttl))
         .query_async(&mut connection)
-        .await
-        .map_err(|e| format!("Redis: {e}"))?;
+        .await;
+    let claimed = match claimed {
+        Ok(claimed) => claimed,
+        Err(error) => {
+            // The answer may have been lost after Redis took the claim: give it
+            // up (only if it is ours), or a retry would wait for a run that never started.
+            release(connection, key).await;
+            return Err(format!("Redis: {error}"));
+        }
+    };
     if claimed.is_some() {
         return Ok(Claim::Run);
     }
