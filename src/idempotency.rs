@@ -182,9 +182,13 @@ impl Idempotency {
     /// Claims `key` for `request`.
     pub async fn claim(&self, key: &ScopedKey, request: &RequestIdentity) -> Result<Claim, String> {
         let fingerprint = key.fingerprint(request);
-        let Store::Memory(entries) = &self.store else {
-            let Store::Redis(connection) = &self.store else { unreachable!() };
-            return redis_store::claim(connection.clone(), key, &fingerprint, self.claim_ttl).await;
+        let entries = match &self.store {
+            Store::Redis(connection) => {
+                return redis_store::claim(connection.clone(), key, &fingerprint, self.claim_ttl)
+                    .await
+                    .map_err(String::from);
+            }
+            Store::Memory(entries) => entries,
         };
         let mut entries = entries.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
@@ -213,9 +217,9 @@ impl Idempotency {
         request: &RequestIdentity,
         deadline: tokio::time::Instant,
     ) -> Option<Outcome> {
-        let Store::Memory(entries) = &self.store else {
-            let Store::Redis(connection) = &self.store else { unreachable!() };
-            return self.wait_in_redis(connection.clone(), key, request, deadline).await;
+        let entries = match &self.store {
+            Store::Redis(connection) => return self.wait_in_redis(connection.clone(), key, request, deadline).await,
+            Store::Memory(entries) => entries,
         };
         let mut receiver = {
             let entries = entries.lock().unwrap_or_else(PoisonError::into_inner);
@@ -240,8 +244,9 @@ impl Idempotency {
         loop {
             match redis_store::read(&mut connection, key, &fingerprint).await {
                 Ok(Claim::Done(outcome)) => return Some(outcome),
-                Err(error) if error.contains("did not open") => return opened_or_warn(Err(error)),
-                _ => {}
+                Err(redis_store::ReadError::Refused(error)) => return opened_or_warn(Err(error)),
+                // Still running, or Redis did not answer this time: look again.
+                Ok(_) | Err(redis_store::ReadError::Redis(_)) => {}
             }
             if tokio::time::Instant::now() + POLL > deadline {
                 return None;
@@ -259,9 +264,11 @@ impl Idempotency {
             tracing::warn!("no randomness to seal an idempotent outcome; releasing its key");
             return self.release(key).await;
         };
-        let Store::Memory(entries) = &self.store else {
-            let Store::Redis(connection) = &self.store else { unreachable!() };
-            return redis_store::complete(connection.clone(), key, &fingerprint, &sealed, self.window).await;
+        let entries = match &self.store {
+            Store::Redis(connection) => {
+                return redis_store::complete(connection.clone(), key, &fingerprint, &sealed, self.window).await;
+            }
+            Store::Memory(entries) => entries,
         };
         let mut entries = entries.lock().unwrap_or_else(PoisonError::into_inner);
         let lookup = key.keys.lookup();
@@ -281,9 +288,9 @@ impl Idempotency {
     /// Gives `key` up if this call still owns its claim: nothing was created,
     /// so a retry may run again.
     pub async fn release(&self, key: &ScopedKey) {
-        let Store::Memory(entries) = &self.store else {
-            let Store::Redis(connection) = &self.store else { unreachable!() };
-            return redis_store::release(connection.clone(), key).await;
+        let entries = match &self.store {
+            Store::Redis(connection) => return redis_store::release(connection.clone(), key).await,
+            Store::Memory(entries) => entries,
         };
         let mut entries = entries.lock().unwrap_or_else(PoisonError::into_inner);
         if matches!(entries.get(key.keys.lookup()), Some(Entry::Running { owner, .. }) if *owner == key.owner) {

@@ -40,6 +40,25 @@ static COMPLETE: LazyLock<redis::Script> = LazyLock::new(|| {
     )
 });
 
+/// Why an entry could not be read.
+#[derive(Debug)]
+pub(super) enum ReadError {
+    /// Redis did not answer.
+    Redis(String),
+    /// The entry is there, but its outcome does not open with the key: it was
+    /// changed, or written by something else. Refused, never replayed.
+    Refused(String),
+}
+
+impl From<ReadError> for String {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::Redis(error) => format!("Redis: {error}"),
+            ReadError::Refused(error) => error,
+        }
+    }
+}
+
 fn redis_key(key: &ScopedKey) -> String {
     format!("{REDIS_PREFIX}{}", key.keys.lookup())
 }
@@ -58,7 +77,7 @@ pub(super) async fn claim(
     key: &ScopedKey,
     fingerprint: &str,
     ttl: Duration,
-) -> Result<Claim, String> {
+) -> Result<Claim, ReadError> {
     let claimed: Result<Option<String>, _> = redis::cmd("SET")
         .arg(redis_key(key))
         .arg(claim_value(key, fingerprint))
@@ -73,7 +92,7 @@ pub(super) async fn claim(
             // The answer may have been lost after Redis took the claim: give it
             // up (only if it is ours), or a retry would wait for a run that never started.
             release(connection, key).await;
-            return Err(format!("Redis: {error}"));
+            return Err(ReadError::Redis(error.to_string()));
         }
     };
     if claimed.is_some() {
@@ -89,9 +108,12 @@ pub(super) async fn read(
     connection: &mut redis::aio::ConnectionManager,
     key: &ScopedKey,
     fingerprint: &str,
-) -> Result<Claim, String> {
-    let stored: Option<String> =
-        redis::cmd("GET").arg(redis_key(key)).query_async(connection).await.map_err(|e| format!("Redis: {e}"))?;
+) -> Result<Claim, ReadError> {
+    let stored: Option<String> = redis::cmd("GET")
+        .arg(redis_key(key))
+        .query_async(connection)
+        .await
+        .map_err(|e| ReadError::Redis(e.to_string()))?;
     let Some(stored) = stored else { return Ok(Claim::InProgress) };
     let (stored_fingerprint, sealed) = if let Some(rest) = stored.strip_prefix("claim:") {
         (rest.split_once(':').map(|(_, fingerprint)| fingerprint), None)
@@ -101,14 +123,14 @@ pub(super) async fn read(
         (None, None)
     };
     let Some(stored_fingerprint) = stored_fingerprint else {
-        return Err("a stored outcome did not open: it is in no known shape".into());
+        return Err(ReadError::Refused("a stored outcome is in no known shape".into()));
     };
     if stored_fingerprint != fingerprint {
         return Ok(Claim::Mismatch);
     }
     let Some(sealed) = sealed else { return Ok(Claim::InProgress) };
-    let sealed = hex::decode(sealed).map_err(|_| "a stored outcome did not open: it is not hex".to_string())?;
-    key.open(&sealed).map(Claim::Done)
+    let sealed = hex::decode(sealed).map_err(|_| ReadError::Refused("a stored outcome is not hex".into()))?;
+    key.open(&sealed).map(Claim::Done).map_err(ReadError::Refused)
 }
 
 /// Records the sealed outcome for `window`, if the claim is still this call's.
