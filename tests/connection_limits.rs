@@ -358,7 +358,7 @@ async fn the_health_listener_holds_at_most_its_cap_and_closes_silent_sockets_aft
     mtr_sso::upstream::install_crypto_provider();
     let vendor = vendor().await;
     let dir = std::env::temp_dir().join(format!("mtr-sso-health-flood-{}", std::process::id()));
-    let gateway = gateway(&dir, &vendor, &["--health-listen", "127.0.0.1:0", "--first-request-timeout", "1s"]);
+    let gateway = gateway(&dir, &vendor, &["--health-listen", "127.0.0.1:0", "--first-request-timeout", "3s"]);
     let (line, _) = gateway.wait_for("plaintext health on");
     let health: SocketAddr = serde_json::from_str::<serde_json::Value>(&line).expect("json")["health_addr"]
         .as_str()
@@ -375,19 +375,20 @@ async fn the_health_listener_holds_at_most_its_cap_and_closes_silent_sockets_aft
     let sampler = Sampler::start(pid, baseline);
     let mut silent = silent_sockets(health, HEALTH_CAP + 44).await;
     let since = Instant::now();
-    while !sampler.thread.is_finished() && since.elapsed() < Duration::from_secs(6) {
+    while !sampler.thread.is_finished() && since.elapsed() < Duration::from_secs(8) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     sampler.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (peak, back) = sampler.thread.join().expect("sampler");
     let back_after = back.map(|back| back.saturating_duration_since(since));
     eprintln!(
-        "figure: health listener, {} silent sockets, --first-request-timeout 1s: peak {peak} over a baseline of {baseline}, back after {back_after:?}",
+        "figure: health listener, {} silent sockets, --first-request-timeout 3s: peak {peak} over a baseline of {baseline}, back after {back_after:?}",
         HEALTH_CAP + 44
     );
     assert!(peak <= baseline + HEALTH_CAP + SLACK, "never more than the cap: peak {peak}, baseline {baseline}");
     assert!(peak >= baseline + HEALTH_CAP - SLACK, "the cap was reached: peak {peak}, baseline {baseline}");
-    assert!(back_after.is_some_and(|after| after <= Duration::from_millis(3500)), "closed within the bounds");
+    // The last ones wait in the backlog for a slot, then get their 3 s.
+    assert!(back_after.is_some_and(|after| after <= Duration::from_millis(7500)), "closed within the bounds");
     assert_eq!(closed_by_the_gateway(&mut silent).await, HEALTH_CAP + 44, "every silent socket was closed");
     let probe = tokio::time::timeout(Duration::from_secs(2), client.get(&healthz).send()).await;
     assert!(probe.expect("answered at once").expect("healthz").status().is_success());
