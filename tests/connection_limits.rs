@@ -25,6 +25,11 @@ use wiremock::{Mock, MockServer, ResponseTemplate, matchers::path};
 
 const SILENT: usize = 1000;
 const HALF_HANDSHAKES: usize = 100;
+/// Sockets of a flood the gateway must be seen holding at once. A loaded
+/// machine opens a thousand more slowly than the bound closes the first, so
+/// the peak shows they were accepted and held, not that all were at once;
+/// that every one was closed by the gateway is checked apart.
+const HELD_AT_ONCE: usize = 200;
 /// Descriptors that may come and go beside the flood: a fresh caller's
 /// connection, an upstream connection.
 const SLACK: usize = 4;
@@ -204,9 +209,7 @@ async fn a_thousand_silent_sockets_are_closed_after_the_first_request_timeout_wh
     eprintln!(
         "figure: plaintext, {SILENT} silent sockets opened in {flooded_in:?}, --first-request-timeout 3s: {watched:?}"
     );
-    // A loaded machine accepts the last ones after the first have timed out:
-    // the peak shows they were held, not refused; each saw its end.
-    assert!(watched.peak >= baseline + SILENT / 2, "the sockets were held at first: {watched:?}");
+    assert!(watched.peak >= baseline + HELD_AT_ONCE, "the sockets were held at first: {watched:?}");
     assert!(watched.back_after <= Duration::from_millis(4500), "back to the baseline within the bound: {watched:?}");
     assert_eq!(closed_by_the_gateway(&mut sockets).await, SILENT, "every silent socket was closed by the gateway");
     real_call(&held).await;
@@ -296,7 +299,7 @@ async fn silent_sockets_and_stalled_tls_handshakes_are_closed_within_their_bound
     eprintln!(
         "figure: TLS, {SILENT} silent sockets and {HALF_HANDSHAKES} stalled handshakes opened in {flooded_in:?}, --tls-handshake-timeout 2s: {watched:?}"
     );
-    assert!(watched.peak >= baseline + (SILENT + HALF_HANDSHAKES) / 2, "the sockets were held at first: {watched:?}");
+    assert!(watched.peak >= baseline + HELD_AT_ONCE, "the sockets were held at first: {watched:?}");
     assert!(watched.back_after <= Duration::from_millis(3500), "back to the baseline within the bound: {watched:?}");
     assert_eq!(closed_by_the_gateway(&mut silent).await, SILENT, "every silent socket was closed by the gateway");
     assert_eq!(closed_by_the_gateway(&mut stalled).await, HALF_HANDSHAKES, "every stalled handshake too");
