@@ -9,7 +9,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
-    config::{Settings, TlsFiles, Upstream, shared_state},
+    config::{ConnectionLimits, Settings, TlsFiles, Upstream, shared_state},
     idempotency::Idempotency,
     metrics::{self, Metrics},
     quota::SlidingWindows,
@@ -31,6 +31,7 @@ pub struct App {
     tls: Option<TlsFiles>,
     client_certificate_optional: bool,
     shutdown_grace: Duration,
+    connections: ConnectionLimits,
     tenant_names: Vec<String>,
     default_tenant: String,
     /// The in-process sandbox, kept alive as long as the service.
@@ -77,19 +78,21 @@ impl App {
         let http = HttpClient::new(&settings.http, proxies)?;
         let metrics = Arc::new(Metrics::new());
         let reuse_window = settings.refresh_reuse_window;
+        // Every RPC's deadline, and a CreateAccount's detached run, end within --upstream-timeout.
+        let longest_run = settings.http.upstream_timeout;
         let (windows, idempotency, reuse_store) = match &settings.redis {
             Some(redis) => {
                 let connection = redis_connection::connect(redis, redis_connection::CONNECT_TIMEOUT).await?;
                 tracing::info!(redis = %redis.endpoint(), tls = redis.is_tls(), "limits, idempotency keys and refresh results shared through Redis");
                 (
                     SlidingWindows::redis(connection.clone()),
-                    Idempotency::redis(connection.clone(), settings.idempotency_window),
+                    Idempotency::redis(connection.clone(), settings.idempotency_window, longest_run),
                     ReuseStore::redis(connection, reuse_window),
                 )
             }
             None => (
                 SlidingWindows::in_memory(),
-                Idempotency::in_memory(settings.idempotency_window),
+                Idempotency::in_memory(settings.idempotency_window, longest_run),
                 ReuseStore::in_memory(reuse_window),
             ),
         };
@@ -144,6 +147,7 @@ impl App {
             // With tokens accepted too, a caller may come without a certificate.
             client_certificate_optional: settings.callers.as_ref().is_some_and(|c| c.accepts_tokens()),
             shutdown_grace: settings.shutdown_grace,
+            connections: settings.connections,
             tenant_names,
             default_tenant,
             #[cfg(feature = "sandbox")]
@@ -187,6 +191,7 @@ impl App {
             tls: self.tls,
             client_certificate_optional: self.client_certificate_optional,
             health_listener: self.health,
+            connections: self.connections,
         };
         let scheme = if exposure.tls.is_some() { "TLS" } else { "plaintext" };
         tracing::info!(grpc_addr = %addr, tenants = ?self.tenant_names, default_tenant = %self.default_tenant, %scheme, "mtr-sso listening on {addr}");

@@ -4,14 +4,28 @@
 //! "nothing was created" (the call was never sent, or was refused for a reason
 //! that may pass) release the key instead, so a retry runs again. Claims live
 //! in memory, or in Redis so that a retry reaching another replica finds them.
+//!
+//! What is stored is useless to whoever reads the store: the entry's name, the
+//! sealing key and the fingerprint key all come from the idempotency key
+//! together with the tenant and the caller ([`crate::sealing`]). The outcome
+//! (login tokens, session tokens, cookies, the email) is sealed, the request
+//! is kept only as a keyed hash, and a replay opens the outcome or is refused.
+//!
+//! A claim lives as long as the longest run the settings allow, so that a
+//! retry never runs beside a run still going; it names its owner with a
+//! random token, and only that owner completes or gives it up.
+
+mod redis_store;
 
 use serde::{Deserialize, Serialize};
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Mutex, PoisonError},
     time::{Duration, Instant},
 };
 use tokio::sync::watch;
+
+use crate::sealing;
 
 /// A stored outcome: the encoded response, or the status that was returned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,9 +49,75 @@ pub enum Claim {
     Mismatch,
 }
 
+/// A caller's idempotency key within its tenant and caller, as one call
+/// holds it: the keys it yields, and the random token that names this call
+/// as the owner of a claim it makes.
+#[derive(Debug)]
+pub struct ScopedKey {
+    keys: sealing::Keys,
+    owner: String,
+}
+
+/// The HKDF salt: fixed, so that every replica derives the same keys.
+const SALT: &[u8] = b"mtr-sso idempotency v1";
+
+/// The key of `caller` within `tenant`. The tenant's length goes first, so
+/// that no two (tenant, caller) pairs give the same context.
+pub fn scoped_key(tenant: &str, caller: &str, key: &str) -> ScopedKey {
+    let mut context = (tenant.len() as u64).to_be_bytes().to_vec();
+    context.extend_from_slice(tenant.as_bytes());
+    context.extend_from_slice(caller.as_bytes());
+    ScopedKey { keys: sealing::Keys::derive(SALT, key.as_bytes(), &context), owner: owner_token() }
+}
+
+/// A fresh owner token. Without system randomness (never seen on Linux) the
+/// clock and a counter still tell this process's calls apart.
+fn owner_token() -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    sealing::random_token().unwrap_or_else(|| {
+        let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        format!("{:x}{:x}{count:x}", std::process::id(), nanos.as_nanos())
+    })
+}
+
+/// What identifies a request for its key, before it is keyed: never stored,
+/// only its keyed hash is ([`sealing::Keys::fingerprint`]).
+pub struct RequestIdentity(Vec<u8>);
+
+impl RequestIdentity {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+}
+
+impl std::fmt::Debug for RequestIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestIdentity([redacted])")
+    }
+}
+
+impl ScopedKey {
+    fn fingerprint(&self, request: &RequestIdentity) -> String {
+        self.keys.fingerprint(&request.0)
+    }
+
+    fn seal(&self, outcome: &Outcome) -> Option<Vec<u8>> {
+        self.keys.seal(&serde_json::to_vec(outcome).ok()?)
+    }
+
+    /// The stored outcome, opened; an error if it was changed or not sealed with this key.
+    fn open(&self, sealed: &[u8]) -> Result<Outcome, String> {
+        self.keys
+            .open(sealed)
+            .and_then(|plaintext| serde_json::from_slice(&plaintext).ok())
+            .ok_or_else(|| "a stored outcome did not open with its key".to_string())
+    }
+}
+
 enum Entry {
-    Running { fingerprint: String, done: watch::Sender<Option<Outcome>>, expires: Instant },
-    Done { fingerprint: String, outcome: Outcome, expires: Instant },
+    Running { fingerprint: String, owner: String, done: watch::Sender<Option<Outcome>>, expires: Instant },
+    Done { fingerprint: String, sealed: Vec<u8>, expires: Instant },
 }
 
 impl Entry {
@@ -57,6 +137,7 @@ enum Store {
 pub struct Idempotency {
     store: Store,
     window: Duration,
+    claim_ttl: Duration,
 }
 
 impl std::fmt::Debug for Idempotency {
@@ -65,104 +146,107 @@ impl std::fmt::Debug for Idempotency {
             Store::Memory(_) => "memory",
             Store::Redis(_) => "redis",
         };
-        f.debug_struct("Idempotency").field("store", &store).field("window", &self.window).finish()
+        f.debug_struct("Idempotency")
+            .field("store", &store)
+            .field("window", &self.window)
+            .field("claim_ttl", &self.claim_ttl)
+            .finish()
     }
 }
 
-const REDIS_PREFIX: &str = "mtr-sso:idempotency:";
-/// How long a claim may stay "running" without an outcome. A run is bounded
-/// by the upstream timeout, so a claim older than this belongs to a replica
-/// that died mid-run; its key must not stay blocked for the whole window.
-const RUNNING_TTL: Duration = Duration::from_secs(60);
+/// How long a claim outlives the longest run: time to record the outcome
+/// once the run's deadline has passed (one Redis write), with room to spare.
+const CLAIM_MARGIN: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(50);
 
-/// The storage key for a caller's key: hashed, so no caller data is stored.
-pub fn scoped_key(tenant: &str, caller: &str, key: &str) -> String {
-    sha1_smol::Sha1::from(format!("{tenant}\u{0}{caller}\u{0}{key}")).digest().to_string()
+/// How long a claim lives when no run can last longer than `longest_run`.
+/// A claim that expired while its run still went on would let a retry
+/// create the account a second time; one that lives much longer only keeps
+/// a key blocked after a replica died mid-run.
+pub fn claim_ttl(longest_run: Duration) -> Duration {
+    longest_run + CLAIM_MARGIN
 }
 
 impl Idempotency {
-    /// Keys kept in this process for `window`.
-    pub fn in_memory(window: Duration) -> Self {
-        Self { store: Store::Memory(Mutex::new(HashMap::new())), window }
+    /// Keys kept in this process for `window`; no run lasts longer than `longest_run`.
+    pub fn in_memory(window: Duration, longest_run: Duration) -> Self {
+        Self { store: Store::Memory(Mutex::new(HashMap::new())), window, claim_ttl: claim_ttl(longest_run) }
     }
 
-    /// Keys kept in Redis for `window`, shared by every replica.
-    pub fn redis(connection: redis::aio::ConnectionManager, window: Duration) -> Self {
-        Self { store: Store::Redis(connection), window }
+    /// Keys kept in Redis for `window`, shared by every replica; no run lasts
+    /// longer than `longest_run`.
+    pub fn redis(connection: redis::aio::ConnectionManager, window: Duration, longest_run: Duration) -> Self {
+        Self { store: Store::Redis(connection), window, claim_ttl: claim_ttl(longest_run) }
     }
 
-    /// Claims `key` for a request with `fingerprint`.
-    pub async fn claim(&self, key: &str, fingerprint: &str) -> Result<Claim, String> {
-        match &self.store {
-            Store::Memory(entries) => {
-                let mut entries = entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let now = Instant::now();
-                entries.retain(|_, entry| entry.expires() > now);
-                match entries.get(key) {
-                    Some(Entry::Running { fingerprint: f, .. } | Entry::Done { fingerprint: f, .. })
-                        if f != fingerprint =>
-                    {
-                        Ok(Claim::Mismatch)
-                    }
-                    Some(Entry::Running { .. }) => Ok(Claim::InProgress),
-                    Some(Entry::Done { outcome, .. }) => Ok(Claim::Done(outcome.clone())),
-                    None => {
-                        let (done, _) = watch::channel(None);
-                        entries.insert(
-                            key.to_string(),
-                            Entry::Running {
-                                fingerprint: fingerprint.into(),
-                                done,
-                                expires: now + RUNNING_TTL.min(self.window),
-                            },
-                        );
-                        Ok(Claim::Run)
-                    }
-                }
-            }
+    /// Claims `key` for `request`.
+    pub async fn claim(&self, key: &ScopedKey, request: &RequestIdentity) -> Result<Claim, String> {
+        let fingerprint = key.fingerprint(request);
+        let entries = match &self.store {
             Store::Redis(connection) => {
-                let mut connection = connection.clone();
-                let redis_key = format!("{REDIS_PREFIX}{key}");
-                let running = serde_json::json!({ "fingerprint": fingerprint }).to_string();
-                let claimed: Option<String> = redis::cmd("SET")
-                    .arg(&redis_key)
-                    .arg(&running)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(RUNNING_TTL.min(self.window).as_millis() as u64)
-                    .query_async(&mut connection)
+                return redis_store::claim(connection.clone(), key, &fingerprint, self.claim_ttl)
                     .await
-                    .map_err(|e| format!("Redis: {e}"))?;
-                if claimed.is_some() {
-                    return Ok(Claim::Run);
-                }
-                read_redis(&mut connection, &redis_key, fingerprint).await
+                    .map_err(String::from);
+            }
+            Store::Memory(entries) => entries,
+        };
+        let mut entries = entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        entries.retain(|_, entry| entry.expires() > now);
+        match entries.get(key.keys.lookup()) {
+            Some(Entry::Running { fingerprint: f, .. } | Entry::Done { fingerprint: f, .. }) if *f != fingerprint => {
+                Ok(Claim::Mismatch)
+            }
+            Some(Entry::Running { .. }) => Ok(Claim::InProgress),
+            Some(Entry::Done { sealed, .. }) => key.open(sealed).map(Claim::Done),
+            None => {
+                let (done, _) = watch::channel(None);
+                let owner = key.owner.clone();
+                let expires = now + self.claim_ttl;
+                entries.insert(key.keys.lookup().to_string(), Entry::Running { fingerprint, owner, done, expires });
+                Ok(Claim::Run)
             }
         }
     }
 
     /// Waits until the running call with `key` has an outcome, or `deadline`.
-    pub async fn wait(&self, key: &str, fingerprint: &str, deadline: tokio::time::Instant) -> Option<Outcome> {
-        if let Store::Memory(entries) = &self.store {
-            let receiver = {
-                let entries = entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                match entries.get(key) {
-                    Some(Entry::Done { outcome, .. }) => return Some(outcome.clone()),
-                    Some(Entry::Running { done, .. }) => done.subscribe(),
-                    None => return None,
-                }
-            };
-            let mut receiver = receiver;
-            let outcome = tokio::time::timeout_at(deadline, receiver.wait_for(Option::is_some)).await.ok()?.ok()?;
-            return outcome.clone();
-        }
-        let Store::Redis(connection) = &self.store else { return None };
-        let mut connection = connection.clone();
-        let redis_key = format!("{REDIS_PREFIX}{key}");
+    /// `None` also when the stored outcome does not open: a retry is then refused.
+    pub async fn wait(
+        &self,
+        key: &ScopedKey,
+        request: &RequestIdentity,
+        deadline: tokio::time::Instant,
+    ) -> Option<Outcome> {
+        let entries = match &self.store {
+            Store::Redis(connection) => return self.wait_in_redis(connection.clone(), key, request, deadline).await,
+            Store::Memory(entries) => entries,
+        };
+        let mut receiver = {
+            let entries = entries.lock().unwrap_or_else(PoisonError::into_inner);
+            match entries.get(key.keys.lookup()) {
+                Some(Entry::Done { sealed, .. }) => return opened_or_warn(key.open(sealed)),
+                Some(Entry::Running { done, .. }) => done.subscribe(),
+                None => return None,
+            }
+        };
+        let outcome = tokio::time::timeout_at(deadline, receiver.wait_for(Option::is_some)).await.ok()?.ok()?;
+        outcome.clone()
+    }
+
+    async fn wait_in_redis(
+        &self,
+        mut connection: redis::aio::ConnectionManager,
+        key: &ScopedKey,
+        request: &RequestIdentity,
+        deadline: tokio::time::Instant,
+    ) -> Option<Outcome> {
+        let fingerprint = key.fingerprint(request);
         loop {
-            if let Ok(Claim::Done(outcome)) = read_redis(&mut connection, &redis_key, fingerprint).await {
-                return Some(outcome);
+            match redis_store::read(&mut connection, key, &fingerprint).await {
+                Ok(Claim::Done(outcome)) => return Some(outcome),
+                Err(redis_store::ReadError::Refused(error)) => return opened_or_warn(Err(error)),
+                // Still running, or Redis did not answer this time: look again.
+                Ok(_) | Err(redis_store::ReadError::Redis(_)) => {}
             }
             if tokio::time::Instant::now() + POLL > deadline {
                 return None;
@@ -171,110 +255,54 @@ impl Idempotency {
         }
     }
 
-    /// Records the outcome of the call that claimed `key`.
-    pub async fn complete(&self, key: &str, fingerprint: &str, outcome: Outcome) {
-        match &self.store {
-            Store::Memory(entries) => {
-                let mut entries = entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Some(Entry::Running { done, .. }) = entries.get(key) {
-                    let _ = done.send(Some(outcome.clone()));
-                }
-                entries.insert(
-                    key.to_string(),
-                    Entry::Done { fingerprint: fingerprint.into(), outcome, expires: Instant::now() + self.window },
-                );
-            }
+    /// Records the outcome of the call that claimed `key`, sealed. A claim
+    /// that is no longer this call's (it expired and another call took the
+    /// key) keeps what it holds.
+    pub async fn complete(&self, key: &ScopedKey, request: &RequestIdentity, outcome: Outcome) {
+        let fingerprint = key.fingerprint(request);
+        let Some(sealed) = key.seal(&outcome) else {
+            tracing::warn!("no randomness to seal an idempotent outcome; releasing its key");
+            return self.release(key).await;
+        };
+        let entries = match &self.store {
             Store::Redis(connection) => {
-                let mut connection = connection.clone();
-                let value = serde_json::json!({ "fingerprint": fingerprint, "outcome": outcome }).to_string();
-                let stored: Result<(), _> = redis::cmd("SET")
-                    .arg(format!("{REDIS_PREFIX}{key}"))
-                    .arg(value)
-                    .arg("PX")
-                    .arg(self.window.as_millis() as u64)
-                    .query_async(&mut connection)
-                    .await;
-                if let Err(error) = stored {
-                    tracing::warn!(%error, "could not record an idempotent outcome");
-                }
+                return redis_store::complete(connection.clone(), key, &fingerprint, &sealed, self.window).await;
+            }
+            Store::Memory(entries) => entries,
+        };
+        let mut entries = entries.lock().unwrap_or_else(PoisonError::into_inner);
+        let lookup = key.keys.lookup();
+        match entries.get(lookup) {
+            Some(Entry::Running { owner, done, .. }) if *owner == key.owner => {
+                let _ = done.send(Some(outcome));
+            }
+            None => {}
+            Some(_) => {
+                tracing::warn!("an idempotency claim changed hands during its run; its outcome is not recorded");
+                return;
             }
         }
+        entries.insert(lookup.to_string(), Entry::Done { fingerprint, sealed, expires: Instant::now() + self.window });
     }
 
-    /// Gives `key` up: nothing was created, so a retry may run again.
-    pub async fn release(&self, key: &str) {
-        match &self.store {
-            Store::Memory(entries) => {
-                let removed = entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
-                if let Some(Entry::Running { done, .. }) = removed {
-                    // Waiters see the sender dropped and run the request themselves on retry.
-                    drop(done);
-                }
-            }
-            Store::Redis(connection) => {
-                let mut connection = connection.clone();
-                let _: Result<(), _> =
-                    redis::cmd("DEL").arg(format!("{REDIS_PREFIX}{key}")).query_async(&mut connection).await;
-            }
+    /// Gives `key` up if this call still owns its claim: nothing was created,
+    /// so a retry may run again.
+    pub async fn release(&self, key: &ScopedKey) {
+        let entries = match &self.store {
+            Store::Redis(connection) => return redis_store::release(connection.clone(), key).await,
+            Store::Memory(entries) => entries,
+        };
+        let mut entries = entries.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(entries.get(key.keys.lookup()), Some(Entry::Running { owner, .. }) if *owner == key.owner) {
+            // Waiters see the sender dropped and run the request themselves on retry.
+            entries.remove(key.keys.lookup());
         }
     }
 }
 
-/// What a claim stored in Redis says: gone (its run was released or expired)
-/// or still running, finished, or made for another request.
-async fn read_redis(
-    connection: &mut redis::aio::ConnectionManager,
-    redis_key: &str,
-    fingerprint: &str,
-) -> Result<Claim, String> {
-    let existing: Option<String> =
-        redis::cmd("GET").arg(redis_key).query_async(connection).await.map_err(|e| format!("Redis: {e}"))?;
-    let Some(existing) = existing else { return Ok(Claim::InProgress) };
-    let value: serde_json::Value = serde_json::from_str(&existing).unwrap_or_default();
-    if value["fingerprint"].as_str() != Some(fingerprint) {
-        return Ok(Claim::Mismatch);
-    }
-    Ok(serde_json::from_value::<Outcome>(value["outcome"].clone()).map(Claim::Done).unwrap_or(Claim::InProgress))
+fn opened_or_warn(opened: Result<Outcome, String>) -> Option<Outcome> {
+    opened.map_err(|error| tracing::warn!(%error, "a stored idempotent outcome was refused")).ok()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_key_runs_once_and_then_replays_or_refuses_a_different_request() {
-        let store = Idempotency::in_memory(Duration::from_secs(60));
-        assert!(matches!(store.claim("k", "f1").await, Ok(Claim::Run)));
-        assert!(matches!(store.claim("k", "f1").await, Ok(Claim::InProgress)));
-        assert!(matches!(store.claim("k", "f2").await, Ok(Claim::Mismatch)));
-        let outcome = Outcome::Created(crate::hex::encode(b"response"));
-        store.complete("k", "f1", outcome.clone()).await;
-        assert!(matches!(store.claim("k", "f1").await, Ok(Claim::Done(o)) if o == outcome));
-        store.release("k").await;
-        assert!(matches!(store.claim("k", "f1").await, Ok(Claim::Run)), "released keys run again");
-    }
-
-    #[tokio::test]
-    async fn a_claim_whose_run_never_finished_expires_long_before_the_window() {
-        let store = Idempotency::in_memory(Duration::from_secs(2 * 3600));
-        assert!(matches!(store.claim("k", "f").await, Ok(Claim::Run)));
-        let Store::Memory(entries) = &store.store else { unreachable!() };
-        let expires = entries.lock().expect("lock").get("k").map(Entry::expires).expect("claimed");
-        assert!(expires <= Instant::now() + RUNNING_TTL, "a dead run blocks its key for at most a minute");
-    }
-
-    #[tokio::test]
-    async fn a_waiter_gets_the_outcome_when_the_running_call_completes() {
-        let store = std::sync::Arc::new(Idempotency::in_memory(Duration::from_secs(60)));
-        assert!(matches!(store.claim("k", "f").await, Ok(Claim::Run)));
-        let waiter = {
-            let store = store.clone();
-            tokio::spawn(
-                async move { store.wait("k", "f", tokio::time::Instant::now() + Duration::from_secs(5)).await },
-            )
-        };
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        store.complete("k", "f", Outcome::Created("00".into())).await;
-        assert_eq!(waiter.await.expect("task"), Some(Outcome::Created("00".into())));
-    }
-}
+mod tests;

@@ -11,6 +11,7 @@
 //! |---|---|
 //! | [`proto`] | the generated gRPC types and the descriptor set for reflection |
 //! | [`hex`], [`setting_values`] | small parsers and encoders |
+//! | [`sealing`] | keys a caller's secret yields: a lookup name, an AEAD seal, a keyed fingerprint |
 //! | [`tenant`] | one tenant's settings, declared once for flags and the tenants file |
 //! | [`auth`] | who a caller is (certificate or token) and what the policy lets it do |
 //! | [`redis_connection`] | the one Redis connection: TLS, credentials, a check that names what is wrong |
@@ -51,6 +52,7 @@ pub mod redis_connection;
 pub mod reuse_store;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+pub mod sealing;
 pub mod server;
 pub mod service;
 pub mod setting_values;

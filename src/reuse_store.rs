@@ -3,24 +3,19 @@
 //! rotated away) gets the same new session instead of a refusal.
 //!
 //! What is stored is useless to whoever reads the store. Both keys come from
-//! the refresh token itself by HKDF-SHA256 (RFC 5869), with distinct labels:
-//! the lookup key names the entry (a keyed hash of the token: without the
-//! token it cannot be computed or reversed), the sealing key encrypts the
-//! stored answer with ChaCha20-Poly1305, bound to its lookup key. Only a
-//! caller holding the refresh token can find or read an entry, and no secret
-//! has to be shared between replicas. Both come from `ring`, which the TLS
-//! stack already builds on.
+//! the refresh token itself ([`crate::sealing`]): the lookup key names the
+//! entry (without the token it cannot be computed or reversed), the sealing
+//! key encrypts the stored answer, bound to its lookup key. Only a caller
+//! holding the refresh token can find or read an entry, and no secret has to
+//! be shared between replicas.
 
-use ring::{
-    aead::{self, Aad, LessSafeKey, Nonce, UnboundKey},
-    hkdf,
-    rand::{SecureRandom as _, SystemRandom},
-};
 use std::{
     collections::HashMap,
     sync::{Mutex, PoisonError},
     time::{Duration, Instant},
 };
+
+use crate::sealing;
 
 /// Key prefix of stored results in Redis.
 const RESULT_PREFIX: &str = "mtr-sso:refresh-reuse:";
@@ -28,68 +23,31 @@ const RESULT_PREFIX: &str = "mtr-sso:refresh-reuse:";
 const CLAIM_PREFIX: &str = "mtr-sso:refresh-claim:";
 /// The HKDF salt: fixed, so that every replica derives the same keys.
 const SALT: &[u8] = b"mtr-sso refresh reuse v1";
-const NONCE_LEN: usize = 12;
 
-/// The two keys one refresh token yields, for one tenant.
-pub struct SealingKeys {
-    /// Hex of the lookup key: the entry's name in the store.
-    lookup: String,
-    sealing: LessSafeKey,
-}
-
-impl std::fmt::Debug for SealingKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SealingKeys([redacted])")
-    }
-}
+/// The keys one refresh token yields, for one tenant.
+#[derive(Debug)]
+pub struct SealingKeys(sealing::Keys);
 
 impl SealingKeys {
     /// Derives the keys of `refresh_token` within `tenant`: the same token of
     /// two tenants never meets in the store.
     pub fn derive(tenant: &str, refresh_token: &[u8]) -> Self {
-        let pseudo_random_key = hkdf::Salt::new(hkdf::HKDF_SHA256, SALT).extract(refresh_token);
-        let mut lookup = [0u8; 32];
-        let mut sealing = [0u8; 32];
-        for (label, out) in [(&b"lookup"[..], &mut lookup), (&b"seal"[..], &mut sealing)] {
-            let info = [label, b"\0", tenant.as_bytes()];
-            // 32 bytes from SHA-256 are always within HKDF's limit of 255 blocks.
-            let expanded = pseudo_random_key.expand(&info, hkdf::HKDF_SHA256).and_then(|okm| okm.fill(out));
-            debug_assert!(expanded.is_ok());
-        }
-        let sealing = UnboundKey::new(&aead::CHACHA20_POLY1305, &sealing)
-            .unwrap_or_else(|_| unreachable!("a ChaCha20-Poly1305 key is 32 bytes"));
-        Self { lookup: crate::hex::encode(&lookup), sealing: LessSafeKey::new(sealing) }
+        Self(sealing::Keys::derive(SALT, refresh_token, tenant.as_bytes()))
     }
 
     /// The entry's name in the store.
     pub fn lookup(&self) -> &str {
-        &self.lookup
+        self.0.lookup()
     }
 
     /// `plaintext` encrypted under a fresh random nonce, bound to the lookup key.
     fn seal(&self, plaintext: &[u8]) -> Option<Vec<u8>> {
-        let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new().fill(&mut nonce).ok()?;
-        let mut sealed = plaintext.to_vec();
-        self.sealing
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(self.lookup.as_bytes()),
-                &mut sealed,
-            )
-            .ok()?;
-        let mut stored = nonce.to_vec();
-        stored.extend_from_slice(&sealed);
-        Some(stored)
+        self.0.seal(plaintext)
     }
 
     /// The plaintext of a stored value; `None` if it was not sealed with these keys.
     fn open(&self, stored: &[u8]) -> Option<Vec<u8>> {
-        let (nonce, sealed) = stored.split_at_checked(NONCE_LEN)?;
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut sealed = sealed.to_vec();
-        let plaintext = self.sealing.open_in_place(nonce, Aad::from(self.lookup.as_bytes()), &mut sealed).ok()?;
-        Some(plaintext.to_vec())
+        self.0.open(stored)
     }
 }
 
@@ -305,7 +263,7 @@ mod tests {
         assert_eq!(keys.open(&sealed).as_deref(), Some(&b"new-access-token"[..]));
         assert_eq!(SealingKeys::derive("acme", b"another").open(&sealed), None);
         let mut tampered = sealed.clone();
-        tampered[NONCE_LEN + 1] ^= 1;
+        tampered[sealing::NONCE_LEN + 1] ^= 1;
         assert_eq!(keys.open(&tampered), None);
         assert_ne!(keys.seal(b"new-access-token"), Some(sealed), "every seal has a fresh nonce");
     }

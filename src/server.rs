@@ -8,16 +8,25 @@
 //! and police, with the same TLS, client certificates and limits, and one
 //! drain. HTTP/1.1 is accepted for it on plaintext; over TLS the port offers
 //! only HTTP/2 by ALPN (tonic's TLS), which curl and PHP's curl negotiate.
+//!
+//! The main listener's connections are bounded ([`connections`]): how many
+//! are held at once, how long a TLS handshake may take, and how long a
+//! connection may stay open before its first request.
 
-use std::{future::Future, time::Duration};
+mod connections;
+
+use std::{future::Future, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
-use tonic::{
-    service::Routes,
-    transport::{Server, server::TcpIncoming},
-};
+use tonic::{service::Routes, transport::Server};
 use tonic_health::ServingStatus;
 
-use crate::{config::TlsFiles, json_api, proto::sso_service_server::SsoServiceServer, service::SsoGateway};
+use crate::{
+    config::{ConnectionLimits, TlsFiles},
+    json_api,
+    proto::sso_service_server::SsoServiceServer,
+    service::SsoGateway,
+};
+use connections::{BoundedIncoming, FirstRequests};
 
 /// How the server is exposed beyond its main listener.
 #[derive(Debug, Default)]
@@ -29,6 +38,8 @@ pub struct Exposure {
     /// A plaintext listener serving only health (grpc.health.v1 and
     /// `GET /healthz`), for the kubelet.
     pub health_listener: Option<TcpListener>,
+    /// Bounds on the main listener's connections.
+    pub connections: ConnectionLimits,
 }
 
 /// The health service name of the SSO service.
@@ -53,8 +64,10 @@ pub async fn serve(
             tonic_health::server::HealthService::from_health_reporter(health.clone()),
         );
         let routes = Routes::new(service).into_axum_router().merge(json_api::health_router(serving_now.clone()));
+        // Probes open one connection each: a small cap, and the same first-request bound.
+        let limits = ConnectionLimits { max_connections: HEALTH_MAX_CONNECTIONS, ..exposure.connections };
+        let (incoming, routes) = bounded(listener, routes, limits);
         let mut stopped = health_stopped;
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         tokio::spawn(
             Server::builder().accept_http1(true).add_routes(Routes::from(routes)).serve_with_incoming_shutdown(
                 incoming,
@@ -72,12 +85,21 @@ pub async fn serve(
     let routes = json_api::beside_grpc(grpc.routes().into_axum_router(), gateway, serving_now);
 
     let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
-    // Nagle's algorithm would hold back the later frames of an answer (headers,
-    // data and trailers go out as separate writes) until the client ACKs.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let limits = exposure.connections;
+    if let Some(open_files) = connections::open_file_limit()
+        && open_files < limits.max_connections as u64 + DESCRIPTORS_BESIDE_CALLERS
+    {
+        tracing::warn!(
+            open_files,
+            max_connections = limits.max_connections,
+            "the open-file limit (ulimit -n) leaves too few descriptors for --max-connections; raise it, or lower --max-connections"
+        );
+    }
+    let (incoming, routes) = bounded(listener, routes, limits);
     let mut builder = Server::builder();
     if let Some(files) = &exposure.tls {
-        builder = builder.tls_config(files.server_config(exposure.client_certificate_optional))?;
+        let tls = files.server_config(exposure.client_certificate_optional).timeout(limits.tls_handshake_timeout);
+        builder = builder.tls_config(tls)?;
     }
     let server = builder
         .accept_http1(true)
@@ -120,6 +142,30 @@ pub async fn serve(
         let _ = task.await;
     }
     drained
+}
+
+/// Descriptors the process needs besides its callers' connections: upstream
+/// and Redis connections, the listeners, logs.
+const DESCRIPTORS_BESIDE_CALLERS: u64 = 256;
+
+/// Connections held at once on the plaintext health listener.
+const HEALTH_MAX_CONNECTIONS: usize = 256;
+
+/// The listener's connections within `limits`, and the router that tells
+/// them when their first request came.
+fn bounded(listener: TcpListener, routes: axum::Router, limits: ConnectionLimits) -> (BoundedIncoming, axum::Router) {
+    let first_requests = Arc::new(FirstRequests::default());
+    let routes = routes.layer(axum::middleware::map_request_with_state(first_requests.clone(), mark_first_request));
+    (BoundedIncoming::new(listener, limits, first_requests), routes)
+}
+
+/// Frees the request's connection from its first-request timeout.
+async fn mark_first_request(
+    axum::extract::State(first_requests): axum::extract::State<Arc<FirstRequests>>,
+    request: axum::extract::Request,
+) -> axum::extract::Request {
+    first_requests.mark(request.extensions());
+    request
 }
 
 /// Reflection over the SSO service, health and the `google.rpc` error

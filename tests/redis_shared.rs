@@ -2,9 +2,10 @@
 //! (together they never send the vendor more than it allows, and calls that
 //! wait for a slot are served in order across both), and CreateAccount
 //! idempotency keys (a retry that reaches the other replica gets the first
-//! outcome, and the vendor sees one creation). An outcome damaged in Redis is
-//! refused, never replayed as garbage. Each runs against a plain Redis and
-//! against one as managed services run it: TLS only, with a password.
+//! outcome, and the vendor sees one creation). An outcome damaged or
+//! tampered with in Redis is refused, never replayed as garbage. Each runs
+//! against a plain Redis and against one as managed services run it: TLS
+//! only, with a password.
 
 mod common;
 mod redis_server;
@@ -28,6 +29,12 @@ fn tenants_file(dir: &Path, upstream: &MockServer) -> std::path::PathBuf {
     );
     std::fs::write(&tenants, body).expect("write");
     tenants
+}
+
+/// `hex` with its last digit changed: the sealed value differs in one byte.
+fn flip_last_digit(hex: &str) -> String {
+    let (rest, last) = hex.split_at(hex.len() - 1);
+    format!("{rest}{}", if last == "0" { "1" } else { "0" })
 }
 
 /// A gateway process on the tenants file and Redis.
@@ -236,8 +243,9 @@ async fn a_stored_outcome_damaged_in_redis_is_refused_and_not_replayed_or_run_ag
     assert_eq!(first.account.expect("account").uuid, "acc-stored");
 
     let stored_key = redis.keys().into_iter().find(|k| k.starts_with("mtr-sso:idempotency:")).expect("outcome stored");
-    let stored: serde_json::Value = serde_json::from_str(&redis.cli(&["GET", &stored_key])).expect("json");
-    let hex = stored["outcome"]["Created"].as_str().expect("a created outcome, as hex").to_string();
+    let stored = redis.cli(&["GET", &stored_key]);
+    let (head, hex) = stored.rsplit_once(':').expect("done:<fingerprint>:<sealed outcome as hex>");
+    assert!(head.starts_with("done:"), "{stored}");
     let replayed = client.create_account(request()).await.expect("an intact outcome replays").into_inner();
     assert_eq!(replayed.account.expect("account").uuid, "acc-stored");
 
@@ -245,10 +253,10 @@ async fn a_stored_outcome_damaged_in_redis_is_refused_and_not_replayed_or_run_ag
     let middle = hex.len() / 4 * 2;
     let non_hex_pair = format!("{}zz{}", &hex[..middle], &hex[middle..]);
     let cut_in_half = hex[..hex.len() - 1].to_string();
-    for damaged in [non_hex_pair, cut_in_half] {
-        let mut value = stored.clone();
-        value["outcome"]["Created"] = serde_json::Value::String(damaged.clone());
-        assert_eq!(redis.cli(&["SET", &stored_key, &value.to_string(), "KEEPTTL"]), "OK");
+    let one_byte_less = hex[..hex.len() - 2].to_string();
+    let flipped = flip_last_digit(hex);
+    for damaged in [non_hex_pair, cut_in_half, one_byte_less, flipped] {
+        assert_eq!(redis.cli(&["SET", &stored_key, &format!("{head}:{damaged}"), "KEEPTTL"]), "OK");
         let status = client.create_account(request()).await.expect_err("a damaged outcome is refused");
         assert_eq!(
             (status.code(), reason(&status).as_str()),

@@ -7,8 +7,8 @@ use secrecy::SecretString;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use super::{
-    ConfigError, DEFAULT_MAX_IN_FLIGHT, HttpSettings, LogFormat, ResilienceSettings, SandboxOptions, Settings,
-    Upstream, callers::CallerFiles, invalid, shared_state, tenants_file,
+    ConfigError, ConnectionLimits, DEFAULT_MAX_IN_FLIGHT, HttpSettings, LogFormat, ResilienceSettings, SandboxOptions,
+    Settings, Upstream, callers::CallerFiles, invalid, shared_state, tenants_file,
 };
 use crate::{
     quota::Limits,
@@ -118,6 +118,18 @@ pub struct Cli {
     /// RPCs in flight at most; more are refused at once with RESOURCE_EXHAUSTED (OVERLOADED).
     #[arg(long, env = "MTR_SSO_MAX_IN_FLIGHT", default_value_t = DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
+    /// Connections held at once on the main listener; beyond it, new ones wait
+    /// in the kernel's backlog until one closes. Keep it below the open-file
+    /// limit (ulimit -n).
+    #[arg(long, env = "MTR_SSO_MAX_CONNECTIONS", default_value_t = ConnectionLimits::default().max_connections)]
+    pub max_connections: usize,
+    /// How long a connection may stay open before its first request (TLS
+    /// handshake included); then it is closed.
+    #[arg(long, env = "MTR_SSO_FIRST_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub first_request_timeout: Duration,
+    /// How long a TLS handshake may take; then the connection is closed.
+    #[arg(long, env = "MTR_SSO_TLS_HANDSHAKE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub tls_handshake_timeout: Duration,
 
     /// Address of the Prometheus `/metrics` endpoint; no metrics endpoint when unset.
     #[arg(long, env = "MTR_SSO_METRICS_ADDR")]
@@ -235,6 +247,11 @@ impl Cli {
             listen: self.listen.unwrap_or(SocketAddr::from((default_host, 50051))),
             worker_threads: at_least_one("--worker-threads", self.worker_threads)?,
             max_in_flight: at_least_one("--max-in-flight", self.max_in_flight)?,
+            connections: ConnectionLimits {
+                max_connections: at_least_one("--max-connections", self.max_connections)?,
+                first_request_timeout: positive_setting("--first-request-timeout", self.first_request_timeout)?,
+                tls_handshake_timeout: positive_setting("--tls-handshake-timeout", self.tls_handshake_timeout)?,
+            },
             limits: Limits {
                 upstream_per_minute: self.upstream_quota_per_minute,
                 caller_per_minute: self.caller_limit_per_minute,

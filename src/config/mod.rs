@@ -42,6 +42,29 @@ pub struct HttpSettings {
     pub proxies_from_environment: bool,
 }
 
+/// Bounds on the connections the main listener holds, so that callers that
+/// connect and then send nothing cannot exhaust the process's descriptors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections held at once; beyond it, new ones wait in the kernel's
+    /// backlog until one closes.
+    pub max_connections: usize,
+    /// Time from accepting a connection to its first request, TLS handshake included.
+    pub first_request_timeout: Duration,
+    /// Time a TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            first_request_timeout: Duration::from_secs(10),
+            tls_handshake_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// How to start the built-in sandbox of the vendor.
 #[derive(Debug, Clone)]
 pub struct SandboxOptions {
@@ -124,6 +147,7 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub worker_threads: usize,
     pub max_in_flight: usize,
+    pub connections: ConnectionLimits,
     pub limits: Limits,
     /// How long a vendor call over the quota may wait for a slot; zero: never.
     pub quota_max_wait: Duration,

@@ -5,16 +5,23 @@
 use prost::Message as _;
 use tonic::{Code, Status};
 
-use crate::{error::SsoError, hex, idempotency::Outcome, proto, upstream::UpstreamFault};
+use crate::{
+    error::SsoError,
+    hex,
+    idempotency::{Outcome, RequestIdentity},
+    proto,
+    upstream::UpstreamFault,
+};
 
 /// What identifies a CreateAccount request for its idempotency key: the
-/// request without its key and tenant, the password only as a hash.
-pub(super) fn request_fingerprint(request: &proto::CreateAccountRequest) -> String {
+/// request without its key and tenant. The store keeps only a keyed hash of
+/// it (HMAC under a key the idempotency key yields), so the password in it
+/// can be neither read nor guessed from the store.
+pub(super) fn request_fingerprint(request: &proto::CreateAccountRequest) -> RequestIdentity {
     let mut essence = request.clone();
-    essence.password = sha1_smol::Sha1::from(&request.password).digest().to_string();
     essence.idempotency_key.clear();
     essence.tenant.clear();
-    sha1_smol::Sha1::from(essence.encode_to_vec()).digest().to_string()
+    RequestIdentity::new(essence.encode_to_vec())
 }
 
 /// The outcomes a retry must see again: an account (also one found by the
