@@ -117,6 +117,9 @@ pub enum UpstreamFault {
     /// Every slot for calls to this API stayed taken until the deadline: the
     /// call was not sent.
     Busy,
+    /// v2 opened the trading account, but says it is missing in the trading
+    /// engine (`missingInTradingSystem: true`): its owner cannot trade with it.
+    TradingAccountNotInTradingSystem,
 }
 
 impl UpstreamError {
@@ -143,7 +146,8 @@ impl UpstreamError {
             | UpstreamFault::AccountNotFound
             | UpstreamFault::RequestRejected
             | UpstreamFault::RateLimited { .. }
-            | UpstreamFault::EndpointNotFound => false,
+            | UpstreamFault::EndpointNotFound
+            | UpstreamFault::TradingAccountNotInTradingSystem => false,
         }
     }
 }
@@ -178,6 +182,9 @@ impl fmt::Display for UpstreamError {
             UpstreamFault::CircuitOpen { .. } => {
                 "the upstream failed repeatedly; calls fail fast until it recovers, this one was not sent".to_string()
             }
+            UpstreamFault::TradingAccountNotInTradingSystem => "the trading account was opened, but the vendor reports it \
+                 missing in the trading system (missingInTradingSystem); its owner cannot trade until the vendor fixes it"
+                .to_string(),
             UpstreamFault::Busy => {
                 "all calls this service allows at once to the upstream were busy until the deadline; this one was not sent"
                     .to_string()
