@@ -13,6 +13,7 @@ pub(crate) mod gate;
 pub mod http_client;
 pub(crate) mod json;
 pub(crate) mod platform_api;
+pub mod probe;
 pub mod resilience;
 
 pub use broker_api::{BrokerApi, CreatedAccount, IssuedToken, NewAccount};
