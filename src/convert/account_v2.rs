@@ -165,12 +165,14 @@ fn account_details(command: &CreateAccountCommand, shape: V2AccountDetails) -> A
     AccountDetails {
         date_of_birth: personal.date_of_birth.clone(),
         phone_number: account.contact_details.as_ref().and_then(|contact| contact.phone_number.clone()),
-        address_details: account.address_details.as_ref().map(|address| V2AddressDetails {
-            address: address.address.clone(),
-            country: address.country.clone(),
-            state: address.state.clone(),
-            city: address.city.clone(),
-            zip_code: address.post_code.clone(),
+        address_details: account.address_details.as_ref().map(|address| {
+            Box::new(V2AddressDetails {
+                address: address.address.clone(),
+                country: address.country.clone(),
+                state: address.state.clone(),
+                city: address.city.clone(),
+                zip_code: address.post_code.clone(),
+            })
         }),
         ..names
     }

@@ -98,8 +98,9 @@ pub struct AccountDetails {
     pub date_of_birth: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phone_number: Option<String>,
+    /// Boxed: five optional fields that most requests leave out.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub address_details: Option<V2AddressDetails>,
+    pub address_details: Option<Box<V2AddressDetails>>,
 }
 
 /// `accountDetails.addressDetails`: v1's address with `zipCode` for v1's `postCode`.
