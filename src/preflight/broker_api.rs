@@ -124,7 +124,9 @@ impl Judge<'_> {
             401 => (Verdict::Fail, format!("the key is refused: {what} answered 401")),
             403 => (
                 Verdict::Fail,
-                format!("{what} answered 403: the key lacks the permission for {about}, or this IP is not whitelisted"),
+                format!(
+                    "{what} answered 403: the key lacks the permission for this read, or this IP is not whitelisted; {about} is not proven"
+                ),
             ),
             400 => (Verdict::Inconclusive, format!("{what} answered 400{title}: {about} is not proven")),
             429 => (
@@ -311,5 +313,59 @@ impl Judge<'_> {
             200..=299 => (Verdict::Pass, format!("{what} answered {}: the lookup path answers", answer.status)),
             _ => self.refused(lookup, "the lookup"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(what: &str, status: u16, json: Option<serde_json::Value>) -> Read {
+        let answer = ProbeAnswer { status, bot_challenge: None, json, problem_title: None, is_problem: false };
+        Read { what: format!("GET {what}"), answer: Ok(answer) }
+    }
+
+    fn judge(generation: Generation) -> Judge<'static> {
+        Judge { host: "broker.example".into(), user_agent: "mtr-sso/1", generation }
+    }
+
+    #[test]
+    fn a_v2_host_under_a_v1_setting_is_named_as_such() {
+        let page = read("/v1/user-accounts", 200, Some(serde_json::json!({"content": []})));
+        let info = read("/service-info", 404, None);
+        let (verdict, detail) = judge(Generation::V1).v1_generation(&info, &page);
+        assert_eq!(verdict, Verdict::Fail);
+        assert!(detail.contains("a Broker-API v2 host under a v1 setting"), "{detail}");
+        let (verdict, detail) = judge(Generation::V1).v1_key(&info, None, &page);
+        assert_eq!(verdict, Verdict::Inconclusive, "{detail}");
+    }
+
+    #[test]
+    fn a_2xx_that_is_not_the_apis_json_proves_nothing() {
+        let html = read("/v1/user-accounts", 200, None);
+        let info = read("/service-info", 404, None);
+        let (verdict, detail) = judge(Generation::V2).v2_key(&html, &info);
+        assert_eq!(verdict, Verdict::Fail);
+        assert!(detail.contains("not with the API's JSON"), "{detail}");
+        let not_a_page = read("/v1/user-accounts", 200, Some(serde_json::json!({"uuid": "u"})));
+        assert_eq!(judge(Generation::V2).v2_generation(&not_a_page, &info).0, Verdict::Inconclusive);
+    }
+
+    #[test]
+    fn rate_limits_are_inconclusive_and_server_errors_fail() {
+        let info = read("/v1/user-accounts", 404, None);
+        let limited = read("/v1/user-accounts", 429, None);
+        assert_eq!(judge(Generation::V2).v2_key(&limited, &info).0, Verdict::Inconclusive);
+        let failed = read("/v1/user-accounts", 503, None);
+        let (verdict, detail) = judge(Generation::V2).v2_key(&failed, &info);
+        assert_eq!(verdict, Verdict::Fail);
+        assert!(detail.contains("503"), "{detail}");
+    }
+
+    #[test]
+    fn a_lookup_404_without_a_problem_body_is_a_missing_path() {
+        let (verdict, detail) = judge(Generation::V2).lookup(&read("/v1/user-accounts/email/x", 404, None));
+        assert_eq!(verdict, Verdict::Fail);
+        assert!(detail.contains("paths.account_by_email"), "{detail}");
     }
 }

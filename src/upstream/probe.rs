@@ -114,9 +114,21 @@ impl Prober {
                 .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned()),
             json: serde_json::from_slice(&answer.body).ok(),
             is_problem: problem.is_some(),
-            problem_title: problem.and_then(|problem| problem.title),
+            problem_title: problem.and_then(|problem| problem.title).map(|title| printable(&title)),
         })
     }
+}
+
+/// Longest title printed: the vendor's text goes into a one-line table.
+const MAX_TITLE_CHARS: usize = 120;
+
+/// `text` on one line (control characters as spaces) and at most [`MAX_TITLE_CHARS`] long.
+fn printable(text: &str) -> String {
+    let mut line: String = text.chars().take(MAX_TITLE_CHARS).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if text.chars().count() > MAX_TITLE_CHARS {
+        line.push('…');
+    }
+    line
 }
 
 fn probe_url(endpoint: Endpoint, base: &Url, path: &str, query: &[(&str, &str)]) -> Result<Url, UpstreamError> {
@@ -144,6 +156,13 @@ mod tests {
         assert_eq!(page.items().map(Vec::len), Some(1));
         assert_eq!(answer(serde_json::json!([])).items().map(Vec::len), Some(0));
         assert_eq!(answer(serde_json::json!({"uuid": "u"})).items(), None);
+    }
+
+    #[test]
+    fn a_title_is_printed_on_one_short_line() {
+        assert_eq!(printable("Bad\nRequest\t!"), "Bad Request !");
+        let long = "x".repeat(500);
+        assert_eq!(printable(&long).chars().count(), MAX_TITLE_CHARS + 1);
     }
 
     #[test]
