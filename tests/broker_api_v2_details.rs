@@ -2,7 +2,8 @@
 //! tenant's `v2_account_details` puts into `accountDetails` (`names`: the
 //! names only; `full`: also date of birth, phone and address, v1's
 //! `postCode` as `zipCode`), and a trading account the vendor reports
-//! `missingInTradingSystem`, which is a `trading_account_error` of its own.
+//! `missingInTradingSystem`, which is a `trading_account_error` of its own;
+//! and the v2 client's list of a user's trading accounts.
 // Drives the built-in sandbox, which a build without the `sandbox` feature leaves out.
 #![cfg(feature = "sandbox")]
 
@@ -139,4 +140,33 @@ async fn a_trading_account_missing_in_the_trading_system_is_its_own_trading_acco
     assert!(response.trading_account.is_none(), "a trading account that cannot trade is not handed back as opened");
     assert!(response.login_link.is_some(), "the user can still sign in");
     assert_eq!(sandbox.trading_account_count(), 1, "no second trading account was opened");
+}
+
+#[tokio::test]
+async fn the_v2_client_lists_a_users_trading_accounts_with_created_and_group() {
+    use mtr_sso::upstream::{BrokerApi, GateContext, HttpClient, Proxies, UpstreamFault};
+    let (sandbox, mut gateway) = v2_tenant(V2AccountDetails::Names).await;
+    let request =
+        CreateAccountRequest { tenant: "v2".into(), password: V2_PASSWORD.into(), ..new_account("listed@example.com") };
+    let sent_at = time::OffsetDateTime::now_utc() - Duration::from_secs(1);
+    let response = gateway.client.create_account(request).await.expect("created").into_inner();
+    let opened = response.trading_account.expect("opened");
+    let settings = sandbox.tenant_settings_for("v2", Generation::V2);
+    let http = HttpClient::new(&common::http_settings(Duration::from_secs(5)), Proxies::None).expect("client");
+    let broker =
+        BrokerApi::new(http, &settings, GateContext::unlimited(std::sync::Arc::new(mtr_sso::metrics::Metrics::new())))
+            .expect("broker api");
+    let deadline = || mtr_sso::deadline::Deadline::after(Duration::from_secs(5));
+    let listed = broker.trading_accounts(&response.account.expect("account").uuid, deadline()).await.expect("listed");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].uuid.as_deref(), listed[0].login.as_deref()),
+        (Some(opened.uuid.as_str()), Some(opened.login.as_str()))
+    );
+    assert_eq!(listed[0].group.as_deref(), Some(mtr_sso::sandbox::DEMO_GROUP));
+    assert!(listed[0].created.is_some_and(|created| created >= sent_at), "{:?}", listed[0].created);
+    assert_eq!(listed[0].missing_in_trading_system, Some(false));
+    let unknown =
+        broker.trading_accounts("00000000-0000-4000-8000-00000000dead", deadline()).await.expect_err("unknown");
+    assert_eq!(unknown.fault, UpstreamFault::AccountNotFound);
 }

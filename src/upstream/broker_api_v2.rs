@@ -29,7 +29,7 @@ use crate::{
 #[derive(Debug, Clone)]
 pub(crate) struct V2Paths {
     base: Url,
-    trading_accounts: String,
+    pub(super) trading_accounts: String,
     account_by_email: String,
     service_info: Url,
 }
@@ -51,7 +51,13 @@ impl V2Paths {
     }
 
     /// `template` with `hole` replaced by `value`, percent-encoded as one path segment.
-    fn filled(&self, endpoint: Endpoint, template: &str, hole: &str, value: &str) -> Result<Url, UpstreamError> {
+    pub(super) fn filled(
+        &self,
+        endpoint: Endpoint,
+        template: &str,
+        hole: &str,
+        value: &str,
+    ) -> Result<Url, UpstreamError> {
         endpoint_url(&self.base, &template.replace(hole, &path_segment(value))).map_err(|_| {
             UpstreamError::new(
                 endpoint,
@@ -145,7 +151,7 @@ pub struct OpenedTradingAccount {
 }
 
 impl BrokerApi {
-    fn get(&self, url: &Url) -> Outgoing {
+    pub(super) fn get(&self, url: &Url) -> Outgoing {
         Outgoing::get(url)
             .header(AUTHORIZATION, self.authorization.clone())
             .header(ACCEPT, HeaderValue::from_static("application/json"))

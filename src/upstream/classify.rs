@@ -31,6 +31,7 @@ pub(crate) fn classify(endpoint: Endpoint, status: u16, headers: &HeaderMap, bod
             | Endpoint::CreateUserAccount
             | Endpoint::OpenTradingAccount
             | Endpoint::AccountByEmail
+            | Endpoint::TradingAccountsOfUser
             | Endpoint::ServiceInfo => UpstreamFault::PermissionDenied,
         },
         404 | 405 if problem.is_none() => UpstreamFault::EndpointNotFound,
@@ -44,7 +45,10 @@ pub(crate) fn classify(endpoint: Endpoint, status: u16, headers: &HeaderMap, bod
                 UpstreamFault::AccountAlreadyExists
             }
             // v2 answers 404 for an unknown email or user account, v1 a 422 that says so.
-            Endpoint::IssueOneTimeToken | Endpoint::OpenTradingAccount | Endpoint::AccountByEmail
+            Endpoint::IssueOneTimeToken
+            | Endpoint::OpenTradingAccount
+            | Endpoint::AccountByEmail
+            | Endpoint::TradingAccountsOfUser
                 if status == 404 || problem.as_ref().is_some_and(Problem::says_not_found) =>
             {
                 UpstreamFault::AccountNotFound
@@ -59,6 +63,7 @@ pub(crate) fn classify(endpoint: Endpoint, status: u16, headers: &HeaderMap, bod
             | Endpoint::OpenTradingAccount
             | Endpoint::AccountByEmail
             | Endpoint::ServiceInfo
+            | Endpoint::TradingAccountsOfUser
             | Endpoint::PlatformDetails => UpstreamFault::RequestRejected,
         },
         _ => UpstreamFault::RequestRejected,

@@ -23,11 +23,13 @@ pub enum Endpoint {
     ServiceInfo,
     /// The platform's public details (the preflight's broker id check).
     PlatformDetails,
+    /// Broker-API v2: the trading accounts of a user account (a read).
+    TradingAccountsOfUser,
 }
 
 impl Endpoint {
     /// How many endpoints there are.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
 
     /// A dense index below [`Endpoint::COUNT`], for per-endpoint tables.
     pub fn index(self) -> usize {
@@ -42,6 +44,7 @@ impl Endpoint {
             Endpoint::AccountByEmail => 7,
             Endpoint::ServiceInfo => 8,
             Endpoint::PlatformDetails => 9,
+            Endpoint::TradingAccountsOfUser => 10,
         }
     }
 
@@ -58,6 +61,7 @@ impl Endpoint {
             Endpoint::AccountByEmail => "account_by_email",
             Endpoint::ServiceInfo => "service_info",
             Endpoint::PlatformDetails => "platform_details",
+            Endpoint::TradingAccountsOfUser => "trading_accounts_of_user",
         }
     }
 }

@@ -15,6 +15,7 @@ pub(crate) mod json;
 pub(crate) mod platform_api;
 pub mod probe;
 pub mod resilience;
+pub(crate) mod trading_accounts_v2;
 
 pub use broker_api::{BrokerApi, CreatedAccount, IssuedToken, NewAccount};
 pub use broker_api_v2::{AccountDetails, NewTradingAccount, OpenedTradingAccount, V2AddressDetails};
@@ -23,6 +24,7 @@ pub use error::{Endpoint, UpstreamError, UpstreamFault};
 pub use gate::GateContext;
 pub use http_client::{HttpClient, HttpClientError, Outgoing, Proxies, install_crypto_provider};
 pub use platform_api::{PlatformApi, PlatformDetails, PlatformSession, TradingAccountInfo};
+pub use trading_accounts_v2::ListedTradingAccount;
 
 /// The sections of the Broker-API create-account form.
 pub mod broker_api_form {
