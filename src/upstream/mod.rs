@@ -18,7 +18,9 @@ pub mod resilience;
 pub(crate) mod trading_accounts_v2;
 
 pub use broker_api::{BrokerApi, CreatedAccount, IssuedToken, NewAccount};
-pub use broker_api_v2::{AccountDetails, NewTradingAccount, OpenedTradingAccount, V2AddressDetails};
+pub use broker_api_v2::{
+    AccountDetails, FoundAccount, Lookup, NewTradingAccount, OpenedTradingAccount, V2AddressDetails,
+};
 pub use cookies::{SameSitePolicy, UpstreamCookie};
 pub use error::{Endpoint, UpstreamError, UpstreamFault};
 pub use gate::GateContext;
