@@ -1,11 +1,16 @@
 //! `--check-upstream`: a preflight for operators. For every tenant it makes
-//! only cheap reads with the service's own HTTP client (the Broker-API key on
-//! `GET /service-info`, or on v2 a lookup of an email that cannot exist; the
-//! platform's `GET /manager/platform-details` against the configured broker
-//! id) and checks the cookie domain against the platform's host. It never
-//! creates an account, never mints a token, and never prints a secret.
+//! only cheap reads with the service's own HTTP client: the Broker-API's key,
+//! generation and lookup (see [`broker_api`]), the platform's `GET
+//! /manager/platform-details` against the configured broker id, and the
+//! cookie domain against the platform's host. Each row says what its reads
+//! proved, and no more. It never creates an account, never mints a token,
+//! and never prints a secret.
+
+mod broker_api;
 
 use std::{fmt::Write as _, sync::Arc};
+
+pub use broker_api::PROBE_EMAIL;
 
 use crate::{
     config::{Settings, Upstream},
@@ -13,18 +18,22 @@ use crate::{
     metrics::Metrics,
     quota::SlidingWindows,
     service::{Tenant, Tenants},
-    tenant::{Generation, TenantSettings},
-    upstream::{GateContext, HttpClient, Proxies},
+    tenant::TenantSettings,
+    upstream::{
+        GateContext, HttpClient, Proxies,
+        probe::{ProbeAnswer, Prober},
+    },
 };
-
-/// An address under a reserved top-level domain (RFC 2606): no account can have it.
-pub const PROBE_EMAIL: &str = "mtr-sso-preflight@no-such-user.invalid";
 
 /// How one check ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
+    /// The reads proved what the check is about.
     Pass,
+    /// The reads proved it wrong, or the upstream cannot be used as set.
     Fail,
+    /// The reads could not tell (e.g. a 400 on the lookup probe); not a failure.
+    Inconclusive,
     /// Nothing to check (e.g. no cookie domain configured).
     Skipped,
 }
@@ -34,6 +43,7 @@ impl Verdict {
         match self {
             Verdict::Pass => "ok",
             Verdict::Fail => "FAIL",
+            Verdict::Inconclusive => "unsure",
             Verdict::Skipped => "skipped",
         }
     }
@@ -75,13 +85,20 @@ pub async fn check_upstream(settings: &Settings) -> anyhow::Result<Vec<Check>> {
         std::time::Duration::ZERO,
         settings.resilience,
     );
-    let tenants = Tenants::new(tenants, &default_tenant, http, gates).map_err(anyhow::Error::msg)?;
+    let tenants = Tenants::new(tenants, &default_tenant, http.clone(), gates.clone()).map_err(anyhow::Error::msg)?;
+    let user_agent = settings.http.user_agent.as_str();
     let mut checks = Vec::new();
     for name in tenants.names() {
         let tenant = tenants.get(&name).map_err(|_| anyhow::anyhow!("tenant `{name}` vanished"))?;
+        let prober = Prober::new(http.clone(), &tenant.settings, gates.clone()).map_err(anyhow::Error::msg)?;
         let deadline = || Deadline::after(settings.http.upstream_timeout);
-        checks.push(broker_api(&tenant, deadline()).await);
-        checks.push(platform(&tenant, deadline()).await);
+        let rows = broker_api::check(&prober, &tenant.settings, user_agent, deadline).await;
+        for (check, (verdict, detail)) in
+            [("broker-api", rows.key), ("generation", rows.generation), ("lookup", rows.lookup)]
+        {
+            checks.push(row(&tenant.settings, check, verdict, detail));
+        }
+        checks.push(platform(&tenant, &prober, user_agent, deadline()).await);
         checks.push(cookie_domain(&tenant.settings));
     }
     Ok(checks)
@@ -91,32 +108,32 @@ fn row(tenant: &TenantSettings, check: &'static str, verdict: Verdict, detail: S
     Check { tenant: tenant.name.clone(), check, verdict, detail }
 }
 
-/// The Broker-API is reachable and takes the key.
-async fn broker_api(tenant: &Tenant, deadline: Deadline) -> Check {
-    let settings = &tenant.settings;
-    let generation = settings.generation.name();
-    let (verdict, detail) = match settings.generation {
-        Generation::V1 | Generation::Crm => match tenant.broker.service_info(deadline).await {
-            Ok(()) => (Verdict::Pass, format!("{generation}: GET {} accepted the key", settings.paths.service_info)),
-            Err(error) => (Verdict::Fail, format!("{generation}: {error}")),
-        },
-        Generation::V2 => match tenant.broker.account_exists(PROBE_EMAIL, deadline).await {
-            Ok(false) => {
-                (Verdict::Pass, format!("{generation}: a lookup of a made-up email answered 404, key accepted"))
-            }
-            Ok(true) => {
-                (Verdict::Pass, format!("{generation}: a lookup of a made-up email found an account, key accepted"))
-            }
-            Err(error) => (Verdict::Fail, format!("{generation}: {error}")),
-        },
-    };
-    row(settings, "broker-api", verdict, detail)
+/// What to tell an operator whose read met bot protection: it is not the
+/// key, and only the vendor can let the service through.
+fn bot_protection(what: &str, answer: &ProbeAnswer, host: &str, user_agent: &str) -> String {
+    let mitigated = answer.bot_challenge.as_deref().unwrap_or_default();
+    format!(
+        "bot protection: {what} answered 403 with cf-mitigated: {mitigated}, from the proxy in front of {host}, \
+         before the API saw the call (not a key problem); ask the vendor to exempt this service's egress IP \
+         (or its User-Agent \"{user_agent}\") from the challenge on {host}"
+    )
 }
 
 /// The platform is reachable and reports the configured broker id.
-async fn platform(tenant: &Tenant, deadline: Deadline) -> Check {
+async fn platform(tenant: &Tenant, prober: &Prober, user_agent: &str, deadline: Deadline) -> Check {
     let settings = &tenant.settings;
     let (verdict, detail) = match tenant.platform.platform_details(deadline).await {
+        // A 403 here is a proxy more often than the platform: read it again to see which.
+        Err(error) if error.status == Some(403) => {
+            let path = &settings.paths.platform_details;
+            match prober.platform(path, Deadline::after(deadline.remaining())).await {
+                Ok(answer) if answer.bot_challenge.is_some() => {
+                    let host = settings.platform_url.host_str().unwrap_or_default();
+                    (Verdict::Fail, bot_protection(&format!("GET {path}"), &answer, host, user_agent))
+                }
+                _ => (Verdict::Fail, error.to_string()),
+            }
+        }
         Err(error) => (Verdict::Fail, error.to_string()),
         Ok(details) => match (details.partner_id, &settings.broker_id) {
             (None, _) => (Verdict::Fail, "the platform details name no partnerId".to_string()),
@@ -149,7 +166,7 @@ fn cookie_domain(settings: &TenantSettings) -> Check {
     row(settings, "cookie-domain", verdict, detail)
 }
 
-/// Whether every check passed or had nothing to check.
+/// Whether no check failed (passed, inconclusive or nothing to check).
 pub fn all_passed(checks: &[Check]) -> bool {
     checks.iter().all(|check| check.verdict != Verdict::Fail)
 }

@@ -2,15 +2,16 @@
 //! v1 and the CRM-API take the whole form in one call. Broker-API v2 takes
 //! only `{email, password}` for the user, with its own password rule, then a
 //! trading account whose settings come from the request or the tenant's
-//! default and whose `accountDetails` carry the names. Everything is checked
+//! default and whose `accountDetails` carry the names (and, for a tenant set
+//! to `full`, the date of birth, phone and address). Everything is checked
 //! here, before anything is sent.
 
 use super::{CreateAccountCommand, checker::Checker};
 use crate::{
     error::{SsoError, Violation},
     proto,
-    tenant::{AccessRight, Generation, TenantSettings, TradingAccountType},
-    upstream::{AccountDetails, NewTradingAccount},
+    tenant::{AccessRight, Generation, TenantSettings, TradingAccountType, V2AccountDetails},
+    upstream::{AccountDetails, NewTradingAccount, V2AddressDetails},
 };
 
 /// The trading account a request asks for; unset fields take the tenant's default.
@@ -127,17 +128,13 @@ fn v2_sequence(command: &CreateAccountCommand, tenant: &TenantSettings) -> Resul
             if account_type.is_none() {
                 violations.push(Violation::new("trading_account.account_type", missing));
             }
-            let personal = &command.account.personal_details;
             match (group, leverage, account_type) {
                 (Some(group), Some(leverage_ratio_percent), Some(account_type)) => Some(NewTradingAccount {
                     group,
                     leverage_ratio_percent,
                     account_type: account_type.wire_name(),
                     access_right: access_right.map(AccessRight::wire_name),
-                    account_details: AccountDetails {
-                        first_name: personal.firstname.clone(),
-                        last_name: personal.lastname.clone(),
-                    },
+                    account_details: account_details(command, tenant.v2_account_details),
                 }),
                 _ => None,
             }
@@ -146,26 +143,63 @@ fn v2_sequence(command: &CreateAccountCommand, tenant: &TenantSettings) -> Resul
     if !violations.is_empty() {
         return Err(SsoError::InvalidArgument { reason: crate::error::InvalidReason::InvalidRequest, violations });
     }
-    Ok(V2Sequence { trading_account, ignored_fields: ignored_fields(command) })
+    // Without a trading account there is no `accountDetails` to carry the profile.
+    let shape = if trading_account.is_some() { tenant.v2_account_details } else { V2AccountDetails::Names };
+    Ok(V2Sequence { trading_account, ignored_fields: ignored_fields(command, shape) })
 }
 
-/// The fields of the v1 form that Broker-API v2 has no place for.
-fn ignored_fields(command: &CreateAccountCommand) -> Vec<&'static str> {
+/// `accountDetails` for the tenant's `shape`: the names always; with `full`
+/// the date of birth, the phone number and the address (v1's `postCode` as
+/// v2's `zipCode`), each only when the request has it.
+fn account_details(command: &CreateAccountCommand, shape: V2AccountDetails) -> AccountDetails {
     let account = &command.account;
     let personal = &account.personal_details;
+    let names = AccountDetails {
+        first_name: personal.firstname.clone(),
+        last_name: personal.lastname.clone(),
+        ..Default::default()
+    };
+    if shape == V2AccountDetails::Names {
+        return names;
+    }
+    AccountDetails {
+        date_of_birth: personal.date_of_birth.clone(),
+        phone_number: account.contact_details.as_ref().and_then(|contact| contact.phone_number.clone()),
+        address_details: account.address_details.as_ref().map(|address| {
+            Box::new(V2AddressDetails {
+                address: address.address.clone(),
+                country: address.country.clone(),
+                state: address.state.clone(),
+                city: address.city.clone(),
+                zip_code: address.post_code.clone(),
+            })
+        }),
+        ..names
+    }
+}
+
+/// The fields of the v1 form that Broker-API v2, with the tenant's `shape`
+/// of `accountDetails`, has no place for.
+fn ignored_fields(command: &CreateAccountCommand, shape: V2AccountDetails) -> Vec<&'static str> {
+    let account = &command.account;
+    let personal = &account.personal_details;
+    let names_only = shape == V2AccountDetails::Names;
+    let contact = account.contact_details.as_ref();
     [
         ("offer_uuid", account.offer_uuid.is_some()),
         ("client_type", account.client_type.is_some()),
         ("create_as_deposited_account", account.create_as_deposited_account.is_some()),
-        ("personal_details.date_of_birth", personal.date_of_birth.is_some()),
+        ("personal_details.date_of_birth", names_only && personal.date_of_birth.is_some()),
         ("personal_details.citizenship", personal.citizenship.is_some()),
         ("personal_details.language", personal.language.is_some()),
         ("personal_details.marital_status", personal.marital_status.is_some()),
         ("personal_details.passport", personal.passport.is_some()),
         ("personal_details.tax_identification_number", personal.tax_identification_number.is_some()),
-        ("contact_details", account.contact_details.is_some()),
+        ("contact_details", names_only && contact.is_some()),
+        ("contact_details.fax_number", !names_only && contact.is_some_and(|c| c.fax_number.is_some())),
+        ("contact_details.to_contact", !names_only && contact.is_some_and(|c| c.to_contact.is_some())),
         ("account_configuration", account.account_configuration.is_some()),
-        ("address_details", account.address_details.is_some()),
+        ("address_details", names_only && account.address_details.is_some()),
         ("banking_details", account.banking_details.is_some()),
         ("lead_details", account.lead_details.is_some()),
     ]

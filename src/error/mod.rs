@@ -266,6 +266,10 @@ pub fn upstream_code_and_reason(fault: &UpstreamFault) -> (Code, &'static str) {
         UpstreamFault::AccountAlreadyExists => (Code::AlreadyExists, "ACCOUNT_ALREADY_EXISTS"),
         UpstreamFault::AccountNotFound => (Code::NotFound, "ACCOUNT_NOT_FOUND"),
         UpstreamFault::RequestRejected => (Code::InvalidArgument, "UPSTREAM_REJECTED_REQUEST"),
+        // The vendor's record and its trading engine disagree: only the vendor can fix it.
+        UpstreamFault::TradingAccountNotInTradingSystem => {
+            (Code::FailedPrecondition, "TRADING_ACCOUNT_NOT_IN_TRADING_SYSTEM")
+        }
     }
 }
 

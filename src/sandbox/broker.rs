@@ -1,5 +1,7 @@
 //! The sandbox's Broker-API: account creation and one-time tokens behind the
 //! API key (raw or Bearer), with the vendor's validation and error bodies.
+//! The same routes serve the CRM-API, which adds `GET /v1/offers` (its
+//! documented connection test). Neither answers v2's paths: they are 404.
 
 use axum::{
     Extension, Json, Router,
@@ -26,6 +28,11 @@ pub(super) fn routes() -> Router<Arc<Shared>> {
         .route("/v1/accounts/by-email/{email}", get(account_by_email))
         .route("/v1/one-time-token", post(one_time_token))
         .route("/service-info", get(service_info))
+}
+
+/// The CRM-API: v1's routes and the offers its connection test reads.
+pub(super) fn crm_routes() -> Router<Arc<Shared>> {
+    routes().route("/v1/offers", get(offers))
 }
 
 /// Checks the key and the key's rate limit; `Some` is the refusal to send.
@@ -182,6 +189,15 @@ async fn service_info(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> 
     }
     Json(json!({ "artifact": "broker-api", "name": "mtr-sso sandbox", "serviceVersion": env!("CARGO_PKG_VERSION") }))
         .into_response()
+}
+
+/// `GET /v1/offers`: the one offer the sandbox has.
+async fn offers(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    shared.count("offers");
+    if let Some(refusal) = refuse(&shared, &headers, "/v1/offers") {
+        return refusal;
+    }
+    Json(json!([{ "uuid": "00000000-0000-4000-8000-0000000000f1", "name": "sandbox offer" }])).into_response()
 }
 
 #[cfg(test)]

@@ -2,8 +2,11 @@
 //! refused), a user-account body of exactly `{email, password}` that must pass
 //! the password rule, a typed 409 for a taken email, no token on create,
 //! trading accounts that need `group`, `leverageRatioPercent`, `accountType`
-//! and `accountDetails`, 404 for an unknown user, and lookup by email.
-//! Served under its own prefix, as v2 has a host of its own at the vendor.
+//! and `accountDetails` (the names, optionally date of birth, phone and
+//! address; any other key is refused), 404 for an unknown user, and lookup
+//! by email. The reads (pages of user accounts, a user's trading accounts)
+//! are in `broker_v2_reads`. Served under its own prefix, as v2 has a host of
+//! its own at the vendor.
 
 use axum::{
     Extension, Json, Router,
@@ -18,9 +21,9 @@ use std::{sync::Arc, time::Duration};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::{
-    BROKER_API_V2_PREFIX, DEMO_BROKER_ID, SANDBOX_V2_API_KEY, Shared,
+    BROKER_API_V2_PREFIX, DEMO_BROKER_ID, SANDBOX_V2_API_KEY, Shared, broker_v2_reads,
     email::vendor_accepts_email,
-    faults::{WithholdAnswer, WithholdRefusal, hang},
+    faults::{MissingInTradingSystem, WithholdAnswer, WithholdRefusal, hang},
     lock, problem, problem_body, rate_limited, state,
 };
 
@@ -29,21 +32,29 @@ const NOT_FOUND: &str = "error://broker-api/user-account/not-found";
 const ACCOUNT_TYPES: [&str; 2] = ["DEMO", "REAL"];
 const ACCESS_RIGHTS: [&str; 5] =
     ["FULL", "CLOSE_ONLY", "TRADING_DISABLED", "TRADING_AND_LOGIN_DISABLED", "LOCKED_CLOSE_ONLY"];
+/// The keys `accountDetails` takes, as a client that runs against the v2 demo sends them.
+const ACCOUNT_DETAILS_KEYS: [&str; 6] =
+    ["firstName", "lastName", "phoneNumber", "dateOfBirth", "bankAccount", "addressDetails"];
+/// The keys of `accountDetails.addressDetails` (`zipCode`, not v1's `postCode`).
+const ADDRESS_KEYS: [&str; 5] = ["address", "country", "state", "city", "zipCode"];
 
 pub(super) fn routes() -> Router<Arc<Shared>> {
     Router::new()
-        .route("/v1/user-accounts", post(create_user_account))
+        .route("/v1/user-accounts", post(create_user_account).get(broker_v2_reads::user_accounts_page))
         .route("/v1/user-accounts/email/{email}", get(user_account_by_email))
-        .route("/v1/user-accounts/{uuid}/trading-accounts", post(open_trading_account))
+        .route(
+            "/v1/user-accounts/{uuid}/trading-accounts",
+            post(open_trading_account).get(broker_v2_reads::trading_accounts_of_user),
+        )
         .route("/v1/one-time-token", post(one_time_token))
 }
 
-fn full_path(path: &str) -> String {
+pub(super) fn full_path(path: &str) -> String {
     format!("{BROKER_API_V2_PREFIX}{path}")
 }
 
 /// v2 takes only `Bearer <token>`; `Some` is the refusal to send.
-fn refuse(shared: &Shared, headers: &HeaderMap, path: &str) -> Option<Response> {
+pub(super) fn refuse(shared: &Shared, headers: &HeaderMap, path: &str) -> Option<Response> {
     let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
     if presented.strip_prefix("Bearer ") != Some(SANDBOX_V2_API_KEY) {
         return Some(problem(StatusCode::UNAUTHORIZED, "Full authentication is required (Bearer token)", path));
@@ -57,7 +68,7 @@ fn password_passes(password: &str) -> bool {
     password.len() >= 8 && has(char::is_ascii_uppercase) && has(char::is_ascii_lowercase) && has(char::is_ascii_digit)
 }
 
-fn user_json(account: &state::Account) -> Value {
+pub(super) fn user_json(account: &state::Account) -> Value {
     json!({
         "uuid": account.uuid,
         "email": account.email,
@@ -66,7 +77,7 @@ fn user_json(account: &state::Account) -> Value {
     })
 }
 
-fn not_found(path: &str) -> Response {
+pub(super) fn not_found(path: &str) -> Response {
     problem_body(StatusCode::NOT_FOUND, "User account not found", path)
         .typed(NOT_FOUND, "User account not found.")
         .into_response()
@@ -149,8 +160,11 @@ fn trading_account_problem(request: &Map<String, Value>) -> Option<&'static str>
     if !text("accountType").is_some_and(|t| ACCOUNT_TYPES.contains(&t)) {
         return Some("Field 'accountType' must be DEMO or REAL");
     }
-    if !request.get("accountDetails").is_some_and(Value::is_object) {
+    let Some(details) = request.get("accountDetails").and_then(Value::as_object) else {
         return Some("Field 'accountDetails' is required");
+    };
+    if let Some(problem) = account_details_problem(details) {
+        return Some(problem);
     }
     if request.get("accessRight").is_some_and(|right| !right.as_str().is_some_and(|r| ACCESS_RIGHTS.contains(&r))) {
         return Some("Field 'accessRight' has an unknown value");
@@ -158,8 +172,35 @@ fn trading_account_problem(request: &Map<String, Value>) -> Option<&'static str>
     None
 }
 
+/// The first problem of `accountDetails`: missing names, a key it does not
+/// take, or a value that is not a non-empty string.
+fn account_details_problem(details: &Map<String, Value>) -> Option<&'static str> {
+    let text =
+        |map: &Map<String, Value>, key: &str| map.get(key).and_then(Value::as_str).is_some_and(|t| !t.is_empty());
+    if !text(details, "firstName") || !text(details, "lastName") {
+        return Some("Fields 'accountDetails.firstName' and 'accountDetails.lastName' are required");
+    }
+    if details.keys().any(|key| !ACCOUNT_DETAILS_KEYS.contains(&key.as_str())) {
+        return Some("Unrecognized field in 'accountDetails'");
+    }
+    let strings =
+        |map: &Map<String, Value>, except: &str| map.iter().all(|(k, v)| k == except || text(map, k) && v.is_string());
+    if !strings(details, "addressDetails") {
+        return Some("Fields of 'accountDetails' must be non-empty strings");
+    }
+    match details.get("addressDetails") {
+        None => None,
+        Some(Value::Object(address)) if address.keys().any(|key| !ADDRESS_KEYS.contains(&key.as_str())) => {
+            Some("Unrecognized field in 'accountDetails.addressDetails'")
+        }
+        Some(Value::Object(address)) if strings(address, "") => None,
+        Some(_) => Some("Field 'accountDetails.addressDetails' must be an object of non-empty strings"),
+    }
+}
+
 async fn open_trading_account(
     State(shared): State<Arc<Shared>>,
+    on_paper_only: Option<Extension<MissingInTradingSystem>>,
     headers: HeaderMap,
     Path(user_uuid): Path<String>,
     body: Bytes,
@@ -179,7 +220,7 @@ async fn open_trading_account(
     if let Some(detail) = trading_account_problem(&request) {
         return problem(StatusCode::BAD_REQUEST, detail, &path);
     }
-    Json(state.open_trading_account(&user_uuid, Value::Object(request))).into_response()
+    Json(state.open_trading_account(&user_uuid, Value::Object(request), on_paper_only.is_some())).into_response()
 }
 
 async fn one_time_token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -215,13 +256,36 @@ mod tests {
 
     #[test]
     fn a_trading_account_needs_its_four_fields() {
-        let full = json!({"group": "g", "leverageRatioPercent": 100, "accountType": "DEMO", "accountDetails": {}});
+        let details = json!({"firstName": "A", "lastName": "B"});
+        let full = json!({"group": "g", "leverageRatioPercent": 100, "accountType": "DEMO", "accountDetails": details});
         let Value::Object(full) = full else { unreachable!() };
         assert_eq!(trading_account_problem(&full), None);
         for key in ["group", "leverageRatioPercent", "accountType", "accountDetails"] {
             let mut partial = full.clone();
             partial.remove(key);
             assert!(trading_account_problem(&partial).is_some_and(|p| p.contains(key)), "{key}");
+        }
+    }
+
+    #[test]
+    fn account_details_take_both_shapes_and_refuse_unknown_keys() {
+        let object = |value: Value| match value {
+            Value::Object(map) => map,
+            _ => unreachable!(),
+        };
+        let names = object(json!({"firstName": "A", "lastName": "B"}));
+        assert_eq!(account_details_problem(&names), None);
+        let full = object(json!({"firstName": "A", "lastName": "B", "dateOfBirth": "1990-01-02", "phoneNumber": "+1",
+            "addressDetails": {"address": "1 Main St", "country": "PL", "state": "S", "city": "C", "zipCode": "00-001"}}));
+        assert_eq!(account_details_problem(&full), None);
+        for wrong in [
+            json!({"firstName": "A"}),
+            json!({"firstName": "A", "lastName": "B", "middleName": "C"}),
+            json!({"firstName": "A", "lastName": "B", "addressDetails": {"postCode": "1"}}),
+            json!({"firstName": "A", "lastName": "B", "phoneNumber": ""}),
+            json!({"firstName": "A", "lastName": "B", "addressDetails": "1 Main St"}),
+        ] {
+            assert!(account_details_problem(&object(wrong.clone())).is_some(), "{wrong}");
         }
     }
 }

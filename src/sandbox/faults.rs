@@ -1,7 +1,8 @@
 //! Fault switches: latency, server errors, connection resets mid-body,
 //! malformed bodies and hangs (before or after the request was processed),
-//! applied to the vendor endpoints (never to the control endpoints). All off
-//! by default.
+//! refusals a preflight must tell apart (400, 404, a bot-protection 403), and
+//! a trading account opened on paper only; applied to the vendor endpoints
+//! (never to the control endpoints). All off by default.
 
 use axum::{
     body::{Body, Bytes},
@@ -44,7 +45,23 @@ pub enum FaultKind {
     Forbidden,
     /// 422 with a Problem body: the vendor refuses the request.
     Unprocessable,
+    /// 400 with a Problem body titled [`BAD_REQUEST_TITLE`], as a v2 lookup
+    /// answers for an address it dislikes.
+    BadRequest,
+    /// 404 without a body: the path does not exist on this host (e.g. a
+    /// CRM-API without `/service-info`).
+    NotFound,
+    /// 403 with `cf-mitigated: challenge` and an HTML page: Cloudflare's bot
+    /// protection in front of the host, before the API saw the call.
+    BotChallenge,
+    /// The v2 trading account is opened, but its answer (and every later
+    /// read of it) says `missingInTradingSystem: true`. Applied by that
+    /// handler only; other requests under the path filters are answered as usual.
+    MissingInTradingSystem,
 }
+
+/// The title of the [`FaultKind::BadRequest`] answer.
+pub const BAD_REQUEST_TITLE: &str = "Email address is not valid";
 
 /// The sandbox's runtime switches.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,6 +159,23 @@ pub(super) async fn apply(State(shared): State<Arc<Shared>>, request: Request, n
         FaultKind::Unprocessable => {
             super::problem(StatusCode::UNPROCESSABLE_ENTITY, "The request cannot be processed", request.uri().path())
         }
+        FaultKind::BadRequest => {
+            super::problem_body(StatusCode::BAD_REQUEST, "The request was refused", request.uri().path())
+                .titled(BAD_REQUEST_TITLE)
+                .into_response()
+        }
+        FaultKind::NotFound => StatusCode::NOT_FOUND.into_response(),
+        FaultKind::BotChallenge => (
+            StatusCode::FORBIDDEN,
+            [(header::CONTENT_TYPE, "text/html"), (header::HeaderName::from_static("cf-mitigated"), "challenge")],
+            "<!DOCTYPE html><html><head><title>Just a moment...</title></head><body></body></html>",
+        )
+            .into_response(),
+        FaultKind::MissingInTradingSystem => {
+            let mut request = request;
+            request.extensions_mut().insert(MissingInTradingSystem);
+            next.run(request).await
+        }
         FaultKind::Hang => hang().await,
         FaultKind::HangAfterProcessing => {
             // Only a create handler knows when its work is done (and a lookup
@@ -162,6 +196,10 @@ pub(super) async fn apply(State(shared): State<Arc<Shared>>, request: Request, n
 /// Marks a request whose create handler is to withhold the answer once the account exists.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct WithholdAnswer;
+
+/// Marks a request whose trading account is to exist on paper only.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct MissingInTradingSystem;
 
 /// Marks a request whose create handler is to withhold its refusal of a taken email.
 #[derive(Debug, Clone, Copy)]

@@ -12,6 +12,7 @@
 mod arrivals;
 mod broker;
 mod broker_v2;
+mod broker_v2_reads;
 mod email;
 mod faults;
 mod platform;
@@ -20,7 +21,7 @@ mod session_token;
 pub mod state;
 
 pub use arrivals::{Arrival, KEPT_PER_API};
-pub use faults::{FaultKind, Switches};
+pub use faults::{BAD_REQUEST_TITLE, FaultKind, Switches};
 
 use axum::{Json, Router, extract::State as AxumState, routing::get};
 use secrecy::SecretString;
@@ -162,6 +163,7 @@ impl Sandbox {
                 account_type: TradingAccountType::Demo,
                 access_right: None,
             }),
+            v2_account_details: Default::default(),
             broker_api_url,
             api_key: SecretString::from(key),
             auth_scheme: generation.default_auth_scheme(),
@@ -239,7 +241,7 @@ impl Drop for Sandbox {
 fn router(shared: Arc<Shared>) -> Router {
     let vendor = Router::new()
         .merge(broker::routes())
-        .nest(CRM_API_PREFIX, broker::routes())
+        .nest(CRM_API_PREFIX, broker::crm_routes())
         .nest(BROKER_API_V2_PREFIX, broker_v2::routes())
         .merge(platform::routes())
         .layer(axum::middleware::from_fn_with_state(shared.clone(), faults::apply));
@@ -303,6 +305,11 @@ impl ProblemAnswer {
     /// With v2's typed error, e.g. `error://broker-api/user-account/already-exists`, and its title.
     pub(crate) fn typed(mut self, kind: &str, title: &str) -> Self {
         self.1["type"] = serde_json::json!(kind);
+        self.titled(title)
+    }
+
+    /// With a title of its own instead of the status's reason phrase.
+    pub(crate) fn titled(mut self, title: &str) -> Self {
         self.1["title"] = serde_json::json!(title);
         self
     }

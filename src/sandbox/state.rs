@@ -127,14 +127,38 @@ impl State {
         self.accounts.values().find(|account| account.uuid == uuid)
     }
 
-    /// Stores a trading account for a user account, with the next login number.
-    pub fn open_trading_account(&mut self, user_uuid: &str, mut account: serde_json::Value) -> serde_json::Value {
+    /// Stores a trading account for a user account, with the next login
+    /// number; `on_paper_only` marks it `missingInTradingSystem`.
+    pub fn open_trading_account(
+        &mut self,
+        user_uuid: &str,
+        mut account: serde_json::Value,
+        on_paper_only: bool,
+    ) -> serde_json::Value {
         self.last_login = self.last_login.max(700_000) + 1;
         account["login"] = serde_json::json!(self.last_login);
         account["uuid"] = serde_json::json!(uuid::Uuid::new_v4().to_string());
+        account["created"] = serde_json::json!(
+            OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+        );
+        account["missingInTradingSystem"] = serde_json::json!(on_paper_only);
         account["version"] = serde_json::json!(1);
         self.trading_accounts.entry(user_uuid.to_string()).or_default().push(account.clone());
         account
+    }
+
+    /// The trading accounts of a user account, oldest first.
+    pub fn trading_accounts_of(&self, user_uuid: &str) -> Vec<serde_json::Value> {
+        self.trading_accounts.get(user_uuid).cloned().unwrap_or_default()
+    }
+
+    /// The accounts ordered by creation (then email), `size` from the
+    /// zero-based `page`, and how many there are in all.
+    pub fn accounts_page(&self, page: usize, size: usize) -> (Vec<&Account>, usize) {
+        let mut all: Vec<&Account> = self.accounts.values().collect();
+        all.sort_by(|a, b| a.created.cmp(&b.created).then_with(|| a.email.cmp(&b.email)));
+        let total = all.len();
+        (all.into_iter().skip(page.saturating_mul(size)).take(size).collect(), total)
     }
 
     /// Number of v2 trading accounts.

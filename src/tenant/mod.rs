@@ -121,6 +121,29 @@ impl AccessRight {
     }
 }
 
+/// What a v2 tenant puts in a trading account's `accountDetails`. The names
+/// are what every known v2 client sends; the rest has a single source, so a
+/// tenant opts in once its host is seen to take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum V2AccountDetails {
+    /// `firstName` and `lastName` only.
+    #[default]
+    Names,
+    /// The names, and `dateOfBirth`, `phoneNumber` and `addressDetails` when the request has them.
+    Full,
+}
+
+impl V2AccountDetails {
+    /// The name used in settings and docs.
+    pub fn name(self) -> &'static str {
+        match self {
+            V2AccountDetails::Names => "names",
+            V2AccountDetails::Full => "full",
+        }
+    }
+}
+
 /// The trading account a v2 tenant opens for each new user unless the
 /// request says otherwise.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,6 +161,8 @@ pub struct TenantSettings {
     pub generation: Generation,
     /// v2 only: the trading account opened for each new user; none when unset.
     pub trading_account: Option<TradingAccountDefaults>,
+    /// v2 only: how much of the profile goes into `accountDetails` (`names` elsewhere).
+    pub v2_account_details: V2AccountDetails,
     pub broker_api_url: Url,
     pub api_key: SecretString,
     pub auth_scheme: AuthScheme,

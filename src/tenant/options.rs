@@ -8,7 +8,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::{path::PathBuf, time::Duration};
 
-use super::{AccessRight, AuthScheme, Generation, TradingAccountType};
+use super::{AccessRight, AuthScheme, Generation, TradingAccountType, V2AccountDetails};
 use crate::setting_values::{optional_duration, parse_duration};
 
 /// A tenant's settings as given, before defaults and checks.
@@ -46,6 +46,10 @@ pub struct TenantOptions {
     #[command(flatten)]
     #[serde(default)]
     pub trading_account: TradingAccountOptions,
+    /// v2: what a trading account's `accountDetails` carries: `names` (first and last name) or
+    /// `full` (also date of birth, phone and address, when the request has them) [default: names].
+    #[arg(long, env = "MTR_SSO_V2_ACCOUNT_DETAILS", value_enum)]
+    pub v2_account_details: Option<V2AccountDetails>,
     /// Session lifetime assumed when the platform's cookie does not state one.
     #[arg(long, env = "MTR_SSO_SESSION_LIFETIME", value_parser = parse_duration)]
     #[serde(default, with = "optional_duration")]
@@ -177,6 +181,7 @@ mod tests {
         assert_eq!(TenantOptions::flag_for("one_time_token_validity"), "--one-time-token-validity");
         assert_eq!(TenantOptions::flag_for("trading_account.group"), "--trading-account-group");
         assert_eq!(TenantOptions::flag_for("broker_api_generation"), "--broker-api-generation");
+        assert_eq!(TenantOptions::flag_for("v2_account_details"), "--v2-account-details");
     }
 
     #[test]
@@ -202,6 +207,7 @@ mod tests {
             "broker_api_generation = \"v2\"\nbroker_api_url = \"u\"\napi_key = \"k\"\napi_key_file = \"f\"\nauth_scheme = \"raw\"\n\
              platform_url = \"p\"\nbroker_id = \"1\"\ncookie_domain = \"c\"\nsession_lifetime = \"1m\"\n\
              one_time_token_validity = \"1m\"\none_time_token_max_validity = \"1m\"\n\
+             v2_account_details = \"full\"\n\
              [paths]\ncreate_account = \"/a\"\none_time_token = \"/b\"\nlogin = \"/c\"\n\
              login_with_token = \"/d\"\nrefresh = \"/e\"\ntrading_accounts = \"/f\"\n\
              account_by_email = \"/g\"\nservice_info = \"/h\"\nplatform_details = \"/i\"\n\

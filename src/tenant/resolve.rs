@@ -39,6 +39,9 @@ impl TenantOptions {
         if generation != Generation::V2 && self.paths.trading_accounts.is_some() {
             return Err(not_for(generation, "paths.trading_accounts"));
         }
+        if generation != Generation::V2 && self.v2_account_details.is_some() {
+            return Err(not_for(generation, "v2_account_details"));
+        }
         let url = |key: &'static str, value: Option<String>| -> Result<Url, InvalidTenantSetting> {
             let text = value.ok_or_else(|| invalid(key, "is required"))?;
             parse_base_url(&text).map_err(|problem| invalid(key, problem))
@@ -72,6 +75,7 @@ impl TenantOptions {
             name: name.to_string(),
             generation,
             trading_account,
+            v2_account_details: self.v2_account_details.unwrap_or_default(),
             broker_api_url,
             api_key: SecretString::from(api_key),
             auth_scheme: self.auth_scheme.unwrap_or(generation.default_auth_scheme()),
@@ -175,4 +179,33 @@ fn check_cookie_domain(domain: &str, platform_url: &Url) -> Result<String, Inval
         ));
     }
     Ok(domain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenant::V2AccountDetails;
+
+    fn options(generation: Generation, details: Option<V2AccountDetails>) -> TenantOptions {
+        TenantOptions {
+            broker_api_generation: Some(generation),
+            broker_api_url: Some("https://broker.example.com".into()),
+            api_key: Some("k".into()),
+            platform_url: Some("https://platform.example.com".into()),
+            v2_account_details: details,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn account_details_default_to_names_and_are_refused_off_v2() {
+        let resolved = options(Generation::V2, None).resolve("t").expect("resolves");
+        assert_eq!(resolved.v2_account_details, V2AccountDetails::Names);
+        let full = options(Generation::V2, Some(V2AccountDetails::Full)).resolve("t").expect("resolves");
+        assert_eq!(full.v2_account_details, V2AccountDetails::Full);
+        for generation in [Generation::V1, Generation::Crm] {
+            let refused = options(generation, Some(V2AccountDetails::Names)).resolve("t").expect_err("v2 only");
+            assert_eq!(refused.key, "v2_account_details");
+        }
+    }
 }

@@ -316,7 +316,7 @@ pub(super) fn serialize(endpoint: Endpoint, body: &impl Serialize) -> Result<Vec
 }
 
 /// The API key as the `Authorization` header value of `scheme`.
-fn authorization(api_key: &SecretString, scheme: AuthScheme) -> Result<HeaderValue, String> {
+pub(super) fn authorization(api_key: &SecretString, scheme: AuthScheme) -> Result<HeaderValue, String> {
     let key = api_key.expose_secret();
     let text = match scheme {
         AuthScheme::Raw => key.to_string(),

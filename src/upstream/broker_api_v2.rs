@@ -30,7 +30,7 @@ use crate::{
 #[derive(Debug, Clone)]
 pub(crate) struct V2Paths {
     base: Url,
-    trading_accounts: String,
+    pub(super) trading_accounts: String,
     account_by_email: String,
     service_info: Url,
 }
@@ -52,7 +52,13 @@ impl V2Paths {
     }
 
     /// `template` with `hole` replaced by `value`, percent-encoded as one path segment.
-    fn filled(&self, endpoint: Endpoint, template: &str, hole: &str, value: &str) -> Result<Url, UpstreamError> {
+    pub(super) fn filled(
+        &self,
+        endpoint: Endpoint,
+        template: &str,
+        hole: &str,
+        value: &str,
+    ) -> Result<Url, UpstreamError> {
         endpoint_url(&self.base, &template.replace(hole, &path_segment(value))).map_err(|_| {
             UpstreamError::new(
                 endpoint,
@@ -87,12 +93,37 @@ pub struct NewTradingAccount {
     pub account_details: AccountDetails,
 }
 
-/// `accountDetails`: the user's names, the one part of the profile v2 takes.
+/// `accountDetails`: the names, required; with a tenant's `full` setting
+/// also the date of birth, phone and address. An absent value is left out,
+/// never sent as null or an empty string.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountDetails {
     pub first_name: String,
     pub last_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date_of_birth: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_number: Option<String>,
+    /// Boxed: five optional fields that most requests leave out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address_details: Option<Box<V2AddressDetails>>,
+}
+
+/// `accountDetails.addressDetails`: v1's address with `zipCode` for v1's `postCode`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct V2AddressDetails {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zip_code: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -157,7 +188,7 @@ fn http_date(headers: &http::HeaderMap) -> Option<OffsetDateTime> {
 }
 
 impl BrokerApi {
-    fn get(&self, url: &Url) -> Outgoing {
+    pub(super) fn get(&self, url: &Url) -> Outgoing {
         Outgoing::get(url)
             .header(AUTHORIZATION, self.authorization.clone())
             .header(ACCEPT, HeaderValue::from_static("application/json"))
@@ -179,7 +210,8 @@ impl BrokerApi {
     }
 
     /// v2 `POST /v1/user-accounts/{uuid}/trading-accounts`. Sent once: a
-    /// repeat could open a second trading account.
+    /// repeat could open a second trading account. An answer that says
+    /// `missingInTradingSystem: true` is an error: the account cannot trade.
     pub async fn open_trading_account(
         &self,
         user_account_uuid: &str,
@@ -199,6 +231,10 @@ impl BrokerApi {
         let answer = exchange(endpoint, &self.gate, &self.http, request, deadline).await?;
         // The trading account exists once the vendor said 2xx: an odd body is not an error.
         let map = json::object(&answer.body).unwrap_or_default();
+        if json::boolean(&map, "missingInTradingSystem") == Some(true) {
+            let fault = UpstreamFault::TradingAccountNotInTradingSystem;
+            return Err(UpstreamError::new(endpoint, Some(answer.status), fault));
+        }
         Ok(OpenedTradingAccount {
             uuid: json::string(&map, "uuid"),
             login: json::string(&map, "login"),
@@ -269,7 +305,7 @@ mod tests {
 
     #[test]
     fn the_trading_account_body_has_the_required_fields_and_omits_an_unset_access_right() {
-        let details = AccountDetails { first_name: "Ada".into(), last_name: "Lovelace".into() };
+        let details = AccountDetails { first_name: "Ada".into(), last_name: "Lovelace".into(), ..Default::default() };
         let body = TradingAccountBody {
             group: "retail",
             leverage_ratio_percent: 10000,

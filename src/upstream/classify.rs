@@ -38,6 +38,7 @@ pub(crate) fn classify(endpoint: Endpoint, status: u16, headers: &HeaderMap, bod
             | Endpoint::CreateUserAccount
             | Endpoint::OpenTradingAccount
             | Endpoint::AccountByEmail
+            | Endpoint::TradingAccountsOfUser
             | Endpoint::ServiceInfo => UpstreamFault::PermissionDenied,
         },
         404 | 405 if problem.is_none() => UpstreamFault::EndpointNotFound,
@@ -68,6 +69,7 @@ pub(crate) fn classify(endpoint: Endpoint, status: u16, headers: &HeaderMap, bod
                 | Endpoint::OpenTradingAccount
                 | Endpoint::AccountByEmail
                 | Endpoint::ServiceInfo
+                | Endpoint::TradingAccountsOfUser
                 | Endpoint::PlatformDetails => UpstreamFault::RequestRejected,
             }
         }
@@ -82,7 +84,13 @@ fn creates(endpoint: Endpoint) -> bool {
 
 /// The endpoints that name an existing account or user account, where "not found" means there is none.
 fn finds(endpoint: Endpoint) -> bool {
-    matches!(endpoint, Endpoint::IssueOneTimeToken | Endpoint::OpenTradingAccount | Endpoint::AccountByEmail)
+    matches!(
+        endpoint,
+        Endpoint::IssueOneTimeToken
+            | Endpoint::OpenTradingAccount
+            | Endpoint::AccountByEmail
+            | Endpoint::TradingAccountsOfUser
+    )
 }
 
 /// The fault a problem's meaning is for `endpoint`; `None` where it says

@@ -23,11 +23,13 @@ pub enum Endpoint {
     ServiceInfo,
     /// The platform's public details (the preflight's broker id check).
     PlatformDetails,
+    /// Broker-API v2: the trading accounts of a user account (a read).
+    TradingAccountsOfUser,
 }
 
 impl Endpoint {
     /// How many endpoints there are.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
 
     /// A dense index below [`Endpoint::COUNT`], for per-endpoint tables.
     pub fn index(self) -> usize {
@@ -42,6 +44,7 @@ impl Endpoint {
             Endpoint::AccountByEmail => 7,
             Endpoint::ServiceInfo => 8,
             Endpoint::PlatformDetails => 9,
+            Endpoint::TradingAccountsOfUser => 10,
         }
     }
 
@@ -58,6 +61,7 @@ impl Endpoint {
             Endpoint::AccountByEmail => "account_by_email",
             Endpoint::ServiceInfo => "service_info",
             Endpoint::PlatformDetails => "platform_details",
+            Endpoint::TradingAccountsOfUser => "trading_accounts_of_user",
         }
     }
 }
@@ -120,6 +124,9 @@ pub enum UpstreamFault {
     /// Every slot for calls to this API stayed taken until the deadline: the
     /// call was not sent.
     Busy,
+    /// v2 opened the trading account, but says it is missing in the trading
+    /// engine (`missingInTradingSystem: true`): its owner cannot trade with it.
+    TradingAccountNotInTradingSystem,
 }
 
 impl UpstreamError {
@@ -147,7 +154,8 @@ impl UpstreamError {
             | UpstreamFault::AccountNotFound
             | UpstreamFault::RequestRejected
             | UpstreamFault::RateLimited { .. }
-            | UpstreamFault::EndpointNotFound => false,
+            | UpstreamFault::EndpointNotFound
+            | UpstreamFault::TradingAccountNotInTradingSystem => false,
         }
     }
 }
@@ -183,6 +191,9 @@ impl fmt::Display for UpstreamError {
             UpstreamFault::CircuitOpen { .. } => {
                 "the upstream failed repeatedly; calls fail fast until it recovers, this one was not sent".to_string()
             }
+            UpstreamFault::TradingAccountNotInTradingSystem => "the trading account was opened, but the vendor reports it \
+                 missing in the trading system (missingInTradingSystem); its owner cannot trade until the vendor fixes it"
+                .to_string(),
             UpstreamFault::Busy => {
                 "all calls this service allows at once to the upstream were busy until the deadline; this one was not sent"
                     .to_string()

@@ -39,13 +39,7 @@ pub(crate) async fn exchange(
     request: Outgoing,
     deadline: Deadline,
 ) -> Result<Answer, UpstreamError> {
-    let span = tracing::info_span!(
-        "upstream",
-        tenant = %gate.tenant(),
-        endpoint = endpoint.name(),
-        http.status = tracing::field::Empty,
-        latency_us = tracing::field::Empty
-    );
+    let span = call_span(endpoint, gate);
     let request = with_trace_context(request, &span);
     let started = Instant::now();
     let result = async {
@@ -62,6 +56,42 @@ pub(crate) async fn exchange(
     .await;
     report(endpoint, gate, &span, started.elapsed(), &result);
     result
+}
+
+/// Like [`exchange`], but sent once and with an answer of any status handed
+/// back as it came: the preflight reads a refusal's status, headers and body
+/// itself, where the classification would keep only what a flow needs.
+pub(crate) async fn exchange_any_status(
+    endpoint: Endpoint,
+    gate: &UpstreamGate,
+    client: &HttpClient,
+    request: Outgoing,
+    deadline: Deadline,
+) -> Result<Answer, UpstreamError> {
+    let span = call_span(endpoint, gate);
+    let request = with_trace_context(request, &span);
+    let started = Instant::now();
+    let result = async {
+        let admitted = gate.admit(endpoint, deadline).await?;
+        let budget = deadline.remaining();
+        let result = send_unclassified(endpoint, client, &request, deadline).await;
+        admitted.settle(&result, budget);
+        result
+    }
+    .instrument(span.clone())
+    .await;
+    report(endpoint, gate, &span, started.elapsed(), &result);
+    result
+}
+
+fn call_span(endpoint: Endpoint, gate: &UpstreamGate) -> tracing::Span {
+    tracing::info_span!(
+        "upstream",
+        tenant = %gate.tenant(),
+        endpoint = endpoint.name(),
+        http.status = tracing::field::Empty,
+        latency_us = tracing::field::Empty
+    )
 }
 
 /// The vendor call continues the caller's trace.
@@ -109,6 +139,21 @@ async fn send_once(
     request: &Outgoing,
     deadline: Deadline,
 ) -> Result<Answer, UpstreamError> {
+    let answer = send_unclassified(endpoint, client, request, deadline).await?;
+    if (200..300).contains(&answer.status) {
+        return Ok(answer);
+    }
+    let fault = classify(endpoint, answer.status, &answer.headers, &answer.body);
+    Err(UpstreamError::new(endpoint, Some(answer.status), fault))
+}
+
+/// One attempt: send, and read the whole answer, whatever its status, before the deadline.
+async fn send_unclassified(
+    endpoint: Endpoint,
+    client: &HttpClient,
+    request: &Outgoing,
+    deadline: Deadline,
+) -> Result<Answer, UpstreamError> {
     if deadline.remaining().is_zero() {
         // Nothing was sent, so even a create is known not to have happened.
         return Err(UpstreamError::new(endpoint, None, UpstreamFault::NoTimeLeft));
@@ -117,15 +162,10 @@ async fn send_once(
         let response = client.send(request).await.map_err(|e| transport_error(endpoint, &e))?;
         read_answer(endpoint, response).await
     };
-    let answer = match tokio::time::timeout_at(deadline.instant(), call).await {
-        Ok(result) => result?,
-        Err(_) => return Err(UpstreamError::new(endpoint, None, UpstreamFault::Timeout)),
-    };
-    if (200..300).contains(&answer.status) {
-        return Ok(answer);
+    match tokio::time::timeout_at(deadline.instant(), call).await {
+        Ok(result) => result,
+        Err(_) => Err(UpstreamError::new(endpoint, None, UpstreamFault::Timeout)),
     }
-    let fault = classify(endpoint, answer.status, &answer.headers, &answer.body);
-    Err(UpstreamError::new(endpoint, Some(answer.status), fault))
 }
 
 /// The status, headers and whole body, at most [`MAX_ANSWER_BYTES`]: a

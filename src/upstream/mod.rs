@@ -13,15 +13,20 @@ pub(crate) mod gate;
 pub mod http_client;
 pub(crate) mod json;
 pub(crate) mod platform_api;
+pub mod probe;
 pub mod resilience;
+pub(crate) mod trading_accounts_v2;
 
 pub use broker_api::{BrokerApi, CreatedAccount, IssuedToken, NewAccount};
-pub use broker_api_v2::{AccountDetails, FoundAccount, Lookup, NewTradingAccount, OpenedTradingAccount};
+pub use broker_api_v2::{
+    AccountDetails, FoundAccount, Lookup, NewTradingAccount, OpenedTradingAccount, V2AddressDetails,
+};
 pub use cookies::{SameSitePolicy, UpstreamCookie};
 pub use error::{Endpoint, UpstreamError, UpstreamFault};
 pub use gate::GateContext;
 pub use http_client::{HttpClient, HttpClientError, Outgoing, Proxies, install_crypto_provider};
 pub use platform_api::{PlatformApi, PlatformDetails, PlatformSession, TradingAccountInfo};
+pub use trading_accounts_v2::ListedTradingAccount;
 
 /// The sections of the Broker-API create-account form.
 pub mod broker_api_form {

@@ -1,0 +1,79 @@
+//! The sandbox's Broker-API v2 reads: a page of user accounts (`GET
+//! /v1/user-accounts?page=&size=`, the cheap read the preflight proves a v2
+//! key with) and a user's trading accounts (`GET
+//! /v1/user-accounts/{uuid}/trading-accounts`, each as it was opened, with
+//! `created`, `group` and `missingInTradingSystem`). Both need the v2 key.
+
+use axum::{
+    Json,
+    extract::{Path, Query, State, rejection::QueryRejection},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse as _, Response},
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+use super::{
+    Shared,
+    broker_v2::{full_path, not_found, refuse, user_json},
+    lock, problem,
+};
+
+/// Largest page the sandbox hands out, so a page size cannot make it build a huge answer.
+const MAX_PAGE_SIZE: usize = 100;
+
+/// Paging as query parameters; both optional.
+#[derive(Debug, Deserialize)]
+pub(super) struct Paging {
+    page: Option<usize>,
+    size: Option<usize>,
+}
+
+/// `GET /v1/user-accounts`: one page of user accounts, oldest first.
+pub(super) async fn user_accounts_page(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    paging: Result<Query<Paging>, QueryRejection>,
+) -> Response {
+    let path = full_path("/v1/user-accounts");
+    shared.count("user_accounts_page");
+    if let Some(refusal) = refuse(&shared, &headers, &path) {
+        return refusal;
+    }
+    let Ok(Query(paging)) = paging else {
+        return problem(StatusCode::BAD_REQUEST, "Parameters 'page' and 'size' must be numbers", &path);
+    };
+    let (page, size) = (paging.page.unwrap_or(0), paging.size.unwrap_or(20));
+    if size == 0 || size > MAX_PAGE_SIZE {
+        return problem(StatusCode::BAD_REQUEST, "Parameter 'size' must be between 1 and 100", &path);
+    }
+    let state = lock(&shared.state);
+    let (accounts, total) = state.accounts_page(page, size);
+    Json(json!({
+        "content": accounts.into_iter().map(user_json).collect::<Vec<Value>>(),
+        "number": page,
+        "size": size,
+        "totalElements": total,
+        "totalPages": total.div_ceil(size),
+    }))
+    .into_response()
+}
+
+/// `GET /v1/user-accounts/{uuid}/trading-accounts`: the user's trading accounts, oldest first.
+pub(super) async fn trading_accounts_of_user(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(user_uuid): Path<String>,
+) -> Response {
+    let path = full_path(&format!("/v1/user-accounts/{user_uuid}/trading-accounts"));
+    shared.count("trading_accounts_of_user");
+    if let Some(refusal) = refuse(&shared, &headers, &path) {
+        return refusal;
+    }
+    let state = lock(&shared.state);
+    if state.account_by_uuid(&user_uuid).is_none() {
+        return not_found(&path);
+    }
+    Json(Value::Array(state.trading_accounts_of(&user_uuid))).into_response()
+}
