@@ -1,18 +1,23 @@
-"""deploy/: every manifest validates against a current Kubernetes, and the
-settings the manifests pass are ones the binary accepts."""
+"""deploy/: every manifest validates against a current Kubernetes, the
+settings the manifests pass are ones the binary accepts, and the optional
+monitoring component scrapes what the base serves."""
 
 from __future__ import annotations
 
 import base64
+import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import BINARY, ROOT
 
 BASE = ROOT / "deploy" / "base"
+MONITORING = ROOT / "deploy" / "components" / "monitoring"
 KUBERNETES_VERSION = "1.37.0"
 
 
@@ -144,3 +149,72 @@ def test_network_policy_admits_callers_on_grpc_and_monitoring_on_metrics_only():
     assert manifest("poddisruptionbudget.yaml")["spec"]["minAvailable"] == 1
     hpa = manifest("horizontalpodautoscaler.yaml")["spec"]
     assert hpa["minReplicas"] >= 2 and hpa["scaleTargetRef"]["name"] == "mtr-sso"
+
+
+def component(name: str) -> dict:
+    return yaml.safe_load((MONITORING / name).read_text())
+
+
+def test_the_monitoring_component_lists_its_manifests_in_the_base_s_namespace():
+    kustomization = component("kustomization.yaml")
+    assert (kustomization["apiVersion"], kustomization["kind"]) == ("kustomize.config.k8s.io/v1alpha1", "Component")
+    files = sorted(p.name for p in MONITORING.glob("*.yaml") if p.name != "kustomization.yaml")
+    assert sorted(kustomization["resources"]) == files == ["prometheusrule.yaml", "servicemonitor.yaml"]
+    assert kustomization["namespace"] == manifest("kustomization.yaml")["namespace"]
+    kinds = {component(name)["kind"]: component(name)["apiVersion"] for name in files}
+    assert kinds == {"PrometheusRule": "monitoring.coreos.com/v1", "ServiceMonitor": "monitoring.coreos.com/v1"}
+
+
+def test_the_service_monitor_scrapes_the_metrics_port_of_every_replica_as_job_mtr_sso():
+    monitor = component("servicemonitor.yaml")["spec"]
+    base_labels = manifest("kustomization.yaml")["labels"][0]["pairs"]
+    service = manifest("service.yaml")
+    service_labels = {**service["metadata"].get("labels", {}), **base_labels}
+    assert monitor["selector"]["matchLabels"].items() <= service_labels.items()
+    (endpoint,) = monitor["endpoints"]
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert endpoint["port"] in ports and endpoint["path"] == "/metrics"
+    container = manifest("deployment.yaml")["spec"]["template"]["spec"]["containers"][0]
+    container_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    metrics_port = int(manifest("configmap.yaml")["data"]["MTR_SSO_METRICS_ADDR"].rsplit(":", 1)[1])
+    assert container_ports[ports[endpoint["port"]]["targetPort"]] == metrics_port
+    # The job label comes from a Service label; MtrSsoDown looks for that job.
+    job = service_labels[monitor["jobLabel"]]
+    rules = yaml.safe_load((ROOT / "deploy" / "monitoring" / "rules.yaml").read_text())["groups"]
+    down = next(r for g in rules for r in g["rules"] if r.get("alert") == "MtrSsoDown")
+    assert f'up{{job="{job}"}}' in down["expr"]
+    # The metrics' own `endpoint` label must not be renamed by the target label of that name.
+    assert endpoint["honorLabels"] is True
+    # The NetworkPolicy lets Prometheus (namespace monitoring) reach that port.
+    policy = manifest("networkpolicy.yaml")["spec"]
+    assert any(rule["ports"] == [{"protocol": "TCP", "port": metrics_port}] for rule in policy["ingress"])
+
+
+def kustomize() -> list[str] | None:
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    return None
+
+
+@pytest.mark.skipif(kustomize() is None, reason="neither kustomize nor kubectl is installed (none is packaged on PyPI, npm or Debian with Components support)")
+def test_an_overlay_of_the_base_and_the_component_builds_with_kustomize(tmp_path):
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(BASE, overlay)], "components": [os.path.relpath(MONITORING, overlay)]}))
+    result = subprocess.run([*kustomize(), str(overlay)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    built = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(result.stdout)}
+    base_kinds = {manifest(name)["kind"] for name in kustomize_resources()}
+    assert {kind for kind, _ in built} == base_kinds | {"PrometheusRule", "ServiceMonitor"}
+    for kind in ("PrometheusRule", "ServiceMonitor"):
+        resource = built[(kind, "mtr-sso")]
+        assert resource["metadata"]["namespace"] == "mtr-sso"
+        assert resource["metadata"]["labels"]["app.kubernetes.io/name"] == "mtr-sso"
+    assert built[("PrometheusRule", "mtr-sso")]["spec"] == component("prometheusrule.yaml")["spec"]
+    service = built[("Service", "mtr-sso")]
+    selector = built[("ServiceMonitor", "mtr-sso")]["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
