@@ -9,7 +9,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
-    config::{Settings, TlsFiles, Upstream},
+    config::{Settings, TlsFiles, Upstream, shared_state},
     idempotency::Idempotency,
     metrics::{self, Metrics},
     quota::SlidingWindows,
@@ -69,6 +69,9 @@ impl App {
             if tenant.cookie_domain.is_none() && !in_sandbox {
                 tracing::warn!(tenant = %tenant.name, "no cookie domain: session cookies are host-only and will not reach the platform from another host");
             }
+        }
+        if let Some(warning) = shared_state::warning(settings.redis.is_some(), &settings.deployment) {
+            tracing::warn!("{warning}");
         }
         let proxies = if settings.http.proxies_from_environment { Proxies::FromEnvironment } else { Proxies::None };
         let http = HttpClient::new(&settings.http, proxies)?;

@@ -31,7 +31,7 @@ fn each_bad_setting_exits_64_with_one_line_naming_it() {
     )
     .expect("write");
     let tenants = tenants.to_str().expect("utf8");
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
         (&[], "--broker-api-url"),
         (&["--listen", "not-an-address"], "--listen"),
         (&["--sandbox", "--upstream-timeout", "0s"], "--upstream-timeout"),
@@ -42,6 +42,7 @@ fn each_bad_setting_exits_64_with_one_line_naming_it() {
         ),
         (&["--tenants-file", tenants], "tenants.acme.api_key_file"),
         (&["--sandbox", "--log-format", "xml"], "--log-format"),
+        (&["--sandbox", "--require-shared-state"], "--require-shared-state"),
     ];
     for (args, setting) in cases {
         let (code, stderr) = run_to_exit(args);
@@ -49,6 +50,22 @@ fn each_bad_setting_exits_64_with_one_line_naming_it() {
         assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?} printed: {stderr}");
         assert!(stderr.contains(setting), "{args:?}: `{stderr}` does not name {setting}");
     }
+}
+
+#[tokio::test]
+async fn a_pod_of_a_replicated_workload_without_redis_warns_once_at_start() {
+    let pod = "mtr-sso-5d8f7c9b6d-x2x7k";
+    let running = Running::start_with_env(
+        &["--sandbox", "--listen", "127.0.0.1:0", "--log-format", "json"],
+        &[("MTR_SSO_POD_NAME", pod)],
+    );
+    let (_, before) = running.wait_for("mtr-sso listening");
+    let warnings: Vec<_> = before.iter().filter(|l| l.contains("replicated workload")).collect();
+    assert_eq!(warnings.len(), 1, "one warning: {before:#?}");
+    let line: serde_json::Value = serde_json::from_str(warnings[0]).expect("json log line");
+    assert_eq!(line["level"], "WARN", "{line}");
+    assert!(warnings[0].contains(pod) && warnings[0].contains("--redis-url"), "{line}");
+    running.terminate();
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use super::{
     ConfigError, DEFAULT_MAX_IN_FLIGHT, HttpSettings, LogFormat, ResilienceSettings, SandboxOptions, Settings,
-    Upstream, callers::CallerFiles, invalid, tenants_file,
+    Upstream, callers::CallerFiles, invalid, shared_state, tenants_file,
 };
 use crate::{
     quota::Limits,
@@ -101,6 +101,14 @@ pub struct Cli {
     /// Redis ACL user the password belongs to; the default user when unset.
     #[arg(long, env = "MTR_SSO_REDIS_USERNAME")]
     pub redis_username: Option<String>,
+    /// Refuse to start without --redis-url: every replica must share the quota, the idempotency
+    /// keys and the refresh results.
+    #[arg(long, env = "MTR_SSO_REQUIRE_SHARED_STATE")]
+    pub require_shared_state: bool,
+    /// This pod's name, from Kubernetes' downward API (`metadata.name`); a pod of a Deployment or
+    /// StatefulSet without --redis-url is warned about at start.
+    #[arg(long, env = "MTR_SSO_POD_NAME")]
+    pub pod_name: Option<String>,
     /// How long a Refresh result is handed again to a repeat with the same
     /// refresh token (the platform rotates it, so a repeat would be refused);
     /// across replicas with --redis-url. 0 switches sharing and reuse off.
@@ -193,6 +201,8 @@ impl Cli {
         if http::HeaderValue::from_str(&http.user_agent).is_err() || http.user_agent.is_empty() {
             return Err(invalid("--user-agent", "must be a non-empty, printable header value"));
         }
+        let redis = self.resolve_redis()?;
+        shared_state::check(self.require_shared_state, redis.is_some())?;
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             return Err(invalid("--log", e.to_string()));
         }
@@ -240,7 +250,8 @@ impl Cli {
                 max_concurrent_calls: self.upstream_concurrency,
                 ..Default::default()
             },
-            redis: self.resolve_redis()?,
+            redis,
+            deployment: shared_state::Deployment::from_pod_name(self.pod_name.as_deref()),
             refresh_reuse_window: self.refresh_reuse_window,
             metrics_addr: self.metrics_addr,
             otlp_endpoint,

@@ -7,6 +7,7 @@
 
 mod callers;
 mod cli;
+pub mod shared_state;
 mod tenants_file;
 
 pub use callers::TlsFiles;
@@ -132,6 +133,8 @@ pub struct Settings {
     pub resilience: ResilienceSettings,
     /// Shares limits, idempotency keys and refresh results across replicas; in memory when `None`.
     pub redis: Option<RedisSettings>,
+    /// What start-up can tell of the replicas around it (the pod name).
+    pub deployment: shared_state::Deployment,
     /// How long a Refresh result is handed to repeats with the same refresh token; zero: never.
     pub refresh_reuse_window: Duration,
     pub metrics_addr: Option<SocketAddr>,

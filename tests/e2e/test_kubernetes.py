@@ -8,7 +8,9 @@ import base64
 import os
 import re
 import shutil
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ import yaml
 from conftest import BINARY, ROOT
 
 BASE = ROOT / "deploy" / "base"
+OVERLAYS = ROOT / "deploy" / "overlays"
 MONITORING = ROOT / "deploy" / "components" / "monitoring"
 KUBERNETES_VERSION = "1.37.0"
 
@@ -78,6 +81,32 @@ def mounted_files(tmp_path: Path) -> dict[str, Path]:
     return mounts
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_redis(password: str, workdir: Path) -> tuple[subprocess.Popen, int]:
+    """A real redis-server on loopback that requires `password`, as the base's own does."""
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password,
+         "--save", "", "--appendonly", "no", "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return server, port
+        except OSError:
+            time.sleep(0.05)
+    server.kill()
+    raise AssertionError("redis-server did not start")
+
+
 def test_the_binary_accepts_the_settings_the_manifests_pass(tmp_path):
     settings = manifest("configmap.yaml")["data"]
     mounts = mounted_files(tmp_path)
@@ -87,11 +116,31 @@ def test_the_binary_accepts_the_settings_the_manifests_pass(tmp_path):
             if value.startswith(mount_path + "/"):
                 value = str(local) + value[len(mount_path):]
         env[key] = value
-    for setting in ["MTR_SSO_API_KEY_FILE", "MTR_SSO_CALLER_TOKENS_FILE", "MTR_SSO_POLICY_FILE"]:
+    for setting in ["MTR_SSO_API_KEY_FILE", "MTR_SSO_CALLER_TOKENS_FILE", "MTR_SSO_POLICY_FILE",
+                    "MTR_SSO_REDIS_PASSWORD_FILE"]:
         assert Path(env[setting]).is_file(), f"{setting} points into a mounted volume"
-    result = subprocess.run([str(BINARY), "--check-config"], env=env, capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "configuration OK"
+    # The base's Redis, played by a local redis-server with the Secret's password:
+    # --check-config connects to Redis, as the start does.
+    password = Path(env["MTR_SSO_REDIS_PASSWORD_FILE"]).read_text().strip()
+    redis, port = start_redis(password, tmp_path)
+    try:
+        assert env["MTR_SSO_REDIS_URL"] == "redis://mtr-sso-redis:6379"
+        env["MTR_SSO_REDIS_URL"] = f"redis://127.0.0.1:{port}"
+        result = subprocess.run([str(BINARY), "--check-config"], env=env, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "configuration OK"
+        wrong = tmp_path / "wrong-password"
+        wrong.write_text("not-the-password")
+        refused = dict(env, MTR_SSO_REDIS_PASSWORD_FILE=str(wrong))
+        result = subprocess.run([str(BINARY), "--check-config"], env=refused, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 64 and "--redis-password-file" in result.stderr, result.stderr
+    finally:
+        redis.kill()
+        redis.wait()
+    # Without Redis, the shipped settings refuse to start rather than split the quota.
+    without_redis = {k: v for k, v in env.items() if not k.startswith("MTR_SSO_REDIS_")}
+    result = subprocess.run([str(BINARY), "--check-config"], env=without_redis, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 64 and "--require-shared-state" in result.stderr, result.stderr
 
     broken = dict(env, MTR_SSO_UPSTREAM_TIMEOUT="soon")
     result = subprocess.run([str(BINARY), "--check-config"], env=broken, capture_output=True, text=True, timeout=30)
@@ -151,6 +200,79 @@ def test_network_policy_admits_callers_on_grpc_and_monitoring_on_metrics_only():
     assert hpa["minReplicas"] >= 2 and hpa["scaleTargetRef"]["name"] == "mtr-sso"
 
 
+def kustomize_build(directory: Path) -> list[dict]:
+    kubectl = shutil.which("kubectl")
+    assert kubectl, "kubectl (with its built-in kustomize) is installed by scripts/setup"
+    result = subprocess.run([kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def by_kind_and_name(documents: list[dict]) -> dict[tuple[str, str], dict]:
+    return {(d["kind"], d["metadata"]["name"]): d for d in documents}
+
+
+def validate_built(documents: list[dict], tmp_path: Path, name: str) -> None:
+    built = tmp_path / f"{name}.yaml"
+    built.write_text(yaml.safe_dump_all(documents))
+    result = subprocess.run(
+        ["kubernetes-validate", "--strict", "-k", KUBERNETES_VERSION, str(built)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and "passed" in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_the_base_brings_its_own_redis_and_every_replica_points_at_it(tmp_path):
+    documents = by_kind_and_name(kustomize_build(BASE))
+    redis = documents[("StatefulSet", "mtr-sso-redis")]["spec"]
+    container = redis["template"]["spec"]["containers"][0]
+    image = container["image"].split(":")[0]
+    assert image in ("redis", "valkey/valkey"), image
+    args = container["args"]
+    # Persistence off: everything stored is short-lived.
+    assert args[args.index("--save") + 1] == "" and args[args.index("--appendonly") + 1] == "no"
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    password_ref = next(e for e in container["env"] if e["name"] == "REDIS_PASSWORD")["valueFrom"]["secretKeyRef"]
+    assert password_ref == {"name": "mtr-sso-redis", "key": "password"}
+
+    service = documents[("Service", "mtr-sso-redis")]["spec"]
+    assert service["selector"].items() <= redis["template"]["metadata"]["labels"].items()
+    settings = documents[("ConfigMap", "mtr-sso")]["data"]
+    assert settings["MTR_SSO_REDIS_URL"] == f"redis://mtr-sso-redis:{service['ports'][0]['port']}"
+    assert settings["MTR_SSO_REQUIRE_SHARED_STATE"] == "true"
+    pod = documents[("Deployment", "mtr-sso")]["spec"]["template"]["spec"]
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    mounted_from = next(name for name, secret in secrets.items() if secret == "mtr-sso-redis")
+    assert settings["MTR_SSO_REDIS_PASSWORD_FILE"] == mounts[mounted_from] + "/password"
+    pod_name = next(e for e in pod["containers"][0]["env"] if e["name"] == "MTR_SSO_POD_NAME")
+    assert pod_name["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+
+    # Only mtr-sso's pods reach Redis; mtr-sso may reach it.
+    policy = documents[("NetworkPolicy", "mtr-sso-redis")]["spec"]
+    assert policy["podSelector"]["matchLabels"] == redis["selector"]["matchLabels"]
+    (rule,) = policy["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "mtr-sso"}}}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
+    egress = documents[("NetworkPolicy", "mtr-sso")]["spec"]["egress"]
+    assert any(r.get("to") == [{"podSelector": {"matchLabels": redis["selector"]["matchLabels"]}}] for r in egress)
+    validate_built(list(documents.values()), tmp_path, "base")
+
+
+def test_the_managed_redis_overlay_has_no_redis_of_its_own_and_points_at_a_tls_endpoint(tmp_path):
+    documents = by_kind_and_name(kustomize_build(OVERLAYS / "managed-redis"))
+    assert not [key for key in documents if key[1] == "mtr-sso-redis" and key[0] != "Secret"], sorted(documents)
+    assert not any(d["kind"] == "StatefulSet" for d in documents.values())
+    settings = documents[("ConfigMap", "mtr-sso")]["data"]
+    assert settings["MTR_SSO_REDIS_URL"].startswith("rediss://")
+    egress = documents[("NetworkPolicy", "mtr-sso")]["spec"]["egress"]
+    assert not any("to" in rule for rule in egress), "no rule names the base's Redis pods"
+    assert any({"protocol": "TCP", "port": 6379} in rule.get("ports", []) for rule in egress)
+    validate_built(list(documents.values()), tmp_path, "managed-redis")
+
+
 def component(name: str) -> dict:
     return yaml.safe_load((MONITORING / name).read_text())
 
@@ -190,31 +312,26 @@ def test_the_service_monitor_scrapes_the_metrics_port_of_every_replica_as_job_mt
     assert any(rule["ports"] == [{"protocol": "TCP", "port": metrics_port}] for rule in policy["ingress"])
 
 
-def kustomize() -> list[str] | None:
-    if shutil.which("kustomize"):
-        return ["kustomize", "build"]
-    if shutil.which("kubectl"):
-        return ["kubectl", "kustomize"]
-    return None
-
-
-@pytest.mark.skipif(kustomize() is None, reason="neither kustomize nor kubectl is installed (none is packaged on PyPI, npm or Debian with Components support)")
-def test_an_overlay_of_the_base_and_the_component_builds_with_kustomize(tmp_path):
+def test_an_overlay_of_the_base_and_the_monitoring_component_builds(tmp_path):
     overlay = tmp_path / "overlay"
     overlay.mkdir()
     (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
         "resources": [os.path.relpath(BASE, overlay)], "components": [os.path.relpath(MONITORING, overlay)]}))
-    result = subprocess.run([*kustomize(), str(overlay)], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    built = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(result.stdout)}
-    base_kinds = {manifest(name)["kind"] for name in kustomize_resources()}
-    assert {kind for kind, _ in built} == base_kinds | {"PrometheusRule", "ServiceMonitor"}
+    documents = kustomize_build(overlay)
+    built = by_kind_and_name(documents)
+    base = by_kind_and_name(kustomize_build(BASE))
+    assert set(built) == set(base) | {("PrometheusRule", "mtr-sso"), ("ServiceMonitor", "mtr-sso")}
     for kind in ("PrometheusRule", "ServiceMonitor"):
         resource = built[(kind, "mtr-sso")]
         assert resource["metadata"]["namespace"] == "mtr-sso"
         assert resource["metadata"]["labels"]["app.kubernetes.io/name"] == "mtr-sso"
     assert built[("PrometheusRule", "mtr-sso")]["spec"] == component("prometheusrule.yaml")["spec"]
-    service = built[("Service", "mtr-sso")]
-    selector = built[("ServiceMonitor", "mtr-sso")]["spec"]["selector"]["matchLabels"]
-    assert selector.items() <= service["metadata"]["labels"].items()
+    # The selector also matches the base's other Services (they carry the same
+    # name label), but only mtr-sso's has the port scraped: one job of replicas.
+    monitor = built[("ServiceMonitor", "mtr-sso")]["spec"]
+    selected = [d for d in documents if d["kind"] == "Service"
+                and monitor["selector"]["matchLabels"].items() <= d["metadata"]["labels"].items()
+                and any(p["name"] == monitor["endpoints"][0]["port"] for p in d["spec"]["ports"])]
+    assert [s["metadata"]["name"] for s in selected] == ["mtr-sso"]
+    assert selected[0]["metadata"]["labels"][monitor["jobLabel"]] == "mtr-sso"
