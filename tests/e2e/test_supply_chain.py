@@ -1,8 +1,8 @@
 """Supply chain: cargo-deny's policy (deny.toml) holds and bites, and
 scripts/sbom's CycloneDX SBOM is valid and lists the crates compiled into the
-binary: no fewer (every crate whose code is in the built binary is listed) and
-no more (only crates the lockfile resolves as normal dependencies, none that
-only tests, build scripts or proc-macros use)."""
+binary: no fewer (every crate the built binary names in its panic locations is
+listed) and no more (only crates the lockfile resolves as normal dependencies,
+none that only tests, build scripts or proc-macros use)."""
 
 from __future__ import annotations
 
@@ -108,8 +108,9 @@ def normal_dependency_closure() -> set[tuple[str, str]]:
 
 
 def crates_in_binary() -> set[tuple[str, str]]:
-    """The crates whose source paths the built binary's debug info names:
-    crates with code in the binary (a crate of macros or types alone leaves none)."""
+    """The crates whose source files the built binary names, in the locations
+    it keeps for panics and `#[track_caller]`: crates with code in the binary
+    (a crate of macros or types alone, or code that cannot panic, names none)."""
     data = BINARY.read_bytes()
     found = set()
     for match in re.finditer(rb"registry/src/[^/]+/([A-Za-z0-9_.+-]+?)-(\d+\.\d+\.\d+[A-Za-z0-9.+-]*)/", data):
@@ -120,7 +121,7 @@ def crates_in_binary() -> set[tuple[str, str]]:
 def test_the_sbom_lists_the_crates_compiled_into_the_binary_and_no_other(sbom):
     components = listed(sbom)
     in_binary = crates_in_binary()
-    # Enough evidence to mean something: most crates leave code in a debug build.
+    # Enough evidence to mean something: most crates leave a panic location.
     assert len(in_binary) > 100, len(in_binary)
     missing = in_binary - components
     assert not missing, f"the binary holds crates the SBOM does not list: {sorted(missing)}"
