@@ -1,9 +1,11 @@
-"""deploy/: every manifest validates against a current Kubernetes, and the
-settings the manifests pass are ones the binary accepts."""
+"""deploy/: every manifest validates against a current Kubernetes, the
+settings the manifests pass are ones the binary accepts, and the optional
+monitoring component scrapes what the base serves."""
 
 from __future__ import annotations
 
 import base64
+import os
 import re
 import shutil
 import socket
@@ -11,12 +13,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import BINARY, ROOT
 
 BASE = ROOT / "deploy" / "base"
 OVERLAYS = ROOT / "deploy" / "overlays"
+MONITORING = ROOT / "deploy" / "components" / "monitoring"
 KUBERNETES_VERSION = "1.37.0"
 
 
@@ -267,3 +271,67 @@ def test_the_managed_redis_overlay_has_no_redis_of_its_own_and_points_at_a_tls_e
     assert not any("to" in rule for rule in egress), "no rule names the base's Redis pods"
     assert any({"protocol": "TCP", "port": 6379} in rule.get("ports", []) for rule in egress)
     validate_built(list(documents.values()), tmp_path, "managed-redis")
+
+
+def component(name: str) -> dict:
+    return yaml.safe_load((MONITORING / name).read_text())
+
+
+def test_the_monitoring_component_lists_its_manifests_in_the_base_s_namespace():
+    kustomization = component("kustomization.yaml")
+    assert (kustomization["apiVersion"], kustomization["kind"]) == ("kustomize.config.k8s.io/v1alpha1", "Component")
+    files = sorted(p.name for p in MONITORING.glob("*.yaml") if p.name != "kustomization.yaml")
+    assert sorted(kustomization["resources"]) == files == ["prometheusrule.yaml", "servicemonitor.yaml"]
+    assert kustomization["namespace"] == manifest("kustomization.yaml")["namespace"]
+    kinds = {component(name)["kind"]: component(name)["apiVersion"] for name in files}
+    assert kinds == {"PrometheusRule": "monitoring.coreos.com/v1", "ServiceMonitor": "monitoring.coreos.com/v1"}
+
+
+def test_the_service_monitor_scrapes_the_metrics_port_of_every_replica_as_job_mtr_sso():
+    monitor = component("servicemonitor.yaml")["spec"]
+    base_labels = manifest("kustomization.yaml")["labels"][0]["pairs"]
+    service = manifest("service.yaml")
+    service_labels = {**service["metadata"].get("labels", {}), **base_labels}
+    assert monitor["selector"]["matchLabels"].items() <= service_labels.items()
+    (endpoint,) = monitor["endpoints"]
+    ports = {p["name"]: p for p in service["spec"]["ports"]}
+    assert endpoint["port"] in ports and endpoint["path"] == "/metrics"
+    container = manifest("deployment.yaml")["spec"]["template"]["spec"]["containers"][0]
+    container_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    metrics_port = int(manifest("configmap.yaml")["data"]["MTR_SSO_METRICS_ADDR"].rsplit(":", 1)[1])
+    assert container_ports[ports[endpoint["port"]]["targetPort"]] == metrics_port
+    # The job label comes from a Service label; MtrSsoDown looks for that job.
+    job = service_labels[monitor["jobLabel"]]
+    rules = yaml.safe_load((ROOT / "deploy" / "monitoring" / "rules.yaml").read_text())["groups"]
+    down = next(r for g in rules for r in g["rules"] if r.get("alert") == "MtrSsoDown")
+    assert f'up{{job="{job}"}}' in down["expr"]
+    # The metrics' own `endpoint` label must not be renamed by the target label of that name.
+    assert endpoint["honorLabels"] is True
+    # The NetworkPolicy lets Prometheus (namespace monitoring) reach that port.
+    policy = manifest("networkpolicy.yaml")["spec"]
+    assert any(rule["ports"] == [{"protocol": "TCP", "port": metrics_port}] for rule in policy["ingress"])
+
+
+def test_an_overlay_of_the_base_and_the_monitoring_component_builds(tmp_path):
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [os.path.relpath(BASE, overlay)], "components": [os.path.relpath(MONITORING, overlay)]}))
+    documents = kustomize_build(overlay)
+    built = by_kind_and_name(documents)
+    base = by_kind_and_name(kustomize_build(BASE))
+    assert set(built) == set(base) | {("PrometheusRule", "mtr-sso"), ("ServiceMonitor", "mtr-sso")}
+    for kind in ("PrometheusRule", "ServiceMonitor"):
+        resource = built[(kind, "mtr-sso")]
+        assert resource["metadata"]["namespace"] == "mtr-sso"
+        assert resource["metadata"]["labels"]["app.kubernetes.io/name"] == "mtr-sso"
+    assert built[("PrometheusRule", "mtr-sso")]["spec"] == component("prometheusrule.yaml")["spec"]
+    # The selector also matches the base's other Services (they carry the same
+    # name label), but only mtr-sso's has the port scraped: one job of replicas.
+    monitor = built[("ServiceMonitor", "mtr-sso")]["spec"]
+    selected = [d for d in documents if d["kind"] == "Service"
+                and monitor["selector"]["matchLabels"].items() <= d["metadata"]["labels"].items()
+                and any(p["name"] == monitor["endpoints"][0]["port"] for p in d["spec"]["ports"])]
+    assert [s["metadata"]["name"] for s in selected] == ["mtr-sso"]
+    assert selected[0]["metadata"]["labels"][monitor["jobLabel"]] == "mtr-sso"
