@@ -198,6 +198,9 @@ async fn not_found(request: Request) -> Response {
 }
 
 #[cfg(test)]
+mod contract_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
