@@ -2,13 +2,16 @@
 //! descriptor pool: one route per RPC from its `google.api.http` annotation,
 //! and from those routes the Rust route table and the OpenAPI 3 document.
 //! Schemas follow protobuf's canonical JSON mapping: lowerCamelCase names,
-//! enums by name, 64-bit integers as strings, `Timestamp` as an RFC 3339
-//! string and `Duration` as seconds with an `s` (`"300s"`). Requests carry
+//! enums by name (or number, on input), integers as numbers or strings,
+//! `Timestamp` as an RFC 3339 string and `Duration` as seconds with an `s`
+//! (`"300s"`); `null` stands for "not set" where a field has presence. Requests carry
 //! what the edge enforces: `required` from `google.api.field_behavior`, and
 //! the formats and bounds of [`crate::field_rules`]; fields marked
 //! `OUTPUT_ONLY` are `readOnly`.
 
-use prost_reflect::{DescriptorPool, EnumDescriptor, FieldDescriptor, Kind, MessageDescriptor, Value};
+use prost_reflect::{
+    DescriptorPool, EnumDescriptor, ExtensionDescriptor, FieldDescriptor, Kind, MessageDescriptor, Value,
+};
 use serde_json::{Map, Value as Json, json};
 use std::collections::BTreeMap;
 
@@ -146,7 +149,7 @@ impl HttpApi {
     }
 }
 
-const API_NOTES: &str = "The same service as the gRPC API, from the same proto: every route is `POST` with a JSON body in protobuf's canonical JSON mapping (lowerCamelCase names, enums by name, `Timestamp` as RFC 3339, `Duration` as `\"300s\"`, 64-bit integers as strings). Unknown fields are refused. Send `Content-Type: application/json`; bodies are capped at 64 KiB. A `Grpc-Timeout` header (e.g. `5S`, `800m`) sets the deadline as in gRPC, capped by the service's upstream timeout; a `traceparent` header continues the caller's W3C trace. Callers authenticate as on the gRPC side: `Authorization: Bearer <token>` or a client certificate.";
+const API_NOTES: &str = "The same service as the gRPC API, from the same proto: every route is `POST` with a JSON body in protobuf's canonical JSON mapping (lowerCamelCase names, enums by name, `Timestamp` as RFC 3339, `Duration` as `\"300s\"`, 64-bit integers as strings). Unknown fields are refused. The schemas state what the service requires (required fields, formats, lengths, bounds): a request they accept passes validation, one they refuse is refused before any vendor call. Three rules are the deployment's and stated in words only: `tenant` must name a configured tenant, `tradingAccount` applies to Broker-API v2 tenants, and a date of birth is not in the future; a tenant's own maximum one-time-token validity moves the `validity` bound. Send `Content-Type: application/json`; bodies are capped at 64 KiB. A `Grpc-Timeout` header (e.g. `5S`, `800m`) sets the deadline as in gRPC, capped by the service's upstream timeout; a `traceparent` header continues the caller's W3C trace. Callers authenticate as on the gRPC side: `Authorization: Bearer <token>` or a client certificate.";
 
 /// The leading comment of the element at `path` in `file`, lines joined.
 fn comment(file: &prost_types::FileDescriptorProto, path: &[i32]) -> String {
@@ -193,15 +196,7 @@ impl Schemas {
         let mut properties = Map::new();
         let mut required = Vec::new();
         for field in message.fields() {
-            let behaviors: Vec<i32> = match (&behavior, field.options()) {
-                (Some(extension), options) if options.has_extension(extension) => {
-                    match options.get_extension(extension).as_ref() {
-                        Value::List(values) => values.iter().filter_map(Value::as_enum_number).collect(),
-                        _ => Vec::new(),
-                    }
-                }
-                _ => Vec::new(),
-            };
+            let behaviors = behavior.as_ref().map(|extension| field_behaviors(&field, extension)).unwrap_or_default();
             let mut schema = self.field_schema(&field, side)?;
             if side == Side::Request && (matches!(field.kind(), Kind::String) || is_duration(&field)) {
                 let rule = field_rules::rule_for(message.name(), field.name())
@@ -282,6 +277,18 @@ impl Schemas {
         let description = format!("{description} Written by name; read by name or by number.");
         self.done.insert(name.clone(), json!({ "enum": values, "description": description }));
         reference(&name)
+    }
+}
+
+/// The `google.api.field_behavior` values of `field`.
+fn field_behaviors(field: &FieldDescriptor, extension: &ExtensionDescriptor) -> Vec<i32> {
+    let options = field.options();
+    if !options.has_extension(extension) {
+        return Vec::new();
+    }
+    match options.get_extension(extension).as_ref() {
+        Value::List(values) => values.iter().filter_map(Value::as_enum_number).collect(),
+        _ => Vec::new(),
     }
 }
 
