@@ -101,6 +101,8 @@ fn corpus() -> Vec<String> {
         "a,b",
         "a\\b",
         "abc.DEF-123_~",
+        // A session token (a JWT) where a refresh token belongs.
+        "eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjF9.c2ln-_x",
     ]
     .map(String::from)
     .to_vec();
