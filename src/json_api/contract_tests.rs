@@ -28,7 +28,7 @@ fn property(message: &str, field: &str) -> Value {
     schema
 }
 
-/// What the schema's string keywords say of `value`. `format: email` adds
+/// What the schema's string keywords (and `not`) say of `value`. `format: email` adds
 /// the one bound its pattern leaves to the format: 64 characters before `@`.
 fn schema_accepts(schema: &Value, value: &str) -> bool {
     let chars = value.chars().count() as u64;
@@ -39,7 +39,8 @@ fn schema_accepts(schema: &Value, value: &str) -> bool {
     let max_ok = schema["maxLength"].as_u64().is_none_or(|max| chars <= max);
     let format_ok = schema["format"] != "email"
         || value.split_once('@').is_some_and(|(local, _)| local.chars().count() <= limits::MAX_EMAIL_LOCAL_CHARS);
-    pattern_ok && min_ok && max_ok && format_ok
+    let not_ok = schema.get("not").is_none_or(|excluded| !schema_accepts(excluded, value));
+    pattern_ok && min_ok && max_ok && format_ok && not_ok
 }
 
 /// Values near every edge the rules have.
