@@ -18,6 +18,8 @@ mod field_rules;
 mod limits;
 #[path = "build/openapi.rs"]
 mod openapi;
+#[path = "build/schema_parts.rs"]
+mod schema_parts;
 
 use std::{env, fs, path::PathBuf};
 

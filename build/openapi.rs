@@ -15,7 +15,10 @@ use prost_reflect::{
 use serde_json::{Map, Value as Json, json};
 use std::collections::BTreeMap;
 
-use crate::field_rules::{self, decimal_up_to};
+use crate::{
+    field_rules::{self, decimal_up_to},
+    schema_parts::{duration_schema, error_schemas, reference},
+};
 
 /// `google.api.FieldBehavior` values this document reads.
 const REQUIRED: i32 = 2;
@@ -149,7 +152,7 @@ impl HttpApi {
     }
 }
 
-const API_NOTES: &str = "The same service as the gRPC API, from the same proto: every route is `POST` with a JSON body in protobuf's canonical JSON mapping (lowerCamelCase names, enums by name, `Timestamp` as RFC 3339, `Duration` as `\"300s\"`, 64-bit integers as strings). Unknown fields are refused. The schemas state what the service requires (required fields, formats, lengths, bounds): a request they accept passes validation, one they refuse is refused before any vendor call. Three rules are the deployment's and stated in words only: `tenant` must name a configured tenant, `tradingAccount` applies to Broker-API v2 tenants, and a date of birth is not in the future; a tenant's own maximum one-time-token validity moves the `validity` bound. Send `Content-Type: application/json`; bodies are capped at 64 KiB. A `Grpc-Timeout` header (e.g. `5S`, `800m`) sets the deadline as in gRPC, capped by the service's upstream timeout; a `traceparent` header continues the caller's W3C trace. Callers authenticate as on the gRPC side: `Authorization: Bearer <token>` or a client certificate.";
+const API_NOTES: &str = "The same service as the gRPC API, from the same proto: every route is `POST` with a JSON body in protobuf's canonical JSON mapping (lowerCamelCase names, enums by name, `Timestamp` as RFC 3339, `Duration` as `\"300s\"`, 64-bit integers as strings; enums are also read by number and integers from numbers or strings, and `null` stands for an unset message or `optional` field). Unknown fields are refused. The schemas state what the service requires (required fields, formats, lengths, bounds): a request they accept passes validation, one they refuse is refused before any vendor call. Three rules are the deployment's and stated in words only: `tenant` must name a configured tenant, `tradingAccount` applies to Broker-API v2 tenants, and a date of birth is not in the future; a tenant's own maximum one-time-token validity moves the `validity` bound. Send `Content-Type: application/json`; bodies are capped at 64 KiB. A `Grpc-Timeout` header (e.g. `5S`, `800m`) sets the deadline as in gRPC, capped by the service's upstream timeout; a `traceparent` header continues the caller's W3C trace. Callers authenticate as on the gRPC side: `Authorization: Bearer <token>` or a client certificate.";
 
 /// The leading comment of the element at `path` in `file`, lines joined.
 fn comment(file: &prost_types::FileDescriptorProto, path: &[i32]) -> String {
@@ -160,10 +163,6 @@ fn comment(file: &prost_types::FileDescriptorProto, path: &[i32]) -> String {
         .and_then(|location| location.leading_comments.as_deref())
         .map(|text| text.lines().map(str::trim).filter(|line| !line.is_empty()).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
-}
-
-fn reference(name: &str) -> Json {
-    json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
 /// Which way a message travels: the edge's rules apply to requests only.
@@ -271,11 +270,20 @@ impl Schemas {
     /// (and pbjson) also reads them.
     fn enum_ref(&mut self, enumeration: &EnumDescriptor) -> Json {
         let name = enumeration.name().to_string();
-        let mut values: Vec<Json> = enumeration.values().map(|value| json!(value.name())).collect();
-        values.extend(enumeration.values().map(|value| json!(value.number())));
+        let names: Vec<String> = enumeration.values().map(|value| value.name().to_string()).collect();
+        let numbers: Vec<i32> = enumeration.values().map(|value| value.number()).collect();
         let description = comment(enumeration.parent_file().file_descriptor_proto(), enumeration.path());
         let description = format!("{description} Written by name; read by name or by number.");
-        self.done.insert(name.clone(), json!({ "enum": values, "description": description }));
+        self.done.insert(
+            name.clone(),
+            json!({
+                "description": description,
+                "oneOf": [
+                    { "type": "string", "enum": names },
+                    { "type": "integer", "format": "int32", "enum": numbers },
+                ],
+            }),
+        );
         reference(&name)
     }
 }
@@ -318,72 +326,4 @@ fn integer_schema(format: &str, min: i128, max: i128) -> Json {
         { "type": "integer", "format": format, "minimum": min, "maximum": max },
         { "type": "string", "pattern": pattern },
     ]})
-}
-
-fn duration_schema() -> Json {
-    json!({
-        "type": "string",
-        "pattern": "^-?[0-9]{1,12}(\\.[0-9]{1,9})?s$",
-        "description": "A duration in seconds with up to nine fractional digits and an `s`, e.g. `\"300s\"`.",
-    })
-}
-
-/// `google.rpc.Status` and the details this service sends, as grpc-gateway
-/// writes them: each detail an object tagged with its `@type`.
-fn error_schemas() -> BTreeMap<String, Json> {
-    let detail = |type_name: &str, description: &str, properties: Json| {
-        let mut properties = properties.as_object().cloned().unwrap_or_default();
-        properties.insert(
-            "@type".into(),
-            json!({ "type": "string", "enum": [format!("type.googleapis.com/google.rpc.{type_name}")] }),
-        );
-        json!({
-            "type": "object",
-            "description": description,
-            "required": ["@type"],
-            "properties": properties,
-        })
-    };
-    BTreeMap::from([
-        (
-            "Status".to_string(),
-            json!({
-                "type": "object",
-                "description": "`google.rpc.Status`: the gRPC code, a message without secrets, and the details.",
-                "required": ["code", "message", "details"],
-                "properties": {
-                    "code": { "type": "integer", "format": "int32", "description": "The gRPC status code." },
-                    "message": { "type": "string" },
-                    "details": {
-                        "type": "array",
-                        "items": { "oneOf": [reference("ErrorInfo"), reference("BadRequest"), reference("RetryInfo")] },
-                    },
-                },
-            }),
-        ),
-        (
-            "ErrorInfo".to_string(),
-            detail(
-                "ErrorInfo",
-                "Why the call failed: a stable `reason` to branch on, the domain `mtr-sso`, and lowerCamelCase metadata.",
-                json!({
-                    "reason": { "type": "string" },
-                    "domain": { "type": "string" },
-                    "metadata": { "type": "object", "additionalProperties": { "type": "string" } },
-                }),
-            ),
-        ),
-        (
-            "BadRequest".to_string(),
-            detail(
-                "BadRequest",
-                "The invalid fields of the request.",
-                json!({ "fieldViolations": { "type": "array", "items": {
-                    "type": "object",
-                    "properties": { "field": { "type": "string" }, "description": { "type": "string" } },
-                }}}),
-            ),
-        ),
-        ("RetryInfo".to_string(), detail("RetryInfo", "When to retry.", json!({ "retryDelay": duration_schema() }))),
-    ])
 }

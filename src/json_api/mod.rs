@@ -243,7 +243,7 @@ mod tests {
         let schemas = &document["components"]["schemas"];
         assert!(schemas["LoginRequest"]["properties"]["brokerId"].is_object(), "lowerCamelCase");
         assert_eq!(schemas["LoginLink"]["properties"]["expiresAt"]["format"], "date-time");
-        assert_eq!(schemas["ClientType"]["enum"][1], "CLIENT_TYPE_RETAIL");
+        assert_eq!(schemas["ClientType"]["oneOf"][0]["enum"][1], "CLIENT_TYPE_RETAIL");
         assert_eq!(schemas["LoginRequest"]["additionalProperties"], false, "unknown fields are refused");
     }
 }
