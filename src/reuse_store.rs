@@ -188,11 +188,7 @@ impl ReuseStore {
     pub async fn claim(&self, keys: &SealingKeys, hold: Duration) -> Claim {
         let unclaimed = Claim::Ours(ClaimTicket { value: None });
         let Store::Redis(connection) = &self.store else { return unclaimed };
-        let mut random = [0u8; 16];
-        if SystemRandom::new().fill(&mut random).is_err() {
-            return unclaimed;
-        }
-        let value = crate::hex::encode(&random);
+        let Some(value) = sealing::random_token() else { return unclaimed };
         let mut connection = connection.clone();
         let answer: Result<redis::Value, _> = redis::Script::new(CLAIM_SCRIPT)
             .key(format!("{RESULT_PREFIX}{}", keys.lookup()))

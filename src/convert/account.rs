@@ -2,7 +2,7 @@
 //! validated field by field. Sections whose fields are all empty are omitted,
 //! because the vendor refuses empty strings and nulls.
 
-use super::{account_v2::TradingAccountRequest, checker::Checker};
+use super::{account_v2::TradingAccountRequest, checker::Checker, limits::MAX_IDEMPOTENCY_KEY_CHARS};
 use crate::{
     error::SsoError,
     proto,
@@ -71,8 +71,12 @@ pub fn create_account(request: proto::CreateAccountRequest) -> Result<CreateAcco
     let lead_details = lead_details.and_then(|d| lead(&mut c, d));
     let trading_account = trading_account.map(|settings| TradingAccountRequest::read(&mut c, settings));
     let idempotency_key = (!idempotency_key.is_empty()).then_some(idempotency_key);
-    if idempotency_key.as_ref().is_some_and(|k| k.len() > 128 || !k.bytes().all(|b| (0x21..=0x7e).contains(&b))) {
-        c.violation("idempotency_key", "must be at most 128 printable characters without spaces");
+    let printable = |k: &String| k.bytes().all(|b| (0x21..=0x7e).contains(&b));
+    if idempotency_key.as_ref().is_some_and(|k| k.len() > MAX_IDEMPOTENCY_KEY_CHARS || !printable(k)) {
+        c.violation(
+            "idempotency_key",
+            format!("must be at most {MAX_IDEMPOTENCY_KEY_CHARS} printable characters without spaces"),
+        );
     }
     c.finish(CreateAccountCommand {
         account: NewAccount {

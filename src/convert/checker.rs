@@ -5,11 +5,14 @@
 use secrecy::SecretString;
 use time::{Date, OffsetDateTime, format_description::well_known::Rfc3339, macros::format_description};
 
-use super::is_plausible_email;
+use super::{
+    is_plausible_email,
+    limits::{MAX_SECRET_CHARS, MAX_TEXT_CHARS},
+};
 use crate::error::{InvalidReason, SsoError, Violation};
 
-const MAX_TEXT: usize = 256;
-const MAX_SECRET: usize = 4096;
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
+const HYPHENATED_UUID_LEN: usize = 36;
 
 /// Collects violations while reading a request.
 #[derive(Default)]
@@ -45,8 +48,8 @@ impl Checker {
     pub(super) fn secret(&mut self, field: &str, value: String) -> SecretString {
         if value.is_empty() {
             self.violation(field, "is required");
-        } else if value.len() > MAX_SECRET {
-            self.violation(field, format!("is longer than {MAX_SECRET} bytes"));
+        } else if value.chars().count() > MAX_SECRET_CHARS {
+            self.violation(field, format!("is longer than {MAX_SECRET_CHARS} characters"));
         }
         SecretString::from(value)
     }
@@ -74,19 +77,22 @@ impl Checker {
     }
 
     pub(super) fn check_text(&mut self, field: &str, value: &str) {
-        if value.len() > MAX_TEXT {
-            self.violation(field, format!("is longer than {MAX_TEXT} bytes"));
+        if value.chars().count() > MAX_TEXT_CHARS {
+            self.violation(field, format!("is longer than {MAX_TEXT_CHARS} characters"));
         } else if value.chars().any(char::is_control) {
             self.violation(field, "contains control characters");
         }
     }
 
+    /// The hyphenated form only (`8-4-4-4-12` hex digits), as the vendor
+    /// writes UUIDs and the OpenAPI document states; `uuid` alone would also
+    /// take the braced, URN and unhyphenated forms.
     pub(super) fn optional_uuid(&mut self, field: &str, value: String) -> Option<String> {
         if value.is_empty() {
             return None;
         }
-        if uuid::Uuid::parse_str(&value).is_err() {
-            self.violation(field, "is not a UUID");
+        if value.len() != HYPHENATED_UUID_LEN || uuid::Uuid::parse_str(&value).is_err() {
+            self.violation(field, "is not a UUID (8-4-4-4-12 hex digits)");
         }
         Some(value)
     }
@@ -110,10 +116,15 @@ impl Checker {
         if value.is_empty() {
             return None;
         }
-        match Date::parse(&value, format_description!("[year]-[month]-[day]")) {
-            Ok(date) if date > OffsetDateTime::now_utc().date() => self.violation(field, "is in the future"),
-            Ok(_) => {}
-            Err(_) => self.violation(field, "must be a date as YYYY-MM-DD"),
+        // Exactly `YYYY-MM-DD` in ASCII digits first: the parser alone would
+        // also take a sign before the year.
+        let shaped = value.len() == 10
+            && value.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        let parsed = if shaped { Date::parse(&value, format_description!("[year]-[month]-[day]")).ok() } else { None };
+        match parsed {
+            Some(date) if date > OffsetDateTime::now_utc().date() => self.violation(field, "is in the future"),
+            Some(_) => {}
+            None => self.violation(field, "must be a date as YYYY-MM-DD"),
         }
         Some(value)
     }

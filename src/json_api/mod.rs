@@ -219,6 +219,9 @@ async fn not_found(request: Request) -> Response {
 }
 
 #[cfg(test)]
+mod contract_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -261,7 +264,7 @@ mod tests {
         let schemas = &document["components"]["schemas"];
         assert!(schemas["LoginRequest"]["properties"]["brokerId"].is_object(), "lowerCamelCase");
         assert_eq!(schemas["LoginLink"]["properties"]["expiresAt"]["format"], "date-time");
-        assert_eq!(schemas["ClientType"]["enum"][1], "CLIENT_TYPE_RETAIL");
+        assert_eq!(schemas["ClientType"]["oneOf"][0]["enum"][1], "CLIENT_TYPE_RETAIL");
         assert_eq!(schemas["LoginRequest"]["additionalProperties"], false, "unknown fields are refused");
     }
 }

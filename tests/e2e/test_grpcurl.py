@@ -35,7 +35,7 @@ def test_describe_shows_the_four_rpcs_with_their_comments(gateway):
         assert f"rpc {rpc} ( .matchtrader.sso.v1.{rpc}Request )" in description
     assert "// Mints a one-time login token" in description
     message = grpcurl(gateway, "describe", "matchtrader.sso.v1.BrowserCookie").stdout
-    assert "string set_cookie_header = 9;" in message
+    assert "string set_cookie_header = 9 [(.google.api.field_behavior) = OUTPUT_ONLY];" in message
 
 
 def test_health_check_is_serving(gateway):
