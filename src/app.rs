@@ -9,6 +9,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
+    audit::Audit,
     config::{Settings, TlsFiles, Upstream, shared_state},
     idempotency::Idempotency,
     metrics::{self, Metrics},
@@ -106,6 +107,11 @@ impl App {
         if settings.callers.is_none() {
             tracing::warn!("callers are not authenticated: anyone who reaches this port can sign any user in");
         }
+        let audit = match &settings.audit.file {
+            Some(path) => Audit::start(&settings.audit, metrics.clone())
+                .with_context(|| format!("invalid setting --audit-file: cannot append to {}", path.display()))?,
+            None => Audit::start(&settings.audit, metrics.clone()).context("cannot start the audit writer")?,
+        };
         let gateway = SsoGateway::new(GatewayParts {
             tenants,
             upstream_timeout: settings.http.upstream_timeout,
@@ -116,6 +122,7 @@ impl App {
             limits: settings.limits,
             idempotency: Arc::new(idempotency),
             refresh_reuse: (!reuse_window.is_zero()).then_some(reuse_store),
+            audit,
         });
         let grpc = bind("--listen", settings.listen).await?;
         let health = match settings.health_listen {

@@ -14,7 +14,8 @@ pub use callers::TlsFiles;
 pub use cli::Cli;
 
 use clap::ValueEnum;
-use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
+use secrecy::SecretString;
+use std::{fmt, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 use url::Url;
 
 use crate::{auth::CallerAuth, quota::Limits, redis_connection::RedisSettings, tenant::TenantSettings};
@@ -29,6 +30,41 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// What an RPC does when its audit event cannot be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuditOnFailure {
+    /// The RPC goes on; the lost event is counted (`mtr_sso_audit_events_lost_total`).
+    Open,
+    /// The RPC fails with UNAVAILABLE `AUDIT_UNAVAILABLE`: no access without its record.
+    Closed,
+}
+
+/// Where audit events go and what they may show.
+#[derive(Debug, Clone)]
+pub struct AuditSettings {
+    /// The file events are appended to; stdout (beside the log, marked `audience: audit`) when `None`.
+    pub file: Option<PathBuf>,
+    /// The key of the emails' HMAC; a random key for this process when `None`.
+    pub email_key: Option<SecretString>,
+    /// Emails in clear beside their hash: only when the operator opts in.
+    pub emails_in_clear: bool,
+    pub on_failure: AuditOnFailure,
+    /// The CloudEvents `source`: `/mtr-sso`, or `/mtr-sso/<pod>` when the pod name is known.
+    pub source: String,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            file: None,
+            email_key: None,
+            emails_in_clear: false,
+            on_failure: AuditOnFailure::Open,
+            source: "/mtr-sso".into(),
+        }
+    }
 }
 
 /// Settings of the shared upstream HTTP client.
@@ -139,6 +175,7 @@ pub struct Settings {
     pub refresh_reuse_window: Duration,
     pub metrics_addr: Option<SocketAddr>,
     pub otlp_endpoint: Option<Url>,
+    pub audit: AuditSettings,
     pub upstream: Upstream,
     pub http: HttpSettings,
     pub shutdown_grace: Duration,

@@ -5,7 +5,14 @@
 use prost::Message as _;
 use tonic::{Code, Status};
 
-use crate::{error::SsoError, hex, idempotency::Outcome, proto, upstream::UpstreamFault};
+use crate::{
+    audit::{self, Obtained},
+    error::SsoError,
+    hex,
+    idempotency::Outcome,
+    proto,
+    upstream::UpstreamFault,
+};
 
 /// What identifies a CreateAccount request for its idempotency key: the
 /// request without its key and tenant, the password only as a hash.
@@ -39,6 +46,7 @@ pub(super) fn recordable(result: &Result<proto::CreateAccountResponse, SsoError>
 
 /// The stored outcome, as the first call answered it.
 pub(super) fn replay(outcome: Outcome) -> Result<proto::CreateAccountResponse, SsoError> {
+    audit::note(Obtained::IdempotentReplay);
     match outcome {
         Outcome::Created(hex) => hex::decode(&hex)
             .ok()

@@ -1,6 +1,6 @@
 //! The four RPCs. Every call passes through one envelope ([`envelope`]):
 //! shedding, the caller, the deadline, the tenant (resolved once), the trace,
-//! metrics and the log line. Each flow then lives in a file of its own and
+//! metrics, the log line and the audit event. Each flow then lives in a file of its own and
 //! reads like the vendor's documentation: validate, call the vendor, reply.
 
 mod create_account;
@@ -24,6 +24,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
 use crate::{
+    audit::Audit,
     auth::CallerAuth,
     error::SsoError,
     idempotency::Idempotency,
@@ -49,6 +50,7 @@ pub struct SsoGateway {
     idempotency: Arc<Idempotency>,
     refresh_reuse: Option<Arc<refresh_reuse::RefreshReuse>>,
     link_flights: Arc<one_time_token::LinkFlights>,
+    audit: Audit,
 }
 
 /// What a gateway is made of.
@@ -70,6 +72,8 @@ pub struct GatewayParts {
     /// Where Refresh results are kept for the reuse window; `None` switches
     /// sharing and reuse of refresh calls off.
     pub refresh_reuse: Option<ReuseStore>,
+    /// Where every RPC's audit event goes.
+    pub audit: Audit,
 }
 
 impl SsoGateway {
@@ -86,6 +90,7 @@ impl SsoGateway {
             idempotency: parts.idempotency,
             refresh_reuse: parts.refresh_reuse.map(|store| Arc::new(refresh_reuse::RefreshReuse::new(store))),
             link_flights: Arc::default(),
+            audit: parts.audit,
         }
     }
 }
