@@ -19,7 +19,7 @@ use mtr_sso::{
 use secrecy::SecretString;
 use serde_json::Value;
 use std::{
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -39,7 +39,7 @@ fn audit_path(name: &str) -> PathBuf {
 }
 
 /// The audit events written so far, waiting up to 3 s for at least `count`.
-fn events(path: &PathBuf, count: usize) -> Vec<Value> {
+fn events(path: &Path, count: usize) -> Vec<Value> {
     let until = Instant::now() + Duration::from_secs(3);
     loop {
         let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -62,9 +62,9 @@ fn request<T>(message: T, caller_token: Option<&str>, step: &str) -> tonic::Requ
     request
 }
 
-async fn gateway(sandbox: &Sandbox, path: &PathBuf, configure: impl FnOnce(&mut Settings)) -> common::Gateway {
+async fn gateway(sandbox: &Sandbox, path: &Path, configure: impl FnOnce(&mut Settings)) -> common::Gateway {
     let mut settings = common::settings(vec![sandbox.tenant_settings("default")], Duration::from_secs(5));
-    settings.audit.file = Some(path.clone());
+    settings.audit.file = Some(path.to_path_buf());
     configure(&mut settings);
     common::spawn_app(settings).await
 }
@@ -206,6 +206,7 @@ async fn every_rpc_outcome_writes_exactly_one_event_of_its_type_and_no_secret() 
     assert_eq!(by_step("login")["data"]["caller"], "signup");
     assert_eq!(by_step("no-caller")["data"]["caller"], Value::Null);
     assert_eq!(by_step("crm-link")["data"]["caller"], "crm");
+    assert_eq!(by_step("crm-link")["data"]["tenant"], "default", "a refused caller's event names the tenant");
     assert_eq!(by_step("json-login")["data"]["protocol"], "http");
     assert_eq!(by_step("create")["data"]["minted"], serde_json::json!(["account", "login_link"]));
     assert!(by_step("create")["data"]["subject"]["account_uuid"].as_str().is_some_and(|u| !u.is_empty()));
@@ -230,6 +231,7 @@ async fn every_rpc_outcome_writes_exactly_one_event_of_its_type_and_no_secret() 
         .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
         .sum();
     assert_eq!(counted, expected.len() as u64, "every written event is counted");
+    let _ = std::fs::remove_file(&path);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -273,4 +275,24 @@ async fn emails_in_clear_are_opt_in_and_a_hostile_one_stays_inside_its_line() {
     assert_eq!(written[0]["type"], "mtr-sso.request.refused.v1");
     assert_eq!(written[0]["data"]["subject"]["email"], hostile);
     assert_eq!(written[1]["data"]["subject"]["email"], DEMO_EMAIL);
+    let _ = std::fs::remove_file(&path);
+}
+
+#[test]
+fn by_default_the_binary_writes_events_to_stdout_marked_apart_from_its_log() {
+    let running = common::Running::start(&["--sandbox", "--listen", "127.0.0.1:0", "--log-format", "json"]);
+    running.wait_for("random key"); // without --audit-email-key-file, said at start
+    let addr = running.grpc_addr();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let mut client = SsoServiceClient::new(common::channel(addr).await);
+        let login = LoginRequest { email: DEMO_EMAIL.into(), password: DEMO_PASSWORD.into(), ..Default::default() };
+        client.login(login).await.expect("login");
+    });
+    let (line, seen) = running.wait_for("\"audience\":\"audit\"");
+    let event: Value = serde_json::from_str(&line).expect("a JSON event");
+    assert_eq!(event["type"], "mtr-sso.session.created.v1");
+    assert!(!line.contains(DEMO_EMAIL) && !line.contains(DEMO_PASSWORD), "{line}");
+    let log: Vec<Value> = seen.iter().map(|l| serde_json::from_str(l).expect("JSON log line")).collect();
+    assert!(log.iter().all(|l| l.get("audience").is_none()), "log lines carry no audience");
 }

@@ -132,7 +132,13 @@ impl SsoGateway {
                     let flow = answer_note.scope(flow(call, request.into_inner()));
                     trace_context::scope(trace, flow).instrument(span).await
                 }
-                Err(refused) => Err(refused),
+                Err(refused) => {
+                    // A refused caller's event still names the tenant it asked for, as resolved.
+                    if let Ok(tenant) = self.tenants.get(tenant_field) {
+                        audit_record.admitted_to(&tenant.settings.name);
+                    }
+                    Err(refused)
+                }
             },
         };
         let resolved_by_lookup = result.as_ref().ok().and_then(LogNote::resolved_by_lookup);

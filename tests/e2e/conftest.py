@@ -26,6 +26,9 @@ class Gateway:
     target: str
     sandbox_url: str
     process: subprocess.Popen
+    # The audit trail of the whole run, one JSON event per line (see test_audit.py).
+    audit_file: Path
+    metrics_url: str
 
 
 def _read_lines(stream, lines: queue.Queue) -> None:
@@ -34,13 +37,15 @@ def _read_lines(stream, lines: queue.Queue) -> None:
 
 
 @pytest.fixture(scope="session")
-def gateway():
-    """mtr-sso --sandbox on OS-picked ports; stopped with SIGTERM at the end."""
+def gateway(tmp_path_factory):
+    """mtr-sso --sandbox on OS-picked ports; stopped with SIGTERM at the end, after which the
+    audit trail of the whole run is checked (test_audit.check_whole_run)."""
     assert BINARY.exists(), f"build the binary first: {BINARY}"
+    audit_file = tmp_path_factory.mktemp("audit") / "audit.jsonl"
     process = subprocess.Popen(
         # The suite signs the demo user in more often than a real user would in a minute.
         [str(BINARY), "--sandbox", "--listen", "127.0.0.1:0", "--log-format", "json", "--shutdown-grace", "5s",
-         "--email-limit-per-minute", "200"],
+         "--email-limit-per-minute", "200", "--metrics-addr", "127.0.0.1:0", "--audit-file", str(audit_file)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -48,7 +53,7 @@ def gateway():
     )
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_read_lines, args=(process.stdout, lines), daemon=True).start()
-    target = sandbox_url = None
+    target = sandbox_url = metrics_addr = None
     seen = []
     while target is None:
         try:
@@ -59,10 +64,17 @@ def gateway():
         seen.append(line)
         event = json.loads(line)
         sandbox_url = event.get("sandbox_url", sandbox_url)
+        metrics_addr = event.get("metrics_addr", metrics_addr)
         target = event.get("grpc_addr")
-    yield Gateway(target=target, sandbox_url=sandbox_url, process=process)
+    running = Gateway(target=target, sandbox_url=sandbox_url, process=process, audit_file=audit_file,
+                      metrics_url=f"http://{metrics_addr}/metrics")
+    yield running
+    from test_audit import check_whole_run, rpc_counts
+
+    counts = rpc_counts(running)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=10) == 0
+    check_whole_run(running, counts)
 
 
 @pytest.fixture(scope="session")
