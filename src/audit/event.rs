@@ -2,9 +2,12 @@
 //! decided for whom, by whose request. The types form a small, stable set,
 //! versioned in their names; docs/audit.md and docs/audit-event.schema.json
 //! describe every field. Serialised by serde_json, which escapes quotes and
-//! control characters, so no value can break out of its line.
+//! control characters, and here also the three characters some readers take
+//! for a line break (NEL, LINE SEPARATOR, PARAGRAPH SEPARATOR), so no value
+//! can break out of its line.
 
 use serde::Serialize;
+use std::io::{self, Write};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::subject::Subject;
@@ -151,10 +154,29 @@ pub fn line(source: &str, event_type: EventType, data: &Data) -> Vec<u8> {
         audience: "audit",
         data,
     };
+    let mut line = Vec::with_capacity(640);
     // Serialising plain strings, numbers and enums into memory cannot fail.
-    let mut line = serde_json::to_vec(&envelope).unwrap_or_default();
+    let _ = envelope.serialize(&mut serde_json::Serializer::with_formatter(&mut line, OneLine));
     line.push(b'\n');
     line
+}
+
+/// serde_json's compact output, with the characters that Python's
+/// `splitlines`, JavaScript before ES2019 and some log shippers treat as line
+/// breaks written as `\u` escapes.
+struct OneLine;
+
+impl serde_json::ser::Formatter for OneLine {
+    fn write_string_fragment<W: ?Sized + Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
+        let mut rest = fragment;
+        while let Some(at) = rest.find(['\u{85}', '\u{2028}', '\u{2029}']) {
+            writer.write_all(&rest.as_bytes()[..at])?;
+            let breaking = rest[at..].chars().next().unwrap_or_default();
+            write!(writer, "\\u{:04x}", u32::from(breaking))?;
+            rest = &rest[at + breaking.len_utf8()..];
+        }
+        writer.write_all(rest.as_bytes())
+    }
 }
 
 #[cfg(test)]
@@ -188,6 +210,19 @@ mod tests {
         assert_eq!(event["specversion"], "1.0");
         assert_eq!(event["data"]["caller"], "crm\"\n{\"type\":\"forged\"}");
         assert_eq!(event["data"]["minted"], serde_json::json!(["session"]));
+    }
+
+    #[test]
+    fn characters_some_readers_take_for_line_breaks_are_escaped() {
+        let mut hostile = data();
+        hostile.tenant = Some("a\u{85}b\u{2028}c\u{2029}d\u{1c}e\u{e9}".into());
+        let line = line("/mtr-sso", EventType::RequestRefused, &hostile);
+        let text = std::str::from_utf8(&line).expect("UTF-8");
+        assert_eq!(text.lines().count(), 1);
+        assert!(!text.contains(['\u{85}', '\u{2028}', '\u{2029}', '\u{1c}']), "{text}");
+        assert!(text.contains("a\\u0085b\\u2028c\\u2029d\\u001ce\u{e9}"), "{text}");
+        let event: serde_json::Value = serde_json::from_slice(&line).expect("JSON");
+        assert_eq!(event["data"]["tenant"], "a\u{85}b\u{2028}c\u{2029}d\u{1c}e\u{e9}");
     }
 
     #[test]

@@ -26,7 +26,8 @@ WRONG_PASSWORD = "Wr0ng-Audit-Pa55"
 def audit_events(gateway) -> list[dict]:
     if not gateway.audit_file.exists():
         return []
-    return [json.loads(line) for line in gateway.audit_file.read_text().splitlines()]
+    # Split on newlines only: str.splitlines would also split on characters JSON keeps in strings.
+    return [json.loads(line) for line in gateway.audit_file.read_text().split("\n") if line]
 
 
 def events_for(gateway, request_id: str, timeout_s: float = 3.0) -> list[dict]:
