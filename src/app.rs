@@ -107,11 +107,7 @@ impl App {
         if settings.callers.is_none() {
             tracing::warn!("callers are not authenticated: anyone who reaches this port can sign any user in");
         }
-        let audit = match &settings.audit.file {
-            Some(path) => Audit::start(&settings.audit, metrics.clone())
-                .with_context(|| format!("invalid setting --audit-file: cannot append to {}", path.display()))?,
-            None => Audit::start(&settings.audit, metrics.clone()).context("cannot start the audit writer")?,
-        };
+        let audit = Audit::start(&settings.audit, metrics.clone())?;
         let gateway = SsoGateway::new(GatewayParts {
             tenants,
             upstream_timeout: settings.http.upstream_timeout,

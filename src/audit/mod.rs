@@ -5,12 +5,13 @@
 //! writes its event, as abandoned. Events are CloudEvents 1.0 in JSON lines
 //! ([`event`]), name the user only by the keyed hash of the email
 //! ([`subject`]), and go to stdout or a file through a writer thread
-//! ([`sink`]). Whether a lost event fails the RPC is the operator's choice
-//! (`--audit-on-failure`).
+//! ([`sink`]), copied to OTLP when asked ([`otlp`]). Whether a lost event
+//! fails the RPC is the operator's choice (`--audit-on-failure`).
 
 pub mod answer;
 mod answers;
 pub mod event;
+mod otlp;
 mod record;
 mod sink;
 pub mod subject;
@@ -21,12 +22,13 @@ pub use event::{EventType, Minted, Obtained};
 pub use record::{Opening, Pending};
 pub use sink::Sink;
 
-use std::{io, sync::Arc};
+use std::sync::Arc;
 
 use crate::{
     config::{AuditOnFailure, AuditSettings},
     metrics::Metrics,
 };
+use otlp::OtlpCopy;
 use subject::EmailHasher;
 
 /// The audit trail of one service: where events go, how emails are hashed,
@@ -46,11 +48,18 @@ struct Inner {
 
 impl Audit {
     /// Starts the writer for `settings`: a file that cannot be opened for
-    /// appending stops the start.
-    pub fn start(settings: &AuditSettings, metrics: Arc<Metrics>) -> io::Result<Self> {
+    /// appending stops the start. With an OTLP endpoint, must run inside the
+    /// tokio runtime.
+    pub fn start(settings: &AuditSettings, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let otlp = match &settings.otlp_endpoint {
+            Some(endpoint) => Some(OtlpCopy::start(endpoint).map_err(anyhow::Error::msg)?),
+            None => None,
+        };
         let sink = match &settings.file {
-            Some(path) => Sink::file(path, metrics)?,
-            None => Sink::stdout(metrics)?,
+            Some(path) => Sink::file(path, otlp, metrics).map_err(|e| {
+                anyhow::anyhow!("invalid setting --audit-file: cannot append to {}: {e}", path.display())
+            })?,
+            None => Sink::stdout(otlp, metrics).map_err(|e| anyhow::anyhow!("cannot start the audit writer: {e}"))?,
         };
         Ok(Self::with_sink(settings, sink))
     }

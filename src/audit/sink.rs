@@ -2,7 +2,8 @@
 //! their own so that a slow disk never stalls the runtime's workers. Lines
 //! wait in a bounded queue; a full queue loses the line rather than blocking
 //! an RPC. A line sent with a receipt learns whether it was written, which is
-//! what fail-closed waits for. Every line written or lost is counted.
+//! what fail-closed waits for. Every line written or lost is counted; a
+//! written line is also copied to OTLP when that is set up ([`super::otlp`]).
 
 use std::{
     fs::OpenOptions,
@@ -16,6 +17,7 @@ use std::{
 };
 use tokio::sync::oneshot;
 
+use super::otlp::OtlpCopy;
 use crate::metrics::Metrics;
 
 /// Lines that may wait for the writer. At a few hundred bytes each this bounds
@@ -70,23 +72,24 @@ impl std::fmt::Debug for Job {
 
 impl Sink {
     /// Lines to stdout.
-    pub fn stdout(metrics: Arc<Metrics>) -> io::Result<Self> {
-        Self::start(Box::new(StdoutLines), metrics)
+    pub fn stdout(otlp: Option<OtlpCopy>, metrics: Arc<Metrics>) -> io::Result<Self> {
+        Self::start(Box::new(StdoutLines), otlp, metrics)
     }
 
     /// Lines appended to `path`, created if missing; opened now, so a path
     /// that cannot be written stops the start.
-    pub fn file(path: &Path, metrics: Arc<Metrics>) -> io::Result<Self> {
+    pub fn file(path: &Path, otlp: Option<OtlpCopy>, metrics: Arc<Metrics>) -> io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Self::start(Box::new(file), metrics)
+        Self::start(Box::new(file), otlp, metrics)
     }
 
-    /// Lines to any writer (tests use one that fails).
-    pub fn start(out: Box<dyn Write + Send>, metrics: Arc<Metrics>) -> io::Result<Self> {
+    /// Lines to any writer (tests use one that fails), copied to `otlp`.
+    pub fn start(out: Box<dyn Write + Send>, otlp: Option<OtlpCopy>, metrics: Arc<Metrics>) -> io::Result<Self> {
         let (queue, jobs) = mpsc::sync_channel(QUEUE_LINES);
         let counts = metrics.clone();
-        let writer =
-            std::thread::Builder::new().name("audit-writer".into()).spawn(move || write_all(out, jobs, &counts))?;
+        let writer = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || write_all(out, otlp, jobs, &counts))?;
         Ok(Self { queue, metrics, _writer: Arc::new(WriterThread(Some(writer))) })
     }
 
@@ -119,12 +122,16 @@ impl Sink {
     }
 }
 
-/// The writer thread: each line in one write, flushed, then counted.
-fn write_all(mut out: Box<dyn Write + Send>, jobs: Receiver<Job>, metrics: &Metrics) {
+/// The writer thread: each line in one write, flushed, then counted and
+/// copied; the OTLP copy is flushed when the queue closes and it is dropped.
+fn write_all(mut out: Box<dyn Write + Send>, otlp: Option<OtlpCopy>, jobs: Receiver<Job>, metrics: &Metrics) {
     for job in jobs {
         let written = out.write_all(&job.line).and_then(|()| out.flush()).is_ok();
         if written {
             metrics.audit_event_written(job.event_type);
+            if let Some(otlp) = &otlp {
+                otlp.emit(job.event_type, &job.line);
+            }
         } else {
             metrics.audit_event_lost("write_failed");
         }
@@ -172,7 +179,7 @@ mod tests {
     #[tokio::test]
     async fn a_refused_write_is_reported_to_the_waiting_call_and_counted_as_lost() {
         let metrics = Arc::new(Metrics::new());
-        let sink = Sink::start(Box::new(Refusing), metrics.clone()).expect("thread");
+        let sink = Sink::start(Box::new(Refusing), None, metrics.clone()).expect("thread");
         assert!(!sink.send_and_confirm("t", b"x\n".to_vec()).await);
         sink.send("t", b"y\n".to_vec());
         drop(sink);
@@ -182,7 +189,7 @@ mod tests {
     #[tokio::test]
     async fn a_written_line_is_confirmed_and_counted_by_type() {
         let metrics = Arc::new(Metrics::new());
-        let sink = Sink::start(Box::new(io::sink()), metrics.clone()).expect("thread");
+        let sink = Sink::start(Box::new(io::sink()), None, metrics.clone()).expect("thread");
         assert!(sink.send_and_confirm("mtr-sso.token.created.v1", b"x\n".to_vec()).await);
         drop(sink);
         assert!(metrics.render().contains("mtr_sso_audit_events_total{type=\"mtr-sso.token.created.v1\"} 1"));

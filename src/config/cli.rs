@@ -142,6 +142,10 @@ pub struct Cli {
     /// `closed` fails the RPC with UNAVAILABLE (AUDIT_UNAVAILABLE).
     #[arg(long, env = "MTR_SSO_AUDIT_ON_FAILURE", value_enum, default_value = "open")]
     pub audit_on_failure: AuditOnFailure,
+    /// OTLP/gRPC collector that also gets every audit event as a log record (e.g.
+    /// `http://otel-collector:4317`); none when unset.
+    #[arg(long, env = "MTR_SSO_AUDIT_OTLP_ENDPOINT")]
+    pub audit_otlp_endpoint: Option<String>,
 
     /// Check the settings (files included), print `configuration OK` and exit, without serving.
     #[arg(long)]
@@ -336,6 +340,10 @@ impl Cli {
             }
             None => None,
         };
+        let otlp_endpoint = match &self.audit_otlp_endpoint {
+            Some(text) => Some(parse_base_url(text).map_err(|problem| invalid("--audit-otlp-endpoint", problem))?),
+            None => None,
+        };
         let pod = self.pod_name.as_deref().map(str::trim).filter(|name| !name.is_empty());
         Ok(AuditSettings {
             file: self.audit_file.clone(),
@@ -343,6 +351,7 @@ impl Cli {
             emails_in_clear: self.audit_emails_in_clear,
             on_failure: self.audit_on_failure,
             source: pod.map_or_else(|| "/mtr-sso".to_string(), |pod| format!("/mtr-sso/{pod}")),
+            otlp_endpoint,
         })
     }
 

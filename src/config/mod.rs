@@ -53,6 +53,8 @@ pub struct AuditSettings {
     pub on_failure: AuditOnFailure,
     /// The CloudEvents `source`: `/mtr-sso`, or `/mtr-sso/<pod>` when the pod name is known.
     pub source: String,
+    /// An OTLP/gRPC collector that gets a copy of every event as a log record; none when `None`.
+    pub otlp_endpoint: Option<Url>,
 }
 
 impl Default for AuditSettings {
@@ -63,6 +65,7 @@ impl Default for AuditSettings {
             emails_in_clear: false,
             on_failure: AuditOnFailure::Open,
             source: "/mtr-sso".into(),
+            otlp_endpoint: None,
         }
     }
 }
