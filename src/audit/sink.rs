@@ -179,6 +179,10 @@ mod tests {
     #[tokio::test]
     async fn a_refused_write_is_reported_to_the_waiting_call_and_counted_as_lost() {
         let metrics = Arc::new(Metrics::new());
+        assert!(
+            metrics.render().contains("mtr_sso_audit_events_lost_total{cause=\"write_failed\"} 0"),
+            "0 from the start"
+        );
         let sink = Sink::start(Box::new(Refusing), None, metrics.clone()).expect("thread");
         assert!(!sink.send_and_confirm("t", b"x\n".to_vec()).await);
         sink.send("t", b"y\n".to_vec());

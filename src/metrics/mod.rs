@@ -162,6 +162,11 @@ impl Metrics {
         let audit_events = Family::<AuditEventLabels, Counter>::default();
         registry.register("mtr_sso_audit_events", "Audit events written, by type", audit_events.clone());
         let audit_events_lost = Family::<AuditLossLabels, Counter>::default();
+        // Present at 0 from the start: a counter that first appears at 1 shows
+        // no increase, and the first lost event must already fire the alert.
+        for cause in ["queue_full", "write_failed"] {
+            audit_events_lost.get_or_create(&AuditLossLabels { cause });
+        }
         registry.register(
             "mtr_sso_audit_events_lost",
             "Audit events not written: `queue_full` (the writer fell behind) or `write_failed` (the file or stdout refused them)",
