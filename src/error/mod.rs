@@ -30,7 +30,8 @@ pub mod metadata_key {
     /// The authenticated caller a CALLER_NOT_PERMITTED refers to.
     pub const CALLER: &str = "caller";
     /// With ACCOUNT_CREATION_OUTCOME_UNKNOWN: what the lookup by email that
-    /// followed found (`not_found`, `failed`, `no_time`).
+    /// followed came to (`not_found`, `failed`, `no_time`, `not_the_account`,
+    /// `no_created`, `no_date`).
     pub const LOOKUP: &str = "lookup";
     /// Every key above.
     pub const ALL: [&str; 6] = [TENANT, ENDPOINT, UPSTREAM_STATUS, UPSTREAM_REASON, CALLER, LOOKUP];
@@ -60,13 +61,15 @@ pub enum SsoError {
     Upstream { tenant: String, error: UpstreamError },
     /// The create-account call failed in a way that leaves open whether the
     /// vendor created the account; it was not retried, and the lookup by
-    /// email that followed did not find the account.
+    /// email that followed did not find the account, or could not prove
+    /// that this request created the account it found.
     AccountCreationOutcomeUnknown { tenant: String, error: UpstreamError, lookup: CreationLookup },
     /// Too many RPCs in flight: shed at once rather than queued.
     Overloaded { limit: usize },
     /// The caller presented no valid credentials.
     CallerUnauthenticated,
-    /// Too many IssueOneTimeToken/Login calls by this caller, or for this email.
+    /// Too many IssueOneTimeToken/Login calls by this caller, or too many
+    /// sign-ins or CreateAccount calls for this email.
     Throttled { scope: ThrottleScope, retry_after: std::time::Duration },
     /// The caller is known, but the policy does not let it make this call.
     CallerNotPermitted { caller: String },
@@ -83,7 +86,7 @@ pub enum SsoError {
 }
 
 /// What the lookup by email after a create of unknown outcome came to, when
-/// it did not find the account.
+/// it did not prove that this request created the account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreationLookup {
     /// The vendor knows no account with the email (yet: a create still
@@ -93,6 +96,14 @@ pub enum CreationLookup {
     Failed,
     /// Too little of the deadline was left to send it.
     NoTime,
+    /// The answer was not the account looked up: no uuid, or another email.
+    NotTheAccount,
+    /// The account found has no `created`, so its age proves nothing (and no
+    /// session was asked for, whose password login could have proven it).
+    NoCreated,
+    /// The answer had no `Date` header, so the vendor's clock is unknown and
+    /// `created` proves nothing (and no session was asked for).
+    NoDate,
 }
 
 impl CreationLookup {
@@ -102,8 +113,21 @@ impl CreationLookup {
             CreationLookup::NotFound => "not_found",
             CreationLookup::Failed => "failed",
             CreationLookup::NoTime => "no_time",
+            CreationLookup::NotTheAccount => "not_the_account",
+            CreationLookup::NoCreated => "no_created",
+            CreationLookup::NoDate => "no_date",
         }
     }
+
+    /// Every value, for the documents that list them.
+    pub const ALL: [CreationLookup; 6] = [
+        CreationLookup::NotFound,
+        CreationLookup::Failed,
+        CreationLookup::NoTime,
+        CreationLookup::NotTheAccount,
+        CreationLookup::NoCreated,
+        CreationLookup::NoDate,
+    ];
 }
 
 /// Which limit throttled a call.
@@ -182,7 +206,7 @@ impl SsoError {
                 "too many sign-in calls from this caller; retry later".to_string()
             }
             SsoError::Throttled { scope: ThrottleScope::Email, .. } => {
-                "too many sign-in calls for this email; retry later".to_string()
+                "too many calls for this email (sign-ins, or account creations); retry later".to_string()
             }
             SsoError::CallerNotPermitted { caller } => {
                 format!("caller `{caller}` may not make this call for this tenant")

@@ -119,3 +119,17 @@ fn the_proto_and_the_docs_state_the_domain_and_keys_that_are_sent() {
         }
     }
 }
+
+#[test]
+fn every_lookup_value_sent_is_listed_in_the_proto_the_readme_and_the_callers_guide() {
+    let proto = include_str!("../../proto/matchtrader/sso/v1/sso_service.proto");
+    let contract = proto.split("syntax =").next().expect("header comment");
+    let readme = include_str!("../../README.md");
+    let callers = include_str!("../../docs/callers.md");
+    for lookup in CreationLookup::ALL {
+        let value = format!("`{}`", lookup.name());
+        for (name, text) in [("the proto header", contract), ("README", readme), ("docs/callers.md", callers)] {
+            assert!(text.contains(&value), "{name} lists the lookup value {value}");
+        }
+    }
+}

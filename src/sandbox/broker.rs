@@ -16,7 +16,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use super::{
     SANDBOX_API_KEY, Shared,
     email::vendor_accepts_email,
-    faults::{WithholdAnswer, hang},
+    faults::{WithholdAnswer, WithholdRefusal, hang},
     lock, problem, rate_limited, state,
 };
 
@@ -78,6 +78,7 @@ fn account_json(account: &state::Account, one_time_token: Option<&str>) -> Value
 async fn create_account(
     State(shared): State<Arc<Shared>>,
     withhold: Option<Extension<WithholdAnswer>>,
+    withhold_refusal: Option<Extension<WithholdRefusal>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -127,6 +128,9 @@ async fn create_account(
         state.add_account(account).map(|account| (account, state.issue_token(&email, state::ACCOUNT_TOKEN_VALIDITY)))
     };
     let Some((account, token)) = created else {
+        if withhold_refusal.is_some() {
+            return hang().await;
+        }
         return problem(StatusCode::CONFLICT, "Account with this email already exists", PATH);
     };
     if withhold.is_some() {

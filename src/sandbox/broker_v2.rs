@@ -20,7 +20,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use super::{
     BROKER_API_V2_PREFIX, DEMO_BROKER_ID, SANDBOX_V2_API_KEY, Shared,
     email::vendor_accepts_email,
-    faults::{WithholdAnswer, hang},
+    faults::{WithholdAnswer, WithholdRefusal, hang},
     lock, problem, problem_body, rate_limited, state,
 };
 
@@ -75,6 +75,7 @@ fn not_found(path: &str) -> Response {
 async fn create_user_account(
     State(shared): State<Arc<Shared>>,
     withhold: Option<Extension<WithholdAnswer>>,
+    withhold_refusal: Option<Extension<WithholdRefusal>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -113,6 +114,7 @@ async fn create_user_account(
     match added {
         Some(_) if withhold.is_some() => hang().await,
         Some(account) => Json(user_json(&account)).into_response(),
+        None if withhold_refusal.is_some() => hang().await,
         None => problem_body(StatusCode::CONFLICT, "A user account with this email exists", &path)
             .typed(ALREADY_EXISTS, "User account already exists.")
             .into_response(),

@@ -35,6 +35,11 @@ pub enum FaultKind {
     /// way back. Applied by the account-creating handlers (v1, CRM-API, v2)
     /// only; other requests under the path filters are answered as usual.
     HangAfterProcessing,
+    /// A create for an email that is taken is refused (nothing is created),
+    /// then the refusal is withheld until the client gives up: a vendor
+    /// whose duplicate refusal was lost on the way back. Applied by the
+    /// account-creating handlers (v1, CRM-API, v2) only, as above.
+    HangAfterRefusing,
     /// 403 with a Problem body: the key lacks the permission.
     Forbidden,
     /// 422 with a Problem body: the vendor refuses the request.
@@ -146,12 +151,21 @@ pub(super) async fn apply(State(shared): State<Arc<Shared>>, request: Request, n
             request.extensions_mut().insert(WithholdAnswer);
             next.run(request).await
         }
+        FaultKind::HangAfterRefusing => {
+            let mut request = request;
+            request.extensions_mut().insert(WithholdRefusal);
+            next.run(request).await
+        }
     }
 }
 
 /// Marks a request whose create handler is to withhold the answer once the account exists.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct WithholdAnswer;
+
+/// Marks a request whose create handler is to withhold its refusal of a taken email.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct WithholdRefusal;
 
 /// No answer until the client gives up: the future is dropped when the
 /// client disconnects, and bounded so nothing lingers forever.

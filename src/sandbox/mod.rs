@@ -197,6 +197,20 @@ impl Sandbox {
         lock(&self.shared.arrivals).snapshot()
     }
 
+    /// Adds an account for `email` as if it had signed up at `created` (on
+    /// the sandbox's clock); `false` if the email is taken.
+    pub fn seed_account(&self, email: &str, password: &str, created: OffsetDateTime) -> bool {
+        let account = state::Account {
+            uuid: uuid::Uuid::new_v4().to_string(),
+            email: email.into(),
+            password: password.into(),
+            client_type: "RETAIL".into(),
+            created,
+            sections: Default::default(),
+        };
+        lock(&self.shared.state).add_account(account).is_some()
+    }
+
     /// Number of accounts (the demo user included).
     pub fn account_count(&self) -> usize {
         lock(&self.shared.state).account_count()

@@ -5,15 +5,17 @@
 //! answer was lost is resolved by a lookup ([`super::creation_lookup`]).
 
 use secrecy::SecretString;
+use std::time::Instant;
 use time::OffsetDateTime;
 use tracing::Instrument as _;
 
 use super::{
     SsoGateway, Tenant,
-    creation_lookup::{Created, create_deadline, created_or_looked_up},
+    creation_lookup::{CreateRequest, Created, create_deadline, created_or_looked_up},
     envelope::Call,
     idempotent::{recordable, replay, request_fingerprint},
     replies,
+    throttle::EmailLimit,
 };
 use crate::{
     convert::{self, AccountSequence, CreateAccountCommand},
@@ -36,6 +38,8 @@ impl SsoGateway {
         let command = convert::create_account(request)?;
         // The generation's own rules are checked before anything is claimed or sent.
         let sequence = convert::account_sequence(&command, &tenant.settings)?;
+        // Before the claim, so that a form cannot hammer one address with fresh keys either.
+        self.throttle_email(&tenant.settings.name, &command.account.email, EmailLimit::Create).await?;
         let Some(key) = command.idempotency_key.clone() else {
             return self.create_account_at_vendor(&tenant, command, sequence, deadline).await;
         };
@@ -90,13 +94,25 @@ impl SsoGateway {
             return self.create_account_v2(tenant, command, v2, deadline).await;
         }
         let email = command.account.email.clone();
+        let sent_at = Instant::now();
         let attempt = tenant.broker.create_account(&command.account, create_deadline(deadline)).await;
-        let Created { account: created, resolved_by_lookup } =
-            created_or_looked_up(tenant, &email, attempt, deadline).await?;
+        let request = CreateRequest {
+            email: &email,
+            password: &command.account.password,
+            start_session: command.start_session,
+            sent_at,
+        };
+        let Created { account: created, resolved_by_lookup, session } =
+            created_or_looked_up(tenant, &request, attempt, deadline).await?;
         // From here on the account exists: every failure is reported inside an OK answer.
         let account = replies::account(&created, &email);
         let mut response =
             proto::CreateAccountResponse { account: Some(account), resolved_by_lookup, ..Default::default() };
+        if let Some(granted) = session {
+            // The password proof of a lost create opened the session already.
+            response.session = Some(replies::browser_session(&tenant.settings, &granted, OffsetDateTime::now_utc()));
+            return Ok(response);
+        }
         let token = match created.one_time_token {
             Some(token) => Ok((token, None)),
             // The vendor may omit the token (and a lookup never has one): mint

@@ -5,9 +5,12 @@
 //! inside an OK answer (`trading_account_error`, `sign_in_error`). A create
 //! whose answer was lost is resolved by a lookup of the user account.
 
+use std::time::Instant;
+use time::OffsetDateTime;
+
 use super::{
     SsoGateway, Tenant,
-    creation_lookup::{Created, create_deadline, created_or_looked_up},
+    creation_lookup::{CreateRequest, Created, create_deadline, created_or_looked_up},
     replies,
 };
 use crate::{
@@ -36,12 +39,16 @@ impl SsoGateway {
                 "Broker-API v2 takes no such profile fields: they are not sent (see docs/migrating-to-broker-api-v2.md)"
             );
         }
+        let sent_at = Instant::now();
         let attempt =
             tenant.broker.create_user_account(email, &command.account.password, create_deadline(deadline)).await;
-        // A user account found by the lookup goes on exactly as a created one:
-        // its trading account is opened by the calls below, never by the create.
-        let Created { account: created, resolved_by_lookup } =
-            created_or_looked_up(tenant, email, attempt, deadline).await?;
+        // A user account found by the lookup, and proven this request's, goes on
+        // exactly as a created one: its trading account is opened by the calls
+        // below, never by the create, and never for an account not proven.
+        let request =
+            CreateRequest { email, password: &command.account.password, start_session: command.start_session, sent_at };
+        let Created { account: created, resolved_by_lookup, session } =
+            created_or_looked_up(tenant, &request, attempt, deadline).await?;
         // From here on the user account exists: every failure is reported inside an OK answer.
         let account_uuid = created.uuid.clone().unwrap_or_default();
         let mut response = proto::CreateAccountResponse {
@@ -65,6 +72,11 @@ impl SsoGateway {
                     response.trading_account_error = Some(replies::trading_account_error(&error));
                 }
             }
+        }
+        if let Some(granted) = session {
+            // The password proof of a lost create opened the session already.
+            response.session = Some(replies::browser_session(&tenant.settings, &granted, OffsetDateTime::now_utc()));
+            return Ok(response);
         }
         let token = tenant
             .broker

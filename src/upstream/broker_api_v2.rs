@@ -11,12 +11,13 @@ use http::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
+use time::{OffsetDateTime, format_description::well_known::Rfc2822};
 use url::Url;
 
 use super::{
     broker_api::{BrokerApi, CreatedAccount, endpoint_url, parse_created_account, serialize},
     error::{Endpoint, UpstreamError, UpstreamFault},
-    exchange::exchange,
+    exchange::{Answer, exchange},
     http_client::Outgoing,
     json,
 };
@@ -119,6 +120,42 @@ pub struct OpenedTradingAccount {
     pub group: Option<String>,
 }
 
+/// What a lookup by email found.
+#[derive(Debug)]
+pub enum Lookup {
+    /// The account: the answer carries a uuid and names the email looked up.
+    Found(FoundAccount),
+    /// No account has the email.
+    NotFound,
+    /// A 2xx that is not the account looked up: no uuid, or another email.
+    NotTheAccount,
+}
+
+/// An account found by a lookup.
+#[derive(Debug)]
+pub struct FoundAccount {
+    /// The account as answered; its `uuid` is always there.
+    pub account: CreatedAccount,
+    /// The vendor's clock when it answered (the `Date` header, to the second).
+    pub vendor_time: Option<OffsetDateTime>,
+}
+
+/// A lookup's 2xx answer, taken as the account only with a uuid and the same email.
+fn looked_up(email: &str, answer: &Answer) -> Lookup {
+    let account = parse_created_account(answer);
+    let same_email = account.email.as_deref().is_some_and(|found| found.trim().eq_ignore_ascii_case(email.trim()));
+    if account.uuid.is_none() || !same_email {
+        return Lookup::NotTheAccount;
+    }
+    Lookup::Found(FoundAccount { account, vendor_time: http_date(&answer.headers) })
+}
+
+/// The `Date` header, as HTTP dates are written (RFC 2822's shape, `GMT`).
+fn http_date(headers: &http::HeaderMap) -> Option<OffsetDateTime> {
+    let value = headers.get(http::header::DATE)?.to_str().ok()?;
+    OffsetDateTime::parse(value.trim(), &Rfc2822).ok()
+}
+
 impl BrokerApi {
     fn get(&self, url: &Url) -> Outgoing {
         Outgoing::get(url)
@@ -171,19 +208,21 @@ impl BrokerApi {
 
     /// Whether an account has `email` (see [`BrokerApi::find_account`]).
     pub async fn account_exists(&self, email: &str, deadline: Deadline) -> Result<bool, UpstreamError> {
-        self.find_account(email, deadline).await.map(|found| found.is_some())
+        self.find_account(email, deadline).await.map(|found| !matches!(found, Lookup::NotFound))
     }
 
     /// The account with `email`, read like a create's answer (v1 and CRM-API:
-    /// the account; v2: the user account `{uuid, created, brokerId, email}`).
-    /// `None` when the lookup answers 404 (v2) or a problem saying so (v1).
-    /// A GET, so sending it can never create anything.
-    pub async fn find_account(&self, email: &str, deadline: Deadline) -> Result<Option<CreatedAccount>, UpstreamError> {
+    /// the account; v2: the user account `{uuid, created, brokerId, email}`),
+    /// with the vendor's clock from the answer's `Date` header. An answer is
+    /// the account only when it carries a uuid and names `email` (in any
+    /// case). [`Lookup::NotFound`] when the lookup answers 404 (v2) or a
+    /// problem saying so (v1). A GET, so sending it can never create anything.
+    pub async fn find_account(&self, email: &str, deadline: Deadline) -> Result<Lookup, UpstreamError> {
         let endpoint = Endpoint::AccountByEmail;
         let url = self.v2.filled(endpoint, &self.v2.account_by_email, paths::EMAIL, email)?;
         match exchange(endpoint, &self.gate, &self.http, self.get(&url), deadline).await {
-            Ok(answer) => Ok(Some(parse_created_account(&answer))),
-            Err(error) if error.fault == UpstreamFault::AccountNotFound => Ok(None),
+            Ok(answer) => Ok(looked_up(email, &answer)),
+            Err(error) if error.fault == UpstreamFault::AccountNotFound => Ok(Lookup::NotFound),
             Err(error) => Err(error),
         }
     }
@@ -198,6 +237,29 @@ impl BrokerApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn answer(body: &str, date: Option<&str>) -> Answer {
+        let mut headers = http::HeaderMap::new();
+        if let Some(date) = date {
+            headers.insert(http::header::DATE, date.parse().expect("ascii"));
+        }
+        Answer { status: 200, headers, body: bytes::Bytes::copy_from_slice(body.as_bytes()) }
+    }
+
+    #[test]
+    fn a_lookup_answer_is_the_account_only_with_a_uuid_and_the_same_email() {
+        let date = Some("Fri, 04 Dec 2026 09:00:00 GMT");
+        let found = looked_up("Ada@Example.com", &answer(r#"{"uuid":"u-1","email":"ada@example.COM"}"#, date));
+        let Lookup::Found(found) = found else { panic!("the same email in another case is the account") };
+        assert_eq!(found.vendor_time.map(|t| t.unix_timestamp()), Some(1_796_374_800));
+        let no_date = looked_up("ada@example.com", &answer(r#"{"uuid":"u-1","email":"ada@example.com"}"#, None));
+        assert!(matches!(no_date, Lookup::Found(FoundAccount { vendor_time: None, .. })));
+        for body in
+            [r#"{"email":"ada@example.com"}"#, r#"{"uuid":"u-1","email":"eve@example.com"}"#, r#"{"uuid":"u-1"}"#, "[]"]
+        {
+            assert!(matches!(looked_up("ada@example.com", &answer(body, date)), Lookup::NotTheAccount), "{body}");
+        }
+    }
 
     #[test]
     fn path_values_are_encoded_as_one_segment() {

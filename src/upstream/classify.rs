@@ -9,12 +9,19 @@ use time::{OffsetDateTime, format_description::well_known::Rfc2822};
 
 use super::{
     error::{Endpoint, UpstreamFault},
-    json::Problem,
+    json::{Problem, ProblemMeaning},
 };
 
 /// Interprets a non-2xx answer (`status`, `headers`, `body`) for `endpoint`.
+/// The problem's typed `type` decides first (the vendor says to branch on
+/// it), then the status (the HTTP one, or the body's own `status` where the
+/// HTTP one is a generic refusal), then the title or detail as a whole known
+/// phrase.
 pub(crate) fn classify(endpoint: Endpoint, status: u16, headers: &HeaderMap, body: &[u8]) -> UpstreamFault {
     let problem = Problem::parse(body);
+    if let Some(fault) = problem.as_ref().and_then(Problem::typed_meaning).and_then(|m| meaning(endpoint, m)) {
+        return fault;
+    }
     match status {
         429 => UpstreamFault::RateLimited { retry_after: retry_after(headers) },
         500..=599 => UpstreamFault::ServerError,
@@ -34,34 +41,57 @@ pub(crate) fn classify(endpoint: Endpoint, status: u16, headers: &HeaderMap, bod
             | Endpoint::ServiceInfo => UpstreamFault::PermissionDenied,
         },
         404 | 405 if problem.is_none() => UpstreamFault::EndpointNotFound,
-        409 if matches!(endpoint, Endpoint::CreateAccount | Endpoint::CreateUserAccount) => {
-            UpstreamFault::AccountAlreadyExists
+        409 if creates(endpoint) => UpstreamFault::AccountAlreadyExists,
+        // v2 answers 404 for an unknown email or user account.
+        404 if finds(endpoint) => UpstreamFault::AccountNotFound,
+        400 | 404 | 410 | 422 => {
+            // A generic refusal whose body names the specific status (number or string).
+            let body_status = problem.as_ref().and_then(|p| p.status);
+            if body_status == Some(409) && creates(endpoint) {
+                return UpstreamFault::AccountAlreadyExists;
+            }
+            if body_status == Some(404) && finds(endpoint) {
+                return UpstreamFault::AccountNotFound;
+            }
+            // v1 says "already exists" or "does not exist" in a 400 or 422.
+            if let Some(fault) = problem.as_ref().and_then(Problem::phrase_meaning).and_then(|m| meaning(endpoint, m)) {
+                return fault;
+            }
+            match endpoint {
+                Endpoint::LoginWithToken => UpstreamFault::OneTimeTokenRejected,
+                Endpoint::Refresh => UpstreamFault::RefreshTokenRejected,
+                Endpoint::Login if status == 404 => UpstreamFault::CredentialsRejected,
+                Endpoint::CreateAccount
+                | Endpoint::IssueOneTimeToken
+                | Endpoint::Login
+                | Endpoint::CreateUserAccount
+                | Endpoint::OpenTradingAccount
+                | Endpoint::AccountByEmail
+                | Endpoint::ServiceInfo
+                | Endpoint::PlatformDetails => UpstreamFault::RequestRejected,
+            }
         }
-        400 | 404 | 410 | 422 => match endpoint {
-            Endpoint::CreateAccount | Endpoint::CreateUserAccount
-                if problem.as_ref().is_some_and(Problem::says_already_exists) =>
-            {
-                UpstreamFault::AccountAlreadyExists
-            }
-            // v2 answers 404 for an unknown email or user account, v1 a 422 that says so.
-            Endpoint::IssueOneTimeToken | Endpoint::OpenTradingAccount | Endpoint::AccountByEmail
-                if status == 404 || problem.as_ref().is_some_and(Problem::says_not_found) =>
-            {
-                UpstreamFault::AccountNotFound
-            }
-            Endpoint::LoginWithToken => UpstreamFault::OneTimeTokenRejected,
-            Endpoint::Refresh => UpstreamFault::RefreshTokenRejected,
-            Endpoint::Login if status == 404 => UpstreamFault::CredentialsRejected,
-            Endpoint::CreateAccount
-            | Endpoint::IssueOneTimeToken
-            | Endpoint::Login
-            | Endpoint::CreateUserAccount
-            | Endpoint::OpenTradingAccount
-            | Endpoint::AccountByEmail
-            | Endpoint::ServiceInfo
-            | Endpoint::PlatformDetails => UpstreamFault::RequestRejected,
-        },
         _ => UpstreamFault::RequestRejected,
+    }
+}
+
+/// The endpoints that create an account, where "already exists" means the email is taken.
+fn creates(endpoint: Endpoint) -> bool {
+    matches!(endpoint, Endpoint::CreateAccount | Endpoint::CreateUserAccount)
+}
+
+/// The endpoints that name an existing account or user account, where "not found" means there is none.
+fn finds(endpoint: Endpoint) -> bool {
+    matches!(endpoint, Endpoint::IssueOneTimeToken | Endpoint::OpenTradingAccount | Endpoint::AccountByEmail)
+}
+
+/// The fault a problem's meaning is for `endpoint`; `None` where it says
+/// nothing about that endpoint's call (the status decides then).
+fn meaning(endpoint: Endpoint, meaning: ProblemMeaning) -> Option<UpstreamFault> {
+    match meaning {
+        ProblemMeaning::AlreadyExists if creates(endpoint) => Some(UpstreamFault::AccountAlreadyExists),
+        ProblemMeaning::NotFound if finds(endpoint) => Some(UpstreamFault::AccountNotFound),
+        ProblemMeaning::AlreadyExists | ProblemMeaning::NotFound => None,
     }
 }
 
@@ -115,6 +145,49 @@ mod tests {
         assert_eq!(classify_body(Endpoint::OpenTradingAccount, 404, v2_unknown), UpstreamFault::AccountNotFound);
         assert_eq!(classify_body(Endpoint::ServiceInfo, 401, ""), UpstreamFault::ApiKeyRejected);
         assert_eq!(classify_body(Endpoint::AccountByEmail, 403, ""), UpstreamFault::PermissionDenied);
+    }
+
+    #[test]
+    fn each_known_type_decides_before_the_status_and_the_words() {
+        use crate::upstream::json::KNOWN_TYPES;
+        for (kind, meaning) in KNOWN_TYPES {
+            let (endpoints, expected): (&[Endpoint], UpstreamFault) = match meaning {
+                ProblemMeaning::AlreadyExists => {
+                    (&[Endpoint::CreateAccount, Endpoint::CreateUserAccount], UpstreamFault::AccountAlreadyExists)
+                }
+                ProblemMeaning::NotFound => (
+                    &[Endpoint::IssueOneTimeToken, Endpoint::OpenTradingAccount, Endpoint::AccountByEmail],
+                    UpstreamFault::AccountNotFound,
+                ),
+            };
+            for &endpoint in endpoints {
+                for status in [400, 404, 409, 422] {
+                    // The title says something else, and the status is a string: the type decides.
+                    let body = format!(r#"{{"status":"{status}","title":"Bad Request","detail":"x","type":"{kind}"}}"#);
+                    assert_eq!(classify_body(endpoint, status, &body), expected, "{kind} at {status} on {endpoint}");
+                }
+            }
+            // On an endpoint it says nothing about, the status decides.
+            let body = format!(r#"{{"status":400,"title":"Bad Request","type":"{kind}"}}"#);
+            assert_eq!(classify_body(Endpoint::Login, 400, &body), UpstreamFault::RequestRejected, "{kind} at login");
+        }
+        let unknown = r#"{"status":400,"title":"Bad Request","type":"error://broker-api/some/new-type"}"#;
+        assert_eq!(classify_body(Endpoint::CreateUserAccount, 400, unknown), UpstreamFault::RequestRejected);
+    }
+
+    #[test]
+    fn loose_words_are_not_a_taken_email_and_the_bodys_own_status_counts() {
+        for detail in ["Offer does not exist", "Partner id already exists in branch", "Login taken", "Duplicate"] {
+            let body = format!(r#"{{"status":422,"title":"Unprocessable Entity","detail":"{detail}"}}"#);
+            assert_eq!(classify_body(Endpoint::CreateAccount, 422, &body), UpstreamFault::RequestRejected, "{detail}");
+        }
+        let squashed = r#"{"status":"409","title":"Conflict"}"#;
+        assert_eq!(classify_body(Endpoint::CreateUserAccount, 400, squashed), UpstreamFault::AccountAlreadyExists);
+        let squashed = r#"{"status":404,"title":"Not Found"}"#;
+        assert_eq!(classify_body(Endpoint::AccountByEmail, 422, squashed), UpstreamFault::AccountNotFound);
+        assert_eq!(classify_body(Endpoint::Login, 400, squashed), UpstreamFault::RequestRejected);
+        let v2_phrase = r#"{"status":"400","title":"User account already exists."}"#;
+        assert_eq!(classify_body(Endpoint::CreateUserAccount, 400, v2_phrase), UpstreamFault::AccountAlreadyExists);
     }
 
     #[test]

@@ -16,7 +16,7 @@ pub(crate) mod platform_api;
 pub mod resilience;
 
 pub use broker_api::{BrokerApi, CreatedAccount, IssuedToken, NewAccount};
-pub use broker_api_v2::{AccountDetails, NewTradingAccount, OpenedTradingAccount};
+pub use broker_api_v2::{AccountDetails, FoundAccount, Lookup, NewTradingAccount, OpenedTradingAccount};
 pub use cookies::{SameSitePolicy, UpstreamCookie};
 pub use error::{Endpoint, UpstreamError, UpstreamFault};
 pub use gate::GateContext;
