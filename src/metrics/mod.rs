@@ -165,7 +165,7 @@ impl Metrics {
         // Present at 0 from the start: a counter that first appears at 1 shows
         // no increase, and the first lost event must already fire the alert.
         for cause in ["queue_full", "write_failed"] {
-            audit_events_lost.get_or_create(&AuditLossLabels { cause });
+            let _ = audit_events_lost.get_or_create(&AuditLossLabels { cause });
         }
         registry.register(
             "mtr_sso_audit_events_lost",
