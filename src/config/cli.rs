@@ -7,8 +7,8 @@ use secrecy::SecretString;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use super::{
-    AuditOnFailure, AuditSettings, ConfigError, DEFAULT_MAX_IN_FLIGHT, HttpSettings, LogFormat, ResilienceSettings,
-    SandboxOptions, Settings, Upstream, callers::CallerFiles, invalid, shared_state, tenants_file,
+    ConfigError, DEFAULT_MAX_IN_FLIGHT, HttpSettings, LogFormat, ResilienceSettings, SandboxOptions, Settings,
+    Upstream, audit::AuditOptions, callers::CallerFiles, invalid, shared_state, tenants_file,
 };
 use crate::{
     quota::Limits,
@@ -127,25 +127,9 @@ pub struct Cli {
     #[arg(long, env = "MTR_SSO_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
 
-    /// File the audit events are appended to, one JSON object per line; unset: stdout, each line
-    /// marked `"audience":"audit"` apart from the log (see docs/audit.md).
-    #[arg(long, env = "MTR_SSO_AUDIT_FILE")]
-    pub audit_file: Option<PathBuf>,
-    /// Secret file holding the key (32 bytes or more) of the emails' HMAC in audit events, so that
-    /// events of one email join across replicas and restarts; unset: a random key per process.
-    #[arg(long, env = "MTR_SSO_AUDIT_EMAIL_KEY_FILE")]
-    pub audit_email_key_file: Option<PathBuf>,
-    /// Write emails in clear in audit events, beside their hash.
-    #[arg(long, env = "MTR_SSO_AUDIT_EMAILS_IN_CLEAR")]
-    pub audit_emails_in_clear: bool,
-    /// When an audit event cannot be written: `open` answers the RPC and counts the lost event,
-    /// `closed` fails the RPC with UNAVAILABLE (AUDIT_UNAVAILABLE).
-    #[arg(long, env = "MTR_SSO_AUDIT_ON_FAILURE", value_enum, default_value = "open")]
-    pub audit_on_failure: AuditOnFailure,
-    /// OTLP/gRPC collector that also gets every audit event as a log record (e.g.
-    /// `http://otel-collector:4317`); none when unset.
-    #[arg(long, env = "MTR_SSO_AUDIT_OTLP_ENDPOINT")]
-    pub audit_otlp_endpoint: Option<String>,
+    /// The audit trail's settings.
+    #[command(flatten)]
+    pub audit: AuditOptions,
 
     /// Check the settings (files included), print `configuration OK` and exit, without serving.
     #[arg(long)]
@@ -231,7 +215,7 @@ impl Cli {
             None => None,
         };
         let upstream = self.resolve_upstream()?;
-        let audit = self.resolve_audit()?;
+        let audit = self.audit.resolve(self.pod_name.as_deref())?;
         let limit_window = positive_setting("--limit-window", self.limit_window)?;
         if self.quota_max_wait > limit_window {
             let window = humantime::format_duration(limit_window);
@@ -323,36 +307,6 @@ impl Cli {
         RedisSettings::new(url, ca_pem, self.redis_username.clone(), password)
             .map(Some)
             .map_err(|refused| invalid(refused.setting, refused.problem))
-    }
-
-    fn resolve_audit(&self) -> Result<AuditSettings, ConfigError> {
-        let email_key = match &self.audit_email_key_file {
-            Some(path) => {
-                let key = read_secret_file(path).map_err(|problem| invalid("--audit-email-key-file", problem))?;
-                // Shorter keys make the hashes of likely emails guessable offline.
-                if key.len() < 32 {
-                    return Err(invalid(
-                        "--audit-email-key-file",
-                        format!("{} holds fewer than 32 bytes", path.display()),
-                    ));
-                }
-                Some(SecretString::from(key))
-            }
-            None => None,
-        };
-        let otlp_endpoint = match &self.audit_otlp_endpoint {
-            Some(text) => Some(parse_base_url(text).map_err(|problem| invalid("--audit-otlp-endpoint", problem))?),
-            None => None,
-        };
-        let pod = self.pod_name.as_deref().map(str::trim).filter(|name| !name.is_empty());
-        Ok(AuditSettings {
-            file: self.audit_file.clone(),
-            email_key,
-            emails_in_clear: self.audit_emails_in_clear,
-            on_failure: self.audit_on_failure,
-            source: pod.map_or_else(|| "/mtr-sso".to_string(), |pod| format!("/mtr-sso/{pod}")),
-            otlp_endpoint,
-        })
     }
 
     fn resolve_upstream(&self) -> Result<Upstream, ConfigError> {

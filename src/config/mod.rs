@@ -1,21 +1,23 @@
 //! Typed configuration: command-line flags with environment fallbacks
-//! ([`cli`]), an optional tenants file ([`tenants_file`]), and the files that
-//! say who may call ([`callers`]). Everything is parsed and checked at start,
+//! ([`cli`]), an optional tenants file ([`tenants_file`]), the files that
+//! say who may call ([`callers`]), and the audit trail's settings
+//! ([`audit`]). Everything is parsed and checked at start,
 //! so a bad setting stops the process with one line that names it instead of
 //! failing on the first request. This module imports nothing above it: the
 //! layers above read the [`Settings`] it produces.
 
+mod audit;
 mod callers;
 mod cli;
 pub mod shared_state;
 mod tenants_file;
 
+pub use audit::{AuditOnFailure, AuditSettings};
 pub use callers::TlsFiles;
 pub use cli::Cli;
 
 use clap::ValueEnum;
-use secrecy::SecretString;
-use std::{fmt, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+use std::{fmt, net::SocketAddr, sync::Arc, time::Duration};
 use url::Url;
 
 use crate::{auth::CallerAuth, quota::Limits, redis_connection::RedisSettings, tenant::TenantSettings};
@@ -30,44 +32,6 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
-}
-
-/// What an RPC does when its audit event cannot be written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AuditOnFailure {
-    /// The RPC goes on; the lost event is counted (`mtr_sso_audit_events_lost_total`).
-    Open,
-    /// The RPC fails with UNAVAILABLE `AUDIT_UNAVAILABLE`: no access without its record.
-    Closed,
-}
-
-/// Where audit events go and what they may show.
-#[derive(Debug, Clone)]
-pub struct AuditSettings {
-    /// The file events are appended to; stdout (beside the log, marked `audience: audit`) when `None`.
-    pub file: Option<PathBuf>,
-    /// The key of the emails' HMAC; a random key for this process when `None`.
-    pub email_key: Option<SecretString>,
-    /// Emails in clear beside their hash: only when the operator opts in.
-    pub emails_in_clear: bool,
-    pub on_failure: AuditOnFailure,
-    /// The CloudEvents `source`: `/mtr-sso`, or `/mtr-sso/<pod>` when the pod name is known.
-    pub source: String,
-    /// An OTLP/gRPC collector that gets a copy of every event as a log record; none when `None`.
-    pub otlp_endpoint: Option<Url>,
-}
-
-impl Default for AuditSettings {
-    fn default() -> Self {
-        Self {
-            file: None,
-            email_key: None,
-            emails_in_clear: false,
-            on_failure: AuditOnFailure::Open,
-            source: "/mtr-sso".into(),
-            otlp_endpoint: None,
-        }
-    }
 }
 
 /// Settings of the shared upstream HTTP client.
