@@ -24,6 +24,9 @@ use crate::metrics::Metrics;
 /// the memory of a stalled sink to about a megabyte.
 pub const QUEUE_LINES: usize = 4096;
 
+/// How long a fail-closed RPC waits for its line to be written.
+pub const CONFIRM_WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How long the end of the service waits for queued lines to be written.
 const DRAIN_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -98,13 +101,15 @@ impl Sink {
         self.enqueue(Job { line, event_type, receipt: None });
     }
 
-    /// Queues `line` and waits until it is written: `false` when it was lost.
+    /// Queues `line` and waits until it is written: `false` when it was lost,
+    /// or not written within [`CONFIRM_WITHIN`] (a stalled disk or an unread
+    /// pipe must not hold the RPC forever; the line may still be written later).
     pub async fn send_and_confirm(&self, event_type: &'static str, line: Vec<u8>) -> bool {
         let (receipt, written) = oneshot::channel();
         if !self.enqueue(Job { line, event_type, receipt: Some(receipt) }) {
             return false;
         }
-        written.await.unwrap_or(false)
+        matches!(tokio::time::timeout(CONFIRM_WITHIN, written).await, Ok(Ok(true)))
     }
 
     fn enqueue(&self, job: Job) -> bool {
@@ -188,6 +193,29 @@ mod tests {
         sink.send("t", b"y\n".to_vec());
         drop(sink);
         assert!(metrics.render().contains("mtr_sso_audit_events_lost_total{cause=\"write_failed\"} 2"));
+    }
+
+    /// A writer that never returns, like a pipe nobody reads.
+    struct Stalled(std::sync::mpsc::Receiver<()>);
+
+    impl Write for Stalled {
+        fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+            let _ = self.0.recv();
+            Err(io::Error::other("closed"))
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_writer_fails_the_confirmation_in_bounded_time() {
+        let (release, stalled) = std::sync::mpsc::channel();
+        let sink = Sink::start(Box::new(Stalled(stalled)), None, Arc::new(Metrics::new())).expect("thread");
+        let started = tokio::time::Instant::now();
+        assert!(!sink.send_and_confirm("t", b"x\n".to_vec()).await, "not confirmed");
+        assert_eq!(started.elapsed(), CONFIRM_WITHIN);
+        drop(release);
     }
 
     #[tokio::test]
