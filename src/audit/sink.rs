@@ -218,6 +218,26 @@ mod tests {
         drop(release);
     }
 
+    #[test]
+    fn lines_beyond_a_full_queue_are_lost_at_once_and_counted() {
+        let (release, stalled) = std::sync::mpsc::channel();
+        let metrics = Arc::new(Metrics::new());
+        let sink = Sink::start(Box::new(Stalled(stalled)), None, metrics.clone()).expect("thread");
+        let started = std::time::Instant::now();
+        // One line is taken by the stalled writer, QUEUE_LINES wait, the rest are lost.
+        for _ in 0..QUEUE_LINES + 11 {
+            sink.send("t", b"x\n".to_vec());
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "sending never blocks");
+        let lost = metrics.render();
+        let counted = lost
+            .lines()
+            .find(|line| line.starts_with("mtr_sso_audit_events_lost_total{cause=\"queue_full\"}"))
+            .and_then(|line| line.rsplit(' ').next()?.parse::<u64>().ok());
+        assert!(matches!(counted, Some(10..=11)), "{lost}");
+        drop(release);
+    }
+
     #[tokio::test]
     async fn a_written_line_is_confirmed_and_counted_by_type() {
         let metrics = Arc::new(Metrics::new());
