@@ -141,8 +141,10 @@ impl SsoGateway {
                 }
             },
         };
-        let resolved_by_lookup = result.as_ref().ok().and_then(LogNote::resolved_by_lookup);
-        let result = self.audited(audit_record, result, answer_note.read(), resolved_by_lookup).await;
+        let looked_up = result.as_ref().ok().and_then(LogNote::resolved_by_lookup);
+        let result = self.audited(audit_record, result, answer_note.read(), looked_up).await;
+        // An answer withheld for its audit event was not given, looked up or not.
+        let resolved_by_lookup = looked_up.filter(|_| result.is_ok());
         let elapsed = started.elapsed();
         let (code, reason, outcome) = match result {
             Ok(response) => (Code::Ok, None, Ok(Response::new(response))),
