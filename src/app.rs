@@ -9,6 +9,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
+    audit::Audit,
     config::{ConnectionLimits, Settings, TlsFiles, Upstream, shared_state},
     idempotency::Idempotency,
     metrics::{self, Metrics},
@@ -109,6 +110,7 @@ impl App {
         if settings.callers.is_none() {
             tracing::warn!("callers are not authenticated: anyone who reaches this port can sign any user in");
         }
+        let audit = Audit::start(&settings.audit, metrics.clone())?;
         let gateway = SsoGateway::new(GatewayParts {
             tenants,
             upstream_timeout: settings.http.upstream_timeout,
@@ -119,6 +121,7 @@ impl App {
             limits: settings.limits,
             idempotency: Arc::new(idempotency),
             refresh_reuse: (!reuse_window.is_zero()).then_some(reuse_store),
+            audit,
         });
         // The sandbox's demo user is everyone's first caller: the README and every
         // example sign it in, so its per-email limit is relaxed there.

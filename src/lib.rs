@@ -22,6 +22,7 @@
 //! | [`json_log`], [`idempotency`] | the JSON log line; remembered CreateAccount outcomes |
 //! | [`config`] | the command line, the tenants file and the caller files, checked into `Settings` |
 //! | [`metrics`] | Prometheus metrics and their endpoint |
+//! | [`audit`] | the audit trail: one event per access decision, its schema, its writer |
 //! | [`upstream`] | the vendor's two HTTP APIs: client, admission gate, classification, errors |
 //! | [`error`] | the service's errors and their one mapping to gRPC statuses |
 //! | [`convert`] | requests validated into commands at the edge |
@@ -32,6 +33,7 @@
 //! | [`preflight`] | `--check-upstream`: cheap reads of every tenant's upstream, as a table |
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod convert;

@@ -120,7 +120,13 @@ async fn metrics_scraped_after_a_sandbox_session_count_exactly_the_calls_made() 
     assert_eq!(sample(&all, "mtr_sso_build_info", &[("version", env!("CARGO_PKG_VERSION"))]), 1.0);
 
     // The failed login's boundary line: one JSON object with everything an operator filters on.
-    let (line, _) = running.wait_for("UPSTREAM_REJECTED_CREDENTIALS");
+    // The audit event of the same call shares stdout; a log pipeline tells them apart by `audience`.
+    let line = loop {
+        let (line, _) = running.wait_for("UPSTREAM_REJECTED_CREDENTIALS");
+        if !line.contains("\"audience\":\"audit\"") {
+            break line;
+        }
+    };
     let event: serde_json::Value = serde_json::from_str(&line).expect("json line");
     assert_eq!(event["message"], "rpc finished");
     assert_eq!(event["rpc.method"], "Login");

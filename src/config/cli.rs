@@ -8,7 +8,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use super::{
     ConfigError, ConnectionLimits, DEFAULT_MAX_IN_FLIGHT, HttpSettings, LogFormat, ResilienceSettings, SandboxOptions,
-    Settings, Upstream, callers::CallerFiles, invalid, shared_state, tenants_file,
+    Settings, Upstream, audit::AuditOptions, callers::CallerFiles, invalid, shared_state, tenants_file,
 };
 use crate::{
     quota::Limits,
@@ -139,6 +139,10 @@ pub struct Cli {
     #[arg(long, env = "MTR_SSO_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
 
+    /// The audit trail's settings.
+    #[command(flatten)]
+    pub audit: AuditOptions,
+
     /// Check the settings (files included), print `configuration OK` and exit, without serving.
     #[arg(long)]
     pub check_config: bool,
@@ -223,6 +227,7 @@ impl Cli {
             None => None,
         };
         let upstream = self.resolve_upstream()?;
+        let audit = self.audit.resolve(self.pod_name.as_deref())?;
         let limit_window = positive_setting("--limit-window", self.limit_window)?;
         if self.quota_max_wait > limit_window {
             let window = humantime::format_duration(limit_window);
@@ -272,6 +277,7 @@ impl Cli {
             refresh_reuse_window: self.refresh_reuse_window,
             metrics_addr: self.metrics_addr,
             otlp_endpoint,
+            audit,
             upstream,
             http,
             shutdown_grace: self.shutdown_grace,

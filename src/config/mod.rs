@@ -1,15 +1,18 @@
 //! Typed configuration: command-line flags with environment fallbacks
-//! ([`cli`]), an optional tenants file ([`tenants_file`]), and the files that
-//! say who may call ([`callers`]). Everything is parsed and checked at start,
+//! ([`cli`]), an optional tenants file ([`tenants_file`]), the files that
+//! say who may call ([`callers`]), and the audit trail's settings
+//! ([`audit`]). Everything is parsed and checked at start,
 //! so a bad setting stops the process with one line that names it instead of
 //! failing on the first request. This module imports nothing above it: the
 //! layers above read the [`Settings`] it produces.
 
+mod audit;
 mod callers;
 mod cli;
 pub mod shared_state;
 mod tenants_file;
 
+pub use audit::{AuditOnFailure, AuditSettings};
 pub use callers::TlsFiles;
 pub use cli::Cli;
 
@@ -163,6 +166,7 @@ pub struct Settings {
     pub refresh_reuse_window: Duration,
     pub metrics_addr: Option<SocketAddr>,
     pub otlp_endpoint: Option<Url>,
+    pub audit: AuditSettings,
     pub upstream: Upstream,
     pub http: HttpSettings,
     pub shutdown_grace: Duration,

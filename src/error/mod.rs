@@ -81,6 +81,8 @@ pub enum SsoError {
     Replayed(Box<Status>),
     /// The idempotency store failed.
     IdempotencyUnavailable,
+    /// The answer's audit event could not be written, and the service fails closed.
+    AuditUnavailable,
 }
 
 /// What the lookup by email after a create of unknown outcome came to, when
@@ -197,6 +199,7 @@ impl SsoError {
             SsoError::CreationInProgress => (Code::Aborted, "CREATION_IN_PROGRESS"),
             SsoError::Replayed(status) => (status.code(), "IDEMPOTENT_REPLAY"),
             SsoError::IdempotencyUnavailable => (Code::Unavailable, "IDEMPOTENCY_STORE_UNAVAILABLE"),
+            SsoError::AuditUnavailable => (Code::Unavailable, "AUDIT_UNAVAILABLE"),
         }
     }
 
@@ -235,6 +238,9 @@ impl SsoError {
             SsoError::Replayed(status) => status.message().to_string(),
             SsoError::IdempotencyUnavailable => {
                 "the idempotency store is unavailable; nothing was sent, retry with the same key".to_string()
+            }
+            SsoError::AuditUnavailable => {
+                "the audit trail cannot record this answer, so it is withheld; retry later".to_string()
             }
         }
     }
@@ -323,7 +329,10 @@ impl From<SsoError> for Status {
             SsoError::CreationInProgress => {
                 details.set_retry_info(Some(std::time::Duration::from_millis(500)));
             }
-            SsoError::IdempotencyKeyReused | SsoError::Replayed(_) | SsoError::IdempotencyUnavailable => {}
+            SsoError::IdempotencyKeyReused
+            | SsoError::Replayed(_)
+            | SsoError::IdempotencyUnavailable
+            | SsoError::AuditUnavailable => {}
         }
         if let SsoError::AccountCreationOutcomeUnknown { lookup, .. } = &error {
             metadata.insert(metadata_key::LOOKUP.to_string(), lookup.name().to_string());

@@ -75,6 +75,18 @@ pub(super) struct SavedCallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct AuditEventLabels {
+    /// The event's CloudEvents type, e.g. `mtr-sso.session.created.v1`.
+    pub(super) r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct AuditLossLabels {
+    /// Why the event was lost: `queue_full` or `write_failed`.
+    pub(super) cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct BuildLabels {
     pub(super) version: &'static str,
 }

@@ -12,8 +12,8 @@ pub use endpoint::{bind, serve};
 pub use labels::{Protocol, code_name};
 
 use labels::{
-    ApiLabels, BuildLabels, HandledLabels, ReasonLabels, RpcLabels, SavedCallLabels, UpstreamLabels,
-    UpstreamLatencyLabels,
+    ApiLabels, AuditEventLabels, AuditLossLabels, BuildLabels, HandledLabels, ReasonLabels, RpcLabels, SavedCallLabels,
+    UpstreamLabels, UpstreamLatencyLabels,
 };
 
 use prometheus_client::{
@@ -52,6 +52,8 @@ pub struct Metrics {
     quota_waiting: Family<ApiLabels, Gauge>,
     quota_waits: Family<ApiLabels, Counter>,
     quota_wait_seconds: Family<ApiLabels, Histogram>,
+    audit_events: Family<AuditEventLabels, Counter>,
+    audit_events_lost: Family<AuditLossLabels, Counter>,
     /// The series of each method and protocol seen so far (see [`MethodSeries`]).
     methods: RwLock<Vec<((&'static str, Protocol), MethodSeries)>>,
 }
@@ -157,6 +159,19 @@ impl Metrics {
             "Time a call waited for its quota slot",
             quota_wait_seconds.clone(),
         );
+        let audit_events = Family::<AuditEventLabels, Counter>::default();
+        registry.register("mtr_sso_audit_events", "Audit events written, by type", audit_events.clone());
+        let audit_events_lost = Family::<AuditLossLabels, Counter>::default();
+        // Present at 0 from the start: a counter that first appears at 1 shows
+        // no increase, and the first lost event must already fire the alert.
+        for cause in ["queue_full", "write_failed"] {
+            let _ = audit_events_lost.get_or_create(&AuditLossLabels { cause });
+        }
+        registry.register(
+            "mtr_sso_audit_events_lost",
+            "Audit events not written: `queue_full` (the writer fell behind) or `write_failed` (the file or stdout refused them)",
+            audit_events_lost.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("mtr_sso_build_info", "Build information; always 1", build_info);
@@ -175,6 +190,8 @@ impl Metrics {
             quota_waiting,
             quota_waits,
             quota_wait_seconds,
+            audit_events,
+            audit_events_lost,
             methods: RwLock::new(Vec::new()),
         }
     }
@@ -316,6 +333,16 @@ impl Metrics {
         let labels = ApiLabels { tenant: tenant.to_string(), api };
         self.quota_waiting.get_or_create(&labels).dec();
         self.quota_wait_seconds.get_or_create(&labels).observe(waited.as_secs_f64());
+    }
+
+    /// An audit event of `event_type` was written.
+    pub fn audit_event_written(&self, event_type: &'static str) {
+        self.audit_events.get_or_create(&AuditEventLabels { r#type: event_type }).inc();
+    }
+
+    /// An audit event was lost: `cause` is `queue_full` or `write_failed`.
+    pub fn audit_event_lost(&self, cause: &'static str) {
+        self.audit_events_lost.get_or_create(&AuditLossLabels { cause }).inc();
     }
 
     /// The metrics in the OpenMetrics text format Prometheus scrapes.

@@ -2,8 +2,11 @@
 //! authenticate the caller, resolve the tenant (once), apply the policy, then
 //! run the flow inside its span and trace, within its deadline; count it and
 //! log one self-contained line with method, protocol, tenant, caller, code,
-//! reason, latency and trace id. gRPC and JSON/HTTP calls both come through
-//! here; the JSON side marks its requests with [`Protocol::Http`].
+//! reason, latency and trace id. Every RPC also writes one audit event
+//! ([`crate::audit`]): opened before shedding and authentication, so refusals
+//! of the caller are recorded too, and closed with the answer. gRPC and
+//! JSON/HTTP calls both come through here; the JSON side marks its requests
+//! with [`Protocol::Http`].
 
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc};
 use tonic::{Code, Request, Response, Status};
@@ -11,6 +14,7 @@ use tracing::Instrument as _;
 
 use super::{SsoGateway, Tenant};
 use crate::{
+    audit::{self, AnswerNote, AuditedAnswer, AuditedRequest, Obtained, Opening},
     deadline::Deadline,
     error::SsoError,
     metrics::{self, Protocol},
@@ -70,7 +74,7 @@ impl LogNote for proto::RefreshResponse {}
 
 impl SsoGateway {
     /// Runs `flow` for `request` inside the envelope.
-    pub(super) async fn envelope<'a, Req: NamesTenant, Resp: LogNote>(
+    pub(super) async fn envelope<'a, Req: NamesTenant + AuditedRequest, Resp: LogNote + AuditedAnswer>(
         &'a self,
         method: &'static str,
         request: Request<Req>,
@@ -88,6 +92,7 @@ impl SsoGateway {
         let trace = TraceContext::from_metadata(request.metadata());
         let protocol = request.extensions().get::<Protocol>().copied().unwrap_or(Protocol::Grpc);
         let deadline = Deadline::for_request(request.metadata(), self.upstream_timeout);
+        let request_id = request.metadata().get("x-request-id").and_then(|id| id.to_str().ok());
         // Fields are passed as `&str`, so the log line copies them instead of
         // running each through the formatting machinery.
         let span = tracing::info_span!(
@@ -102,6 +107,17 @@ impl SsoGateway {
         let trace = trace.attach(&span);
         let trace_id = trace.trace_id();
         span.record("trace_id", trace_id.as_str());
+        let mut audit_record = self.audit.open(Opening {
+            method,
+            protocol: protocol.label(),
+            caller: caller.as_ref().ok().cloned(),
+            tenant: tenant_field,
+            email: request.get_ref().email(),
+            request_id,
+            trace_id: trace_id.clone(),
+            peer: peer.clone(),
+        });
+        let answer_note = AnswerNote::default();
         self.metrics.rpc_started(method, protocol);
         let started = std::time::Instant::now();
         // A full service answers at once: an unbounded queue would only turn
@@ -110,15 +126,26 @@ impl SsoGateway {
             Err(_) => Err(SsoError::Overloaded { limit: self.max_in_flight }),
             Ok(_permit) => match self.admit(method, &caller, tenant_field) {
                 Ok(tenant) => {
+                    audit_record.admitted_to(&tenant.settings.name);
                     let authenticated = self.callers.as_ref().and(caller.as_ref().ok().cloned());
                     let call = Call { tenant, deadline, caller: authenticated };
-                    trace_context::scope(trace, flow(call, request.into_inner())).instrument(span).await
+                    let flow = answer_note.scope(flow(call, request.into_inner()));
+                    trace_context::scope(trace, flow).instrument(span).await
                 }
-                Err(refused) => Err(refused),
+                Err(refused) => {
+                    // A refused caller's event still names the tenant it asked for, as resolved.
+                    if let Ok(tenant) = self.tenants.get(tenant_field) {
+                        audit_record.admitted_to(&tenant.settings.name);
+                    }
+                    Err(refused)
+                }
             },
         };
+        let looked_up = result.as_ref().ok().and_then(LogNote::resolved_by_lookup);
+        let result = self.audited(audit_record, result, answer_note.read(), looked_up).await;
+        // An answer withheld for its audit event was not given, looked up or not.
+        let resolved_by_lookup = looked_up.filter(|_| result.is_ok());
         let elapsed = started.elapsed();
-        let resolved_by_lookup = result.as_ref().ok().and_then(LogNote::resolved_by_lookup);
         let (code, reason, outcome) = match result {
             Ok(response) => (Code::Ok, None, Ok(Response::new(response))),
             Err(error) => {
@@ -142,6 +169,34 @@ impl SsoGateway {
             "rpc finished"
         );
         outcome
+    }
+
+    /// Closes the RPC's audit record with its result. A grant whose event
+    /// cannot be written becomes AUDIT_UNAVAILABLE when the audit fails closed.
+    async fn audited<Resp: AuditedAnswer>(
+        &self,
+        record: audit::Pending,
+        result: Result<Resp, SsoError>,
+        noted: Option<Obtained>,
+        resolved_by_lookup: Option<bool>,
+    ) -> Result<Resp, SsoError> {
+        match result {
+            Ok(answer) => {
+                let obtained = match (noted, resolved_by_lookup) {
+                    (Some(noted), _) => noted,
+                    (None, Some(true)) => Obtained::Lookup,
+                    (None, _) => Obtained::Vendor,
+                };
+                let written =
+                    record.granted(answer.event_type(), answer.minted(), answer.account_uuid(), obtained).await;
+                if written { Ok(answer) } else { Err(SsoError::AuditUnavailable) }
+            }
+            Err(error) => {
+                let (code, reason) = error.code_and_reason();
+                record.refused(metrics::code_name(code), reason, noted);
+                Err(error)
+            }
+        }
     }
 
     /// Authentication first, then the tenant, then the policy.

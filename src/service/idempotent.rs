@@ -6,6 +6,7 @@ use prost::Message as _;
 use tonic::{Code, Status};
 
 use crate::{
+    audit::{self, Obtained},
     error::SsoError,
     hex,
     idempotency::{Outcome, RequestIdentity},
@@ -46,6 +47,7 @@ pub(super) fn recordable(result: &Result<proto::CreateAccountResponse, SsoError>
 
 /// The stored outcome, as the first call answered it.
 pub(super) fn replay(outcome: Outcome) -> Result<proto::CreateAccountResponse, SsoError> {
+    audit::note(Obtained::IdempotentReplay);
     match outcome {
         Outcome::Created(hex) => hex::decode(&hex)
             .ok()

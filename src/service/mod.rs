@@ -1,6 +1,6 @@
 //! The four RPCs. Every call passes through one envelope ([`envelope`]):
 //! shedding, the caller, the deadline, the tenant (resolved once), the trace,
-//! metrics and the log line. Each flow then lives in a file of its own and
+//! metrics, the log line and the audit event. Each flow then lives in a file of its own and
 //! reads like the vendor's documentation: validate, call the vendor, reply.
 
 mod create_account;
@@ -24,6 +24,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
 use crate::{
+    audit::Audit,
     auth::CallerAuth,
     error::SsoError,
     idempotency::Idempotency,
@@ -51,6 +52,7 @@ pub struct SsoGateway {
     link_flights: Arc<one_time_token::LinkFlights>,
     /// One email whose per-email limit differs from `limits` (lower-cased).
     email_limit_exception: Option<(String, u32)>,
+    audit: Audit,
 }
 
 /// What a gateway is made of.
@@ -72,6 +74,8 @@ pub struct GatewayParts {
     /// Where Refresh results are kept for the reuse window; `None` switches
     /// sharing and reuse of refresh calls off.
     pub refresh_reuse: Option<ReuseStore>,
+    /// Where every RPC's audit event goes.
+    pub audit: Audit,
 }
 
 impl SsoGateway {
@@ -89,6 +93,7 @@ impl SsoGateway {
             refresh_reuse: parts.refresh_reuse.map(|store| Arc::new(refresh_reuse::RefreshReuse::new(store))),
             link_flights: Arc::default(),
             email_limit_exception: None,
+            audit: parts.audit,
         }
     }
 

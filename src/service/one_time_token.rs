@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 
 use super::{SsoGateway, Tenant, envelope::Call, replies, upstream_failure};
 use crate::{
+    audit::{self, Obtained},
     convert,
     deadline::Deadline,
     error::SsoError,
@@ -73,6 +74,7 @@ impl SsoGateway {
             return Err(upstream_failure(tenant)(gave_up));
         };
         if role == Role::Joined {
+            audit::note(Obtained::SharedCall);
             self.metrics.vendor_call_saved(&tenant.settings.name, Endpoint::IssueOneTimeToken.name(), "coalesced");
         }
         issued.map_err(upstream_failure(tenant))

@@ -18,6 +18,7 @@ use time::OffsetDateTime;
 
 use super::{SsoGateway, Tenant, replies, upstream_failure};
 use crate::{
+    audit::{self, Obtained},
     deadline::Deadline,
     error::SsoError,
     proto,
@@ -79,6 +80,7 @@ impl SsoGateway {
             (Role::Led, _) => None,
         };
         if let Some(how) = saved {
+            audit::note(if how == "reused" { Obtained::ReuseWindow } else { Obtained::SharedCall });
             self.metrics.vendor_call_saved(&tenant.settings.name, Endpoint::Refresh.name(), how);
         }
         let (response, _) = answer.map_err(upstream_failure(tenant))?;

@@ -26,6 +26,9 @@ class Gateway:
     target: str
     sandbox_url: str
     process: subprocess.Popen
+    # The audit trail of the whole run, one JSON event per line (see test_audit.py).
+    audit_file: Path
+    metrics_url: str
 
 
 def _read_lines(stream, lines: queue.Queue) -> None:
@@ -76,13 +79,22 @@ def start_binary(*arguments: str) -> Started:
 
 
 @pytest.fixture(scope="session")
-def gateway():
-    """mtr-sso --sandbox on OS-picked ports; stopped with SIGTERM at the end."""
+def gateway(tmp_path_factory):
+    """mtr-sso --sandbox on OS-picked ports; stopped with SIGTERM at the end, after which the
+    audit trail of the whole run is checked (test_audit.check_whole_run)."""
+    audit_file = tmp_path_factory.mktemp("audit") / "audit.jsonl"
     # The suite signs many users in more often than a real user would in a minute.
-    started = start_binary("--sandbox", "--listen", "127.0.0.1:0", "--email-limit-per-minute", "200")
-    yield Gateway(target=started.events["grpc_addr"], sandbox_url=started.events["sandbox_url"],
-                  process=started.process)
+    started = start_binary("--sandbox", "--listen", "127.0.0.1:0", "--email-limit-per-minute", "200",
+                           "--metrics-addr", "127.0.0.1:0", "--audit-file", str(audit_file))
+    running = Gateway(target=started.events["grpc_addr"], sandbox_url=started.events["sandbox_url"],
+                      process=started.process, audit_file=audit_file,
+                      metrics_url=f"http://{started.events['metrics_addr']}/metrics")
+    yield running
+    from test_audit import check_whole_run, rpc_counts
+
+    counts = rpc_counts(running)
     assert started.stop() == 0
+    check_whole_run(running, counts)
 
 
 @pytest.fixture(scope="session")
