@@ -55,7 +55,7 @@ def promtool(*args: str, cwd: Path = MONITORING) -> subprocess.CompletedProcess:
 
 def test_promtool_checks_the_rules_and_passes_their_unit_tests():
     checked = promtool("check", "rules", str(RULES))
-    assert checked.returncode == 0 and "SUCCESS: 14 rules found" in checked.stdout, checked.stdout + checked.stderr
+    assert checked.returncode == 0 and "SUCCESS: 15 rules found" in checked.stdout, checked.stdout + checked.stderr
     tested = promtool("test", "rules", *[p.name for p in RULE_TESTS])
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
@@ -63,7 +63,7 @@ def test_promtool_checks_the_rules_and_passes_their_unit_tests():
 def test_every_alert_is_labelled_annotated_and_leads_to_its_runbook_section():
     headings = {slug(line.lstrip("#").strip()) for line in RUNBOOK.read_text().splitlines() if line.startswith("## ")}
     names = [alert["alert"] for alert in alerts()]
-    assert len(names) == len(set(names)) == 9, names
+    assert len(names) == len(set(names)) == 10, names
     for alert in alerts():
         assert re.fullmatch(r"MtrSso[A-Z][A-Za-z0-9]+", alert["alert"]), alert["alert"]
         assert alert["labels"]["severity"] in ("critical", "warning"), alert["alert"]
@@ -209,7 +209,8 @@ def test_the_dashboard_has_its_panels_and_variables_on_every_query():
                    "mtr_sso_upstream_request_duration_seconds_bucket", "mtr_sso_upstream_quota_tokens_left",
                    "mtr_sso_upstream_quota_waits_total", "mtr_sso_upstream_quota_waiting",
                    "mtr_sso_upstream_quota_wait_seconds_bucket", "mtr_sso_upstream_circuit_state",
-                   "mtr_sso_upstream_calls_saved_total"]:
+                   "mtr_sso_upstream_calls_saved_total",
+                   "mtr_sso_audit_events_total", "mtr_sso_audit_events_lost_total"]:
         assert family in everything, f"the dashboard shows no {family}"
 
 
