@@ -10,8 +10,10 @@ WORKDIR /src
 # protos change, not on every source edit.
 COPY Cargo.toml Cargo.lock build.rs rustfmt.toml ./
 COPY proto ./proto
-# build.rs's own module (the HTTP routes and the OpenAPI document from the proto).
+# build.rs's own modules (the HTTP routes and the OpenAPI document from the
+# proto), and the edge's bounds it writes into that document.
 COPY build ./build
+COPY src/convert/limits.rs ./src/convert/limits.rs
 # The workspace names the benchmark crate; its manifest is enough (it is not built).
 COPY bench/Cargo.toml ./bench/
 RUN mkdir -p src bench/src \

@@ -10,7 +10,6 @@
 mod common;
 mod redis_server;
 
-use common::Running;
 use mtr_sso::{
     proto::{LoginRequest, RefreshRequest, sso_service_client::SsoServiceClient},
     reuse_store::{Claim, ReuseStore, SealingKeys},
@@ -61,14 +60,6 @@ async fn a_claim_is_deleted_only_by_its_holder_and_never_won_over_a_stored_resul
     );
 }
 
-fn replica(tenants: &std::path::Path, redis: &RedisServer) -> Running {
-    let redis_args = redis.gateway_args();
-    let mut args =
-        vec!["--tenants-file", tenants.to_str().expect("utf8"), "--listen", "127.0.0.1:0", "--log-format", "json"];
-    args.extend(redis_args.iter().map(String::as_str));
-    Running::start(&args)
-}
-
 #[tokio::test]
 async fn a_refresh_cancelled_by_its_caller_leaves_no_claim_and_its_result_reaches_the_other_replica() {
     let redis = RedisServer::start(Mode::Plain);
@@ -84,7 +75,8 @@ async fn a_refresh_cancelled_by_its_caller_leaves_no_claim_and_its_result_reache
         ),
     )
     .expect("write");
-    let (first, second) = (replica(&tenants, &redis), replica(&tenants, &redis));
+    let (first, second) =
+        (common::replica(&tenants, &redis.gateway_args(), &[]), common::replica(&tenants, &redis.gateway_args(), &[]));
     let mut clients = [
         SsoServiceClient::new(common::channel(first.grpc_addr()).await),
         SsoServiceClient::new(common::channel(second.grpc_addr()).await),

@@ -10,7 +10,6 @@
 mod common;
 mod redis_server;
 
-use common::Running;
 use mtr_sso::{
     idempotency::{Claim, Idempotency, Outcome, RequestIdentity, scoped_key},
     proto::{CreateAccountRequest, CreateAccountResponse, sso_service_client::SsoServiceClient},
@@ -19,15 +18,6 @@ use mtr_sso::{
 use redis_server::{Mode, RedisServer};
 use std::time::Duration;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers::path};
-
-fn replica(tenants: &std::path::Path, redis: &RedisServer, extra: &[&str]) -> Running {
-    let redis_args = redis.gateway_args();
-    let mut args =
-        vec!["--tenants-file", tenants.to_str().expect("utf8"), "--listen", "127.0.0.1:0", "--log-format", "json"];
-    args.extend(redis_args.iter().map(String::as_str));
-    args.extend_from_slice(extra);
-    Running::start(&args)
-}
 
 fn tenants_file(name: &str, body: String) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("mtr-sso-{name}-{}", std::process::id()));
@@ -61,7 +51,8 @@ async fn a_redis_dump_inside_the_idempotency_window_holds_none_of_the_answers_se
             "[tenants.default]\nbroker_api_url = \"{base}\"\nplatform_url = \"{base}\"\napi_key = \"{SANDBOX_API_KEY}\"\nbroker_id = \"{DEMO_BROKER_ID}\"\n"
         ),
     );
-    let (first, second) = (replica(&tenants, &redis, &[]), replica(&tenants, &redis, &[]));
+    let (first, second) =
+        (common::replica(&tenants, &redis.gateway_args(), &[]), common::replica(&tenants, &redis.gateway_args(), &[]));
     let clients = [
         SsoServiceClient::new(common::channel(first.grpc_addr()).await),
         SsoServiceClient::new(common::channel(second.grpc_addr()).await),
@@ -134,7 +125,7 @@ async fn a_claim_outlives_the_longest_run_the_settings_allow() {
         ),
     );
     // A run may last 75 s: longer than the fixed minute a claim used to live.
-    let gateway = replica(&tenants, &redis, &["--upstream-timeout", "75s"]);
+    let gateway = common::replica(&tenants, &redis.gateway_args(), &["--upstream-timeout", "75s"]);
     let mut client = SsoServiceClient::new(common::channel(gateway.grpc_addr()).await);
     let request =
         CreateAccountRequest { idempotency_key: "signup-ttl".into(), ..common::new_account("slow@example.com") };

@@ -9,21 +9,12 @@
 mod common;
 mod redis_server;
 
-use common::Running;
 use mtr_sso::{
     proto::{LoginRequest, RefreshRequest, sso_service_client::SsoServiceClient},
     sandbox::{DEMO_BROKER_ID, DEMO_EMAIL, DEMO_PASSWORD, SANDBOX_API_KEY, Sandbox, SandboxOptions},
 };
 use redis_server::{Mode, RedisServer};
 use std::time::Instant;
-
-fn replica(tenants: &std::path::Path, redis: &RedisServer) -> Running {
-    let redis_args = redis.gateway_args();
-    let mut args =
-        vec!["--tenants-file", tenants.to_str().expect("utf8"), "--listen", "127.0.0.1:0", "--log-format", "json"];
-    args.extend(redis_args.iter().map(String::as_str));
-    Running::start(&args)
-}
 
 #[tokio::test]
 async fn two_gateways_sharing_redis_make_one_vendor_call_and_store_no_token_in_clear() {
@@ -40,7 +31,8 @@ async fn two_gateways_sharing_redis_make_one_vendor_call_and_store_no_token_in_c
         ),
     )
     .expect("write");
-    let (first, second) = (replica(&tenants, &redis), replica(&tenants, &redis));
+    let (first, second) =
+        (common::replica(&tenants, &redis.gateway_args(), &[]), common::replica(&tenants, &redis.gateway_args(), &[]));
     let clients = [
         SsoServiceClient::new(common::channel(first.grpc_addr()).await),
         SsoServiceClient::new(common::channel(second.grpc_addr()).await),

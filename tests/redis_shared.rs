@@ -37,19 +37,9 @@ fn flip_last_digit(hex: &str) -> String {
     format!("{rest}{}", if last == "0" { "1" } else { "0" })
 }
 
-/// A gateway process on the tenants file and Redis.
-fn replica(tenants: &Path, redis: &Redis, extra: &[&str]) -> Running {
-    let redis_args = redis.gateway_args();
-    let mut args =
-        vec!["--tenants-file", tenants.to_str().expect("utf8"), "--listen", "127.0.0.1:0", "--log-format", "json"];
-    args.extend(redis_args.iter().map(String::as_str));
-    args.extend_from_slice(extra);
-    Running::start(&args)
-}
-
 /// Two gateway processes on the same tenants file and Redis.
 fn two_replicas(tenants: &Path, redis: &Redis, extra: &[&str]) -> (Running, Running) {
-    (replica(tenants, redis, extra), replica(tenants, redis, extra))
+    (common::replica(tenants, &redis.gateway_args(), extra), common::replica(tenants, &redis.gateway_args(), extra))
 }
 
 #[tokio::test]
@@ -233,7 +223,7 @@ async fn a_stored_outcome_damaged_in_redis_is_refused_and_not_replayed_or_run_ag
         .await;
     let tenants =
         tenants_file(&std::env::temp_dir().join(format!("mtr-sso-damage-{}-{mode:?}", std::process::id())), &upstream);
-    let gateway = replica(&tenants, &redis, &[]);
+    let gateway = common::replica(&tenants, &redis.gateway_args(), &[]);
     let mut client = SsoServiceClient::new(common::channel(gateway.grpc_addr()).await);
     let request = || mtr_sso::proto::CreateAccountRequest {
         idempotency_key: "signup-7".into(),

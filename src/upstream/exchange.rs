@@ -39,23 +39,7 @@ pub(crate) async fn exchange(
     request: Outgoing,
     deadline: Deadline,
 ) -> Result<Answer, UpstreamError> {
-    let span = call_span(endpoint, gate);
-    let request = with_trace_context(request, &span);
-    let started = Instant::now();
-    let result = async {
-        if deadline.remaining().is_zero() {
-            // Not even admitted: no quota spent, no probe taken, nothing sent.
-            return Err(UpstreamError::new(endpoint, None, UpstreamFault::NoTimeLeft));
-        }
-        let admitted = gate.admit(endpoint, deadline).await?;
-        let (result, last_budget) = send_with_retries(endpoint, &admitted, client, &request, deadline).await;
-        admitted.settle(&result, last_budget);
-        result
-    }
-    .instrument(span.clone())
-    .await;
-    report(endpoint, gate, &span, started.elapsed(), &result);
-    result
+    exchange_as(Sending::ClassifiedWithRetries, endpoint, gate, client, request, deadline).await
 }
 
 /// Like [`exchange`], but sent once and with an answer of any status handed
@@ -68,14 +52,43 @@ pub(crate) async fn exchange_any_status(
     request: Outgoing,
     deadline: Deadline,
 ) -> Result<Answer, UpstreamError> {
+    exchange_as(Sending::OnceAnyStatus, endpoint, gate, client, request, deadline).await
+}
+
+/// How an exchange sends its request once admitted.
+#[derive(Debug, Clone, Copy)]
+enum Sending {
+    ClassifiedWithRetries,
+    OnceAnyStatus,
+}
+
+/// One exchange inside its span, admitted by the gate, settled and reported
+/// the same way whichever way it is sent.
+async fn exchange_as(
+    sending: Sending,
+    endpoint: Endpoint,
+    gate: &UpstreamGate,
+    client: &HttpClient,
+    request: Outgoing,
+    deadline: Deadline,
+) -> Result<Answer, UpstreamError> {
     let span = call_span(endpoint, gate);
     let request = with_trace_context(request, &span);
     let started = Instant::now();
     let result = async {
+        if deadline.remaining().is_zero() {
+            // Not even admitted: no quota spent, no probe taken, nothing sent.
+            return Err(UpstreamError::new(endpoint, None, UpstreamFault::NoTimeLeft));
+        }
         let admitted = gate.admit(endpoint, deadline).await?;
-        let budget = deadline.remaining();
-        let result = send_unclassified(endpoint, client, &request, deadline).await;
-        admitted.settle(&result, budget);
+        let (result, last_budget) = match sending {
+            Sending::ClassifiedWithRetries => send_with_retries(endpoint, &admitted, client, &request, deadline).await,
+            Sending::OnceAnyStatus => {
+                let budget = deadline.remaining();
+                (send_unclassified(endpoint, client, &request, deadline).await, budget)
+            }
+        };
+        admitted.settle(&result, last_budget);
         result
     }
     .instrument(span.clone())

@@ -225,6 +225,17 @@ pub async fn channel(addr: SocketAddr) -> Channel {
 /// The binary under test.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_mtr-sso");
 
+/// A gateway process on the tenants file `tenants`, sharing its state through
+/// the Redis that `redis_args` name (a test Redis server's gateway arguments),
+/// with `extra` flags.
+pub fn replica(tenants: &std::path::Path, redis_args: &[String], extra: &[&str]) -> Running {
+    let mut args =
+        vec!["--tenants-file", tenants.to_str().expect("utf8"), "--listen", "127.0.0.1:0", "--log-format", "json"];
+    args.extend(redis_args.iter().map(String::as_str));
+    args.extend_from_slice(extra);
+    Running::start(&args)
+}
+
 /// A running binary whose stdout lines arrive on a channel.
 pub struct Running {
     pub child: Child,
