@@ -4,7 +4,10 @@
 // Drives the built-in sandbox, which a build without the `sandbox` feature leaves out.
 #![cfg(feature = "sandbox")]
 
-use mtr_sso::sandbox::{DEMO_EMAIL, DEMO_PASSWORD, SANDBOX_API_KEY, Sandbox, SandboxOptions, Switches};
+use mtr_sso::sandbox::{
+    BROKER_API_V2_PREFIX, CRM_API_PREFIX, DEMO_EMAIL, DEMO_PASSWORD, SANDBOX_API_KEY, SANDBOX_V2_API_KEY, Sandbox,
+    SandboxOptions, Switches,
+};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -73,6 +76,47 @@ async fn create_account_refuses_nulls_empties_missing_fields_bad_emails_and_dupl
     }
     let duplicate = post(&sandbox, "/v1/accounts", key, &account(DEMO_EMAIL)).await;
     assert_eq!(duplicate.status(), 409);
+}
+
+#[tokio::test]
+async fn problem_bodies_name_the_path_the_caller_sent_nested_prefix_included() {
+    let sandbox = sandbox().await;
+    let token = json!({"email": DEMO_EMAIL, "validityTime": 30});
+    for (path, key) in [
+        ("/v1/one-time-token".to_string(), "wrong"),
+        (format!("{CRM_API_PREFIX}/v1/one-time-token"), "wrong"),
+        (format!("{CRM_API_PREFIX}/v1/offers"), "wrong"),
+        (format!("{BROKER_API_V2_PREFIX}/v1/one-time-token"), SANDBOX_API_KEY),
+    ] {
+        let refused = post(&sandbox, &path, Some(key), &token).await;
+        assert_eq!(refused.status(), 401, "{path}");
+        let problem: Value = refused.json().await.expect("problem");
+        assert_eq!(problem["path"], path.as_str(), "{path}");
+    }
+    // Refusals from the handlers themselves (not the key check) name it too.
+    let crm_body = format!("{CRM_API_PREFIX}/v1/accounts");
+    let not_an_object = post(&sandbox, &crm_body, Some(SANDBOX_API_KEY), &json!([1])).await;
+    assert_eq!(not_an_object.status(), 400);
+    let problem: Value = not_an_object.json().await.expect("problem");
+    assert_eq!(
+        (problem["path"].as_str(), problem["detail"].as_str()),
+        (Some(crm_body.as_str()), Some("Body must be a JSON object"))
+    );
+}
+
+#[tokio::test]
+async fn the_v2_one_time_token_refuses_a_missing_email_as_its_refusal_says() {
+    let sandbox = sandbox().await;
+    let path = format!("{BROKER_API_V2_PREFIX}/v1/one-time-token");
+    let bearer = format!("Bearer {SANDBOX_V2_API_KEY}");
+    for body in [json!({"validityTime": 30}), json!({"email": "", "validityTime": 30}), json!({"email": DEMO_EMAIL})] {
+        let refused = post(&sandbox, &path, Some(&bearer), &body).await;
+        assert_eq!(refused.status(), 400, "{body}");
+        let problem: Value = refused.json().await.expect("problem");
+        assert_eq!(problem["detail"], "email and a positive validityTime are required", "{body}");
+    }
+    let issued = post(&sandbox, &path, Some(&bearer), &json!({"email": DEMO_EMAIL, "validityTime": 30})).await;
+    assert_eq!(issued.status(), 200);
 }
 
 #[tokio::test]

@@ -5,9 +5,8 @@
 
 use axum::{
     Extension, Json, Router,
-    body::Bytes,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode, header},
+    http::StatusCode,
     response::{IntoResponse as _, Response},
     routing::{get, post},
 };
@@ -16,33 +15,25 @@ use std::{sync::Arc, time::Duration};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::{
-    SANDBOX_API_KEY, Shared,
     email::vendor_accepts_email,
     faults::{WithholdAnswer, WithholdRefusal, hang},
-    lock, problem, rate_limited, state,
+    gate::Door,
+    state,
+    vendor::{JsonObject, ProblemPath, Shared, lock, problem},
 };
 
-pub(super) fn routes() -> Router<Arc<Shared>> {
+pub(super) fn routes(shared: &Arc<Shared>) -> Router<Arc<Shared>> {
+    let door = |endpoint, route| Door::BrokerApi.guard(shared, endpoint, route);
     Router::new()
-        .route("/v1/accounts", post(create_account))
-        .route("/v1/accounts/by-email/{email}", get(account_by_email))
-        .route("/v1/one-time-token", post(one_time_token))
-        .route("/service-info", get(service_info))
+        .route("/v1/accounts", door("create_account", post(create_account)))
+        .route("/v1/accounts/by-email/{email}", door("account_by_email", get(account_by_email)))
+        .route("/v1/one-time-token", door("issue_one_time_token", post(one_time_token)))
+        .route("/service-info", door("service_info", get(service_info)))
 }
 
 /// The CRM-API: v1's routes and the offers its connection test reads.
-pub(super) fn crm_routes() -> Router<Arc<Shared>> {
-    routes().route("/v1/offers", get(offers))
-}
-
-/// Checks the key and the key's rate limit; `Some` is the refusal to send.
-fn refuse(shared: &Shared, headers: &HeaderMap, path: &str) -> Option<Response> {
-    let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let key = presented.strip_prefix("Bearer ").unwrap_or(presented);
-    if key != SANDBOX_API_KEY {
-        return Some(problem(StatusCode::UNAUTHORIZED, "Missing or invalid API key", path));
-    }
-    rate_limited(shared, &format!("key:{key}"), path)
+pub(super) fn crm_routes(shared: &Arc<Shared>) -> Router<Arc<Shared>> {
+    routes(shared).route("/v1/offers", Door::BrokerApi.guard(shared, "offers", get(offers)))
 }
 
 fn rfc3339(at: OffsetDateTime) -> String {
@@ -86,19 +77,11 @@ async fn create_account(
     State(shared): State<Arc<Shared>>,
     withhold: Option<Extension<WithholdAnswer>>,
     withhold_refusal: Option<Extension<WithholdRefusal>>,
-    headers: HeaderMap,
-    body: Bytes,
+    ProblemPath(path): ProblemPath,
+    JsonObject(mut request): JsonObject,
 ) -> Response {
-    const PATH: &str = "/v1/accounts";
-    shared.count("create_account");
-    if let Some(refusal) = refuse(&shared, &headers, PATH) {
-        return refusal;
-    }
-    let Ok(Value::Object(mut request)) = serde_json::from_slice::<Value>(&body) else {
-        return problem(StatusCode::BAD_REQUEST, "Body must be a JSON object", PATH);
-    };
     if let Some(field) = first_empty_field(&Value::Object(request.clone()), "") {
-        return problem(StatusCode::BAD_REQUEST, &format!("Field '{field}' must not be null or empty"), PATH);
+        return problem(StatusCode::BAD_REQUEST, &format!("Field '{field}' must not be null or empty"), &path);
     }
     let email = text(&request, "email").unwrap_or("").to_string();
     let password = text(&request, "password").unwrap_or("").to_string();
@@ -108,16 +91,16 @@ async fn create_account(
         return problem(
             StatusCode::BAD_REQUEST,
             "email, password and personalDetails.firstname/lastname are required",
-            PATH,
+            &path,
         );
     }
     if !vendor_accepts_email(&email) {
-        return problem(StatusCode::BAD_REQUEST, "Field 'email' is not a valid email address", PATH);
+        return problem(StatusCode::BAD_REQUEST, "Field 'email' is not a valid email address", &path);
     }
     let client_type = match text(&request, "clientType") {
         None => "RETAIL".to_string(),
         Some(t @ ("RETAIL" | "PROFESSIONAL" | "EXPERIENCED")) => t.to_string(),
-        Some(_) => return problem(StatusCode::BAD_REQUEST, "Field 'clientType' has an unknown value", PATH),
+        Some(_) => return problem(StatusCode::BAD_REQUEST, "Field 'clientType' has an unknown value", &path),
     };
     request.remove("password");
     request.remove("email");
@@ -138,7 +121,7 @@ async fn create_account(
         if withhold_refusal.is_some() {
             return hang().await;
         }
-        return problem(StatusCode::CONFLICT, "Account with this email already exists", PATH);
+        return problem(StatusCode::CONFLICT, "Account with this email already exists", &path);
     };
     if withhold.is_some() {
         return hang().await;
@@ -148,55 +131,38 @@ async fn create_account(
 
 async fn account_by_email(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    ProblemPath(path): ProblemPath,
     Path(email): Path<String>,
 ) -> Response {
-    let path = format!("/v1/accounts/by-email/{email}");
-    shared.count("account_by_email");
-    if let Some(refusal) = refuse(&shared, &headers, &path) {
-        return refusal;
-    }
     match lock(&shared.state).account(&email) {
         Some(account) => Json(account_json(account, None)).into_response(),
         None => problem(StatusCode::NOT_FOUND, "Account not found", &path),
     }
 }
 
-async fn one_time_token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    const PATH: &str = "/v1/one-time-token";
-    shared.count("issue_one_time_token");
-    if let Some(refusal) = refuse(&shared, &headers, PATH) {
-        return refusal;
-    }
-    let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(&body) else {
-        return problem(StatusCode::BAD_REQUEST, "Body must be a JSON object", PATH);
-    };
+async fn one_time_token(
+    State(shared): State<Arc<Shared>>,
+    ProblemPath(path): ProblemPath,
+    JsonObject(request): JsonObject,
+) -> Response {
     let email = text(&request, "email").unwrap_or("");
     let validity = request.get("validityTime").and_then(Value::as_u64).filter(|v| *v > 0);
     let (Some(validity), false) = (validity, email.is_empty()) else {
-        return problem(StatusCode::BAD_REQUEST, "email and a positive validityTime are required", PATH);
+        return problem(StatusCode::BAD_REQUEST, "email and a positive validityTime are required", &path);
     };
     match lock(&shared.state).issue_token(email, Duration::from_secs(validity)) {
         Some(token) => Json(json!({ "token": token })).into_response(),
-        None => problem(StatusCode::NOT_FOUND, "Account not found", PATH),
+        None => problem(StatusCode::NOT_FOUND, "Account not found", &path),
     }
 }
 
-async fn service_info(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    shared.count("service_info");
-    if let Some(refusal) = refuse(&shared, &headers, "/service-info") {
-        return refusal;
-    }
+async fn service_info() -> Response {
     Json(json!({ "artifact": "broker-api", "name": "mtr-sso sandbox", "serviceVersion": env!("CARGO_PKG_VERSION") }))
         .into_response()
 }
 
 /// `GET /v1/offers`: the one offer the sandbox has.
-async fn offers(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    shared.count("offers");
-    if let Some(refusal) = refuse(&shared, &headers, "/v1/offers") {
-        return refusal;
-    }
+async fn offers() -> Response {
     Json(json!([{ "uuid": "00000000-0000-4000-8000-0000000000f1", "name": "sandbox offer" }])).into_response()
 }
 

@@ -10,9 +10,8 @@
 
 use axum::{
     Extension, Json, Router,
-    body::Bytes,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode, header},
+    http::StatusCode,
     response::{IntoResponse as _, Response},
     routing::{get, post},
 };
@@ -21,10 +20,12 @@ use std::{sync::Arc, time::Duration};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::{
-    BROKER_API_V2_PREFIX, DEMO_BROKER_ID, SANDBOX_V2_API_KEY, Shared, broker_v2_reads,
+    broker_v2_reads,
     email::vendor_accepts_email,
     faults::{MissingInTradingSystem, WithholdAnswer, WithholdRefusal, hang},
-    lock, problem, problem_body, rate_limited, state,
+    gate::Door,
+    state,
+    vendor::{DEMO_BROKER_ID, JsonObject, ProblemPath, Shared, lock, problem, problem_body},
 };
 
 const ALREADY_EXISTS: &str = "error://broker-api/user-account/already-exists";
@@ -38,28 +39,21 @@ const ACCOUNT_DETAILS_KEYS: [&str; 6] =
 /// The keys of `accountDetails.addressDetails` (`zipCode`, not v1's `postCode`).
 const ADDRESS_KEYS: [&str; 5] = ["address", "country", "state", "city", "zipCode"];
 
-pub(super) fn routes() -> Router<Arc<Shared>> {
+pub(super) fn routes(shared: &Arc<Shared>) -> Router<Arc<Shared>> {
+    let door = |endpoint, route| Door::BrokerApiV2.guard(shared, endpoint, route);
     Router::new()
-        .route("/v1/user-accounts", post(create_user_account).get(broker_v2_reads::user_accounts_page))
-        .route("/v1/user-accounts/email/{email}", get(user_account_by_email))
+        .route(
+            "/v1/user-accounts",
+            door("create_user_account", post(create_user_account))
+                .merge(door("user_accounts_page", get(broker_v2_reads::user_accounts_page))),
+        )
+        .route("/v1/user-accounts/email/{email}", door("user_account_by_email", get(user_account_by_email)))
         .route(
             "/v1/user-accounts/{uuid}/trading-accounts",
-            post(open_trading_account).get(broker_v2_reads::trading_accounts_of_user),
+            door("open_trading_account", post(open_trading_account))
+                .merge(door("trading_accounts_of_user", get(broker_v2_reads::trading_accounts_of_user))),
         )
-        .route("/v1/one-time-token", post(one_time_token))
-}
-
-pub(super) fn full_path(path: &str) -> String {
-    format!("{BROKER_API_V2_PREFIX}{path}")
-}
-
-/// v2 takes only `Bearer <token>`; `Some` is the refusal to send.
-pub(super) fn refuse(shared: &Shared, headers: &HeaderMap, path: &str) -> Option<Response> {
-    let presented = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
-    if presented.strip_prefix("Bearer ") != Some(SANDBOX_V2_API_KEY) {
-        return Some(problem(StatusCode::UNAUTHORIZED, "Full authentication is required (Bearer token)", path));
-    }
-    rate_limited(shared, "key:v2", path)
+        .route("/v1/one-time-token", door("v2_issue_one_time_token", post(one_time_token)))
 }
 
 /// v2's own password rule, written apart from the gateway's so that they can disagree.
@@ -87,17 +81,9 @@ async fn create_user_account(
     State(shared): State<Arc<Shared>>,
     withhold: Option<Extension<WithholdAnswer>>,
     withhold_refusal: Option<Extension<WithholdRefusal>>,
-    headers: HeaderMap,
-    body: Bytes,
+    ProblemPath(path): ProblemPath,
+    JsonObject(request): JsonObject,
 ) -> Response {
-    let path = full_path("/v1/user-accounts");
-    shared.count("create_user_account");
-    if let Some(refusal) = refuse(&shared, &headers, &path) {
-        return refusal;
-    }
-    let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(&body) else {
-        return problem(StatusCode::BAD_REQUEST, "Body must be a JSON object", &path);
-    };
     if let Some(other) = request.keys().find(|key| !matches!(key.as_str(), "email" | "password")) {
         return problem(StatusCode::BAD_REQUEST, &format!("Unrecognized field '{other}'"), &path);
     }
@@ -134,14 +120,9 @@ async fn create_user_account(
 
 async fn user_account_by_email(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    ProblemPath(path): ProblemPath,
     Path(email): Path<String>,
 ) -> Response {
-    let path = full_path(&format!("/v1/user-accounts/email/{email}"));
-    shared.count("user_account_by_email");
-    if let Some(refusal) = refuse(&shared, &headers, &path) {
-        return refusal;
-    }
     match lock(&shared.state).account(&email) {
         Some(account) => Json(user_json(account)).into_response(),
         None => not_found(&path),
@@ -201,18 +182,10 @@ fn account_details_problem(details: &Map<String, Value>) -> Option<&'static str>
 async fn open_trading_account(
     State(shared): State<Arc<Shared>>,
     on_paper_only: Option<Extension<MissingInTradingSystem>>,
-    headers: HeaderMap,
+    ProblemPath(path): ProblemPath,
     Path(user_uuid): Path<String>,
-    body: Bytes,
+    JsonObject(request): JsonObject,
 ) -> Response {
-    let path = full_path(&format!("/v1/user-accounts/{user_uuid}/trading-accounts"));
-    shared.count("open_trading_account");
-    if let Some(refusal) = refuse(&shared, &headers, &path) {
-        return refusal;
-    }
-    let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(&body) else {
-        return problem(StatusCode::BAD_REQUEST, "Body must be a JSON object", &path);
-    };
     let mut state = lock(&shared.state);
     if state.account_by_uuid(&user_uuid).is_none() {
         return not_found(&path);
@@ -223,17 +196,15 @@ async fn open_trading_account(
     Json(state.open_trading_account(&user_uuid, Value::Object(request), on_paper_only.is_some())).into_response()
 }
 
-async fn one_time_token(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
-    let path = full_path("/v1/one-time-token");
-    shared.count("v2_issue_one_time_token");
-    if let Some(refusal) = refuse(&shared, &headers, &path) {
-        return refusal;
-    }
-    let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(&body) else {
-        return problem(StatusCode::BAD_REQUEST, "Body must be a JSON object", &path);
-    };
+async fn one_time_token(
+    State(shared): State<Arc<Shared>>,
+    ProblemPath(path): ProblemPath,
+    JsonObject(request): JsonObject,
+) -> Response {
     let email = request.get("email").and_then(Value::as_str).unwrap_or("");
-    let Some(validity) = request.get("validityTime").and_then(Value::as_u64).filter(|v| *v > 0) else {
+    let validity = request.get("validityTime").and_then(Value::as_u64).filter(|v| *v > 0);
+    // The refusal names both fields, so both are checked (as v1 does).
+    let (Some(validity), false) = (validity, email.is_empty()) else {
         return problem(StatusCode::BAD_REQUEST, "email and a positive validityTime are required", &path);
     };
     match lock(&shared.state).issue_token(email, Duration::from_secs(validity)) {

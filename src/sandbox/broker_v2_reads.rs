@@ -7,7 +7,7 @@
 use axum::{
     Json,
     extract::{Path, Query, State, rejection::QueryRejection},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::{IntoResponse as _, Response},
 };
 use serde::Deserialize;
@@ -15,9 +15,8 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 use super::{
-    Shared,
-    broker_v2::{full_path, not_found, refuse, user_json},
-    lock, problem,
+    broker_v2::{not_found, user_json},
+    vendor::{ProblemPath, Shared, lock, problem},
 };
 
 /// Largest page the sandbox hands out, so a page size cannot make it build a huge answer.
@@ -33,14 +32,9 @@ pub(super) struct Paging {
 /// `GET /v1/user-accounts`: one page of user accounts, oldest first.
 pub(super) async fn user_accounts_page(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    ProblemPath(path): ProblemPath,
     paging: Result<Query<Paging>, QueryRejection>,
 ) -> Response {
-    let path = full_path("/v1/user-accounts");
-    shared.count("user_accounts_page");
-    if let Some(refusal) = refuse(&shared, &headers, &path) {
-        return refusal;
-    }
     let Ok(Query(paging)) = paging else {
         return problem(StatusCode::BAD_REQUEST, "Parameters 'page' and 'size' must be numbers", &path);
     };
@@ -63,14 +57,9 @@ pub(super) async fn user_accounts_page(
 /// `GET /v1/user-accounts/{uuid}/trading-accounts`: the user's trading accounts, oldest first.
 pub(super) async fn trading_accounts_of_user(
     State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
+    ProblemPath(path): ProblemPath,
     Path(user_uuid): Path<String>,
 ) -> Response {
-    let path = full_path(&format!("/v1/user-accounts/{user_uuid}/trading-accounts"));
-    shared.count("trading_accounts_of_user");
-    if let Some(refusal) = refuse(&shared, &headers, &path) {
-        return refusal;
-    }
     let state = lock(&shared.state);
     if state.account_by_uuid(&user_uuid).is_none() {
         return not_found(&path);

@@ -14,7 +14,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use std::{sync::Arc, time::Duration};
 
-use super::{Shared, lock};
+use super::vendor::{Shared, lock, problem, problem_body};
 
 /// What a faulty answer looks like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -154,16 +154,14 @@ pub(super) async fn apply(State(shared): State<Arc<Shared>>, request: Request, n
                 .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
         }
         FaultKind::Forbidden => {
-            super::problem(StatusCode::FORBIDDEN, "Missing permission for this operation", request.uri().path())
+            problem(StatusCode::FORBIDDEN, "Missing permission for this operation", request.uri().path())
         }
         FaultKind::Unprocessable => {
-            super::problem(StatusCode::UNPROCESSABLE_ENTITY, "The request cannot be processed", request.uri().path())
+            problem(StatusCode::UNPROCESSABLE_ENTITY, "The request cannot be processed", request.uri().path())
         }
-        FaultKind::BadRequest => {
-            super::problem_body(StatusCode::BAD_REQUEST, "The request was refused", request.uri().path())
-                .titled(BAD_REQUEST_TITLE)
-                .into_response()
-        }
+        FaultKind::BadRequest => problem_body(StatusCode::BAD_REQUEST, "The request was refused", request.uri().path())
+            .titled(BAD_REQUEST_TITLE)
+            .into_response(),
         FaultKind::NotFound => StatusCode::NOT_FOUND.into_response(),
         FaultKind::BotChallenge => (
             StatusCode::FORBIDDEN,

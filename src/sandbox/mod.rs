@@ -13,23 +13,29 @@ mod arrivals;
 mod broker;
 mod broker_v2;
 mod broker_v2_reads;
+mod control;
 mod email;
 mod faults;
+mod gate;
 mod platform;
 mod rate_limit;
 mod session_token;
 pub mod state;
+mod vendor;
 
 pub use arrivals::{Arrival, KEPT_PER_API};
 pub use faults::{BAD_REQUEST_TITLE, FaultKind, Switches};
+pub use vendor::{
+    BROKER_API_V2_PREFIX, CRM_API_PREFIX, DEMO_BROKER_ID, DEMO_EMAIL, DEMO_EMAIL_LIMIT_PER_MINUTE, DEMO_GROUP,
+    DEMO_PASSWORD, SANDBOX_API_KEY, SANDBOX_V2_API_KEY, Stats, V2_TENANT,
+};
 
-use axum::{Json, Router, extract::State as AxumState, routing::get};
+use axum::Router;
 use secrecy::SecretString;
-use serde::Serialize;
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex, MutexGuard},
-    time::{Duration, Instant},
+    sync::{Arc, Mutex},
+    time::Duration,
 };
 use time::OffsetDateTime;
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -37,52 +43,7 @@ use url::Url;
 
 pub use crate::config::SandboxOptions;
 use crate::tenant::{Generation, TenantSettings, TradingAccountDefaults, TradingAccountType, UpstreamPaths};
-
-/// The sandbox's Broker-API key (raw, or as `Bearer <key>`).
-pub const SANDBOX_API_KEY: &str = "sandbox-api-key";
-/// The sandbox's Broker-API v2 key, accepted only as `Bearer <key>`.
-pub const SANDBOX_V2_API_KEY: &str = "sandbox-v2-api-key";
-/// Where the sandbox serves Broker-API v2 (a host of its own at the vendor).
-pub const BROKER_API_V2_PREFIX: &str = "/broker-api-v2";
-/// Where the sandbox serves the CRM-API (v1's shape at a host of its own).
-pub const CRM_API_PREFIX: &str = "/crm-api";
-/// The name of the Broker-API v2 tenant that `--sandbox` serves beside `default`.
-pub const V2_TENANT: &str = "v2";
-/// The trading group the sandbox's v2 tenant opens accounts in by default.
-pub const DEMO_GROUP: &str = "sandbox-retail";
-/// The seeded demo user, as in the vendor's own demo.
-pub const DEMO_EMAIL: &str = "test@match-trade.com";
-/// The demo user's password.
-pub const DEMO_PASSWORD: &str = "abcd1234";
-/// IssueOneTimeToken and Login calls a minute for the demo user under
-/// `--sandbox`, in place of `--email-limit-per-minute` (20 by default): a
-/// newcomer runs the README and every example as that user in one minute.
-pub const DEMO_EMAIL_LIMIT_PER_MINUTE: u32 = 600;
-/// The sandbox platform's broker id (partner id).
-pub const DEMO_BROKER_ID: &str = "1";
-
-/// Requests received, by endpoint name.
-pub type Stats = BTreeMap<String, u64>;
-
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) state: Mutex<state::State>,
-    pub(crate) limiter: Mutex<rate_limit::RateLimiter>,
-    pub(crate) arrivals: Mutex<arrivals::Arrivals>,
-    pub(crate) switches: Mutex<Switches>,
-    pub(crate) stats: Mutex<Stats>,
-}
-
-/// A lock that survives a panicked holder: the sandbox state stays usable.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl Shared {
-    pub(crate) fn count(&self, endpoint: &str) {
-        *lock(&self.stats).entry(endpoint.to_string()).or_default() += 1;
-    }
-}
+use vendor::{Shared, lock};
 
 /// A running sandbox; stops when dropped.
 #[derive(Debug)]
@@ -238,108 +199,14 @@ impl Drop for Sandbox {
     }
 }
 
+/// The vendor's APIs (each behind its door, see `gate`), the faults over
+/// them all, and the control endpoints beside them.
 fn router(shared: Arc<Shared>) -> Router {
     let vendor = Router::new()
-        .merge(broker::routes())
-        .nest(CRM_API_PREFIX, broker::crm_routes())
-        .nest(BROKER_API_V2_PREFIX, broker_v2::routes())
-        .merge(platform::routes())
+        .merge(broker::routes(&shared))
+        .nest(CRM_API_PREFIX, broker::crm_routes(&shared))
+        .nest(BROKER_API_V2_PREFIX, broker_v2::routes(&shared))
+        .merge(platform::routes(&shared))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), faults::apply));
-    Router::new()
-        .merge(vendor)
-        .route("/_sandbox/switches", get(get_switches).put(put_switches))
-        .route("/_sandbox/stats", get(get_stats))
-        .route("/_sandbox/arrivals", get(get_arrivals))
-        .with_state(shared)
-}
-
-async fn get_switches(AxumState(shared): AxumState<Arc<Shared>>) -> Json<Switches> {
-    Json(lock(&shared.switches).clone())
-}
-
-async fn put_switches(AxumState(shared): AxumState<Arc<Shared>>, Json(switches): Json<Switches>) -> Json<Switches> {
-    *lock(&shared.switches) = switches.clone();
-    Json(switches)
-}
-
-#[derive(Serialize)]
-struct StatsBody {
-    requests: Stats,
-    accounts: usize,
-}
-
-async fn get_stats(AxumState(shared): AxumState<Arc<Shared>>) -> Json<StatsBody> {
-    let requests = lock(&shared.stats).clone();
-    let accounts = lock(&shared.state).account_count();
-    Json(StatsBody { requests, accounts })
-}
-
-async fn get_arrivals(AxumState(shared): AxumState<Arc<Shared>>) -> Json<BTreeMap<String, Vec<Arrival>>> {
-    Json(lock(&shared.arrivals).snapshot())
-}
-
-/// A Problem-style error answer, as the vendor sends them.
-pub(crate) fn problem(status: axum::http::StatusCode, detail: &str, path: &str) -> axum::response::Response {
-    use axum::response::IntoResponse as _;
-    problem_body(status, detail, path).into_response()
-}
-
-/// The body and status of a Problem-style answer, to add fields to.
-pub(crate) fn problem_body(status: axum::http::StatusCode, detail: &str, path: &str) -> ProblemAnswer {
-    ProblemAnswer(
-        status,
-        serde_json::json!({
-            "status": status.as_u16(),
-            "title": status.canonical_reason().unwrap_or("Error"),
-            "detail": detail,
-            "path": path,
-            "timestamp": OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-        }),
-    )
-}
-
-/// A Problem-style answer under construction.
-pub(crate) struct ProblemAnswer(axum::http::StatusCode, serde_json::Value);
-
-impl ProblemAnswer {
-    /// With v2's typed error, e.g. `error://broker-api/user-account/already-exists`, and its title.
-    pub(crate) fn typed(mut self, kind: &str, title: &str) -> Self {
-        self.1["type"] = serde_json::json!(kind);
-        self.titled(title)
-    }
-
-    /// With a title of its own instead of the status's reason phrase.
-    pub(crate) fn titled(mut self, title: &str) -> Self {
-        self.1["title"] = serde_json::json!(title);
-        self
-    }
-}
-
-impl axum::response::IntoResponse for ProblemAnswer {
-    fn into_response(self) -> axum::response::Response {
-        (self.0, Json(self.1)).into_response()
-    }
-}
-
-/// 429 with `Retry-After`, when `key` is over the limit. Every request is
-/// recorded in the arrivals of its API (`platform`, or `broker-api` for an API key).
-pub(crate) fn rate_limited(shared: &Shared, key: &str, path: &str) -> Option<axum::response::Response> {
-    let (per_minute, window) = {
-        let switches = lock(&shared.switches);
-        (switches.rate_limit_per_minute, switches.rate_limit_window)
-    };
-    let api = if key.starts_with("key:") { "broker-api" } else { "platform" };
-    let decided = {
-        let mut limiter = lock(&shared.limiter);
-        limiter.set_window(window);
-        // The instant is read under the lock, so the limiter never sees time go backwards.
-        let now = Instant::now();
-        let decided = limiter.take(key, per_minute, now);
-        lock(&shared.arrivals).record(api, now, decided.is_err());
-        decided
-    };
-    let wait = decided.err()?;
-    let mut response = problem(axum::http::StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded", path);
-    response.headers_mut().insert(axum::http::header::RETRY_AFTER, rate_limit::retry_after_seconds(wait).into());
-    Some(response)
+    Router::new().merge(vendor).merge(control::routes()).with_state(shared)
 }

@@ -16,20 +16,23 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-use super::{DEMO_BROKER_ID, Shared, lock, problem, rate_limited, state};
+use super::{
+    gate::Door,
+    state,
+    vendor::{DEMO_BROKER_ID, JsonObject, Shared, lock, problem},
+};
 
 /// The platform's refresh path; the `rt` scoped to it is the refreshing one.
 const REFRESH_PATH: &str = "/manager/refresh-token";
 /// The path of the second `rt` the platform's web backend uses.
 const BACKEND_PATH: &str = "/mtr-backend";
-/// Rate-limit key of the platform as a whole.
-const PLATFORM_KEY: &str = "platform";
 
-pub(super) fn routes() -> Router<Arc<Shared>> {
+pub(super) fn routes(shared: &Arc<Shared>) -> Router<Arc<Shared>> {
+    let door = |endpoint, route| Door::Platform.guard(shared, endpoint, route);
     Router::new()
-        .route("/manager/mtr-login", post(login))
-        .route("/manager/login/co/with-token", post(login_with_token))
-        .route(REFRESH_PATH, post(refresh))
+        .route("/manager/mtr-login", door("login", post(login)))
+        .route("/manager/login/co/with-token", door("login_with_token", post(login_with_token)))
+        .route(REFRESH_PATH, door("refresh", post(refresh)))
         .route("/manager/platform-details", get(platform_details))
         .route("/", get(landing))
         .route("/app", get(app_page))
@@ -83,15 +86,8 @@ fn login_answer(shared: &Shared, grant: &state::Grant) -> Response {
     with_cookies(Json(body).into_response(), grant)
 }
 
-async fn login(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
+async fn login(State(shared): State<Arc<Shared>>, JsonObject(request): JsonObject) -> Response {
     const PATH: &str = "/manager/mtr-login";
-    shared.count("login");
-    if let Some(refusal) = rate_limited(&shared, PLATFORM_KEY, PATH) {
-        return refusal;
-    }
-    let Ok(Value::Object(request)) = serde_json::from_slice::<Value>(&body) else {
-        return problem(StatusCode::BAD_REQUEST, "Body must be a JSON object", PATH);
-    };
     let field = |k: &str| request.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let (email, password, broker_id) = (field("email"), field("password"), field("brokerId"));
     if email.is_empty() || password.is_empty() || broker_id.is_empty() {
@@ -109,10 +105,6 @@ async fn login(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
 
 async fn login_with_token(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     const PATH: &str = "/manager/login/co/with-token";
-    shared.count("login_with_token");
-    if let Some(refusal) = rate_limited(&shared, PLATFORM_KEY, PATH) {
-        return refusal;
-    }
     let token = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v.get("token").and_then(Value::as_str).map(str::to_string))
@@ -140,10 +132,6 @@ fn refresh_cookies(headers: &HeaderMap) -> Vec<String> {
 }
 
 async fn refresh(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    shared.count("refresh");
-    if let Some(refusal) = rate_limited(&shared, PLATFORM_KEY, REFRESH_PATH) {
-        return refusal;
-    }
     let mut state = lock(&shared.state);
     let grant = refresh_cookies(&headers).iter().find_map(|token| state.refresh(token));
     drop(state);
