@@ -165,6 +165,14 @@ pub struct Cli {
     /// Extra latency the sandbox adds to every answer (e.g. `5ms`).
     #[arg(long, env = "MTR_SSO_SANDBOX_LATENCY", value_parser = parse_duration)]
     pub sandbox_latency: Option<Duration>,
+    /// How long a sandbox platform session lives [default: 15m, as the vendor documents]; the
+    /// sandbox forgets sessions once they expire.
+    #[arg(long, env = "MTR_SSO_SANDBOX_SESSION_LIFETIME", value_parser = parse_duration)]
+    pub sandbox_session_lifetime: Option<Duration>,
+    /// How long an unused sandbox refresh token lives [default: 24h]; the sandbox forgets
+    /// refresh tokens once they expire.
+    #[arg(long, env = "MTR_SSO_SANDBOX_REFRESH_TOKEN_LIFETIME", value_parser = parse_duration)]
+    pub sandbox_refresh_token_lifetime: Option<Duration>,
 
     /// A TOML file describing one or more tenants (see README); excludes the single-tenant flags.
     #[arg(long, env = "MTR_SSO_TENANTS_FILE")]
@@ -340,11 +348,14 @@ impl Cli {
             if let Some(flag) = first_flag().or_else(|| self.tenants_file.as_ref().map(|_| "--tenants-file".into())) {
                 return Err(invalid(flag, "cannot be combined with --sandbox"));
             }
+            let defaults = SandboxOptions::default();
             return Ok(Upstream::Sandbox(SandboxOptions {
                 addr: self.sandbox_addr,
                 rate_limit_per_minute: self.sandbox_rate_limit,
                 latency: self.sandbox_latency.unwrap_or_default(),
-                ..SandboxOptions::default()
+                session_lifetime: self.sandbox_session_lifetime.unwrap_or(defaults.session_lifetime),
+                refresh_token_lifetime: self.sandbox_refresh_token_lifetime.unwrap_or(defaults.refresh_token_lifetime),
+                ..defaults
             }));
         }
         if let Some(path) = &self.tenants_file {

@@ -80,6 +80,11 @@ pub struct SandboxOptions {
     /// The window of the rate limit: a minute, as the vendor's; shorter only
     /// for tests and benchmarks.
     pub rate_limit_window: Duration,
+    /// How long a platform session lives: 15 minutes, as the vendor documents.
+    pub session_lifetime: Duration,
+    /// How long an unused refresh token lives: a day, as the vendor's `rt`
+    /// cookie has lasted wherever it was seen (the vendor does not say).
+    pub refresh_token_lifetime: Duration,
 }
 
 impl Default for SandboxOptions {
@@ -89,6 +94,8 @@ impl Default for SandboxOptions {
             rate_limit_per_minute: 500,
             latency: Duration::ZERO,
             rate_limit_window: Duration::from_secs(60),
+            session_lifetime: Duration::from_secs(15 * 60),
+            refresh_token_lifetime: Duration::from_secs(24 * 60 * 60),
         }
     }
 }

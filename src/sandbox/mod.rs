@@ -15,6 +15,7 @@ mod broker_v2;
 mod broker_v2_reads;
 mod control;
 mod email;
+mod expiry;
 mod faults;
 mod gate;
 mod platform;
@@ -50,6 +51,7 @@ use vendor::{Shared, lock};
 pub struct Sandbox {
     base_url: Url,
     shared: Arc<Shared>,
+    session_lifetime: Duration,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -59,7 +61,7 @@ impl Sandbox {
     pub async fn start(options: SandboxOptions) -> std::io::Result<Self> {
         let listener = TcpListener::bind(options.addr).await?;
         let addr = listener.local_addr()?;
-        let mut state = state::State::default();
+        let mut state = state::State::new(state::Lifetimes::from_options(&options));
         state.add_account(state::Account {
             uuid: uuid::Uuid::new_v4().to_string(),
             email: DEMO_EMAIL.into(),
@@ -92,7 +94,7 @@ impl Sandbox {
         });
         let base_url = Url::parse(&format!("http://{addr}")).map_err(std::io::Error::other)?;
         tracing::info!(%base_url, "sandbox listening");
-        Ok(Self { base_url, shared, stop: Some(stop), task })
+        Ok(Self { base_url, shared, session_lifetime: options.session_lifetime, stop: Some(stop), task })
     }
 
     /// The sandbox's base URL (it serves both APIs and the platform pages).
@@ -132,7 +134,7 @@ impl Sandbox {
             broker_id: Some(DEMO_BROKER_ID.into()),
             cookie_domain: None,
             paths: UpstreamPaths::for_generation(generation),
-            session_lifetime: state::SESSION_LIFETIME,
+            session_lifetime: self.session_lifetime,
             one_time_token_validity: Duration::from_secs(60),
             one_time_token_max_validity: Duration::from_secs(3600),
         }

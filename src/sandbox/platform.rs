@@ -39,11 +39,15 @@ pub(super) fn routes(shared: &Arc<Shared>) -> Router<Arc<Shared>> {
 }
 
 fn session_cookies(grant: &state::Grant) -> Vec<String> {
-    let max_age = state::SESSION_LIFETIME.as_secs();
+    let max_age = grant.lifetimes.session.as_secs();
+    let rt_max_age = grant.lifetimes.refresh_token.as_secs();
     vec![
         format!("co-auth={}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax", grant.access_token),
-        format!("rt={}; Path={REFRESH_PATH}; Max-Age=86400; HttpOnly; SameSite=Strict", grant.refresh_token),
-        format!("rt={}; Path={BACKEND_PATH}; Max-Age=86400; HttpOnly; SameSite=Strict", grant.backend_refresh_token),
+        format!("rt={}; Path={REFRESH_PATH}; Max-Age={rt_max_age}; HttpOnly; SameSite=Strict", grant.refresh_token),
+        format!(
+            "rt={}; Path={BACKEND_PATH}; Max-Age={rt_max_age}; HttpOnly; SameSite=Strict",
+            grant.backend_refresh_token
+        ),
     ]
 }
 

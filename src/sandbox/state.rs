@@ -1,6 +1,8 @@
 //! The sandbox's memory of the vendor: accounts, one-time tokens, sessions and
 //! refresh tokens, with the vendor's rules (a new token voids the previous
-//! one, tokens work once and expire, a used refresh token is void).
+//! one, tokens work once and expire, a used refresh token is void). Sessions,
+//! refresh tokens and one-time tokens are forgotten once they expire, a few
+//! at each insert (see `expiry`), so a sandbox left running stays flat.
 
 use std::{
     collections::HashMap,
@@ -8,8 +10,9 @@ use std::{
 };
 use time::OffsetDateTime;
 
-/// How long the platform's session token lives (the vendor documents 15 minutes).
-pub const SESSION_LIFETIME: Duration = Duration::from_secs(15 * 60);
+use super::expiry::ExpiryQueue;
+pub use super::expiry::{Lifetimes, TOKEN_MEMORY};
+
 /// Validity of the token that comes with a created account.
 pub const ACCOUNT_TOKEN_VALIDITY: Duration = Duration::from_secs(15 * 60);
 
@@ -34,6 +37,7 @@ struct OneTimeToken {
     voided: bool,
 }
 
+/// A session or a refresh token: whose, and until when.
 #[derive(Debug)]
 struct SessionEntry {
     email: String,
@@ -74,6 +78,8 @@ pub struct Grant {
     pub refresh_token: String,
     /// A second `rt` the platform sets for its web backend's path; not valid for refresh.
     pub backend_refresh_token: String,
+    /// How long the session and the refresh token live (the cookies' Max-Age).
+    pub lifetimes: Lifetimes,
 }
 
 /// All sandbox state.
@@ -86,7 +92,11 @@ pub struct State {
     /// says so; the one before it is forgotten, bounding memory per user.
     replaced_token: HashMap<String, String>,
     sessions: HashMap<String, SessionEntry>,
-    refresh_tokens: HashMap<String, String>,
+    refresh_tokens: HashMap<String, SessionEntry>,
+    lifetimes: Lifetimes,
+    session_expiry: ExpiryQueue,
+    refresh_expiry: ExpiryQueue,
+    token_expiry: ExpiryQueue,
     /// v2 trading accounts, by the UUID of the user account they belong to.
     trading_accounts: HashMap<String, Vec<serde_json::Value>>,
     /// The last trading account login handed out.
@@ -104,6 +114,31 @@ fn key(email: &str) -> String {
 }
 
 impl State {
+    /// Empty, with these lifetimes.
+    pub fn new(lifetimes: Lifetimes) -> Self {
+        Self { lifetimes, ..Self::default() }
+    }
+
+    /// Forgets a bounded number of sessions, refresh tokens and one-time
+    /// tokens whose time has come; called at each insert.
+    fn sweep(&mut self, now: Instant) {
+        for access_token in self.session_expiry.pop_due(now) {
+            self.sessions.remove(&access_token);
+        }
+        for refresh_token in self.refresh_expiry.pop_due(now) {
+            self.refresh_tokens.remove(&refresh_token);
+        }
+        for token in self.token_expiry.pop_due(now) {
+            let Some(forgotten) = self.one_time_tokens.remove(&token) else { continue };
+            let user = key(&forgotten.email);
+            for newest in [&mut self.latest_token, &mut self.replaced_token] {
+                if newest.get(&user) == Some(&token) {
+                    newest.remove(&user);
+                }
+            }
+        }
+    }
+
     /// Stores an account; `None` if the email is taken.
     pub fn add_account(&mut self, account: Account) -> Option<Account> {
         let k = key(&account.email);
@@ -170,10 +205,12 @@ impl State {
     pub fn issue_token(&mut self, email: &str, validity: Duration) -> Option<String> {
         let account_email = self.account(email)?.email.clone();
         let token = random_token();
-        self.one_time_tokens.insert(
-            token.clone(),
-            OneTimeToken { email: account_email, expires: Instant::now() + validity, spent: false, voided: false },
-        );
+        let now = Instant::now();
+        self.sweep(now);
+        let expires = now + validity;
+        self.token_expiry.push(expires + self.lifetimes.token_memory, token.clone());
+        self.one_time_tokens
+            .insert(token.clone(), OneTimeToken { email: account_email, expires, spent: false, voided: false });
         // The replaced token is kept, marked, so that its refusal can say why.
         if let Some(previous) = self.latest_token.insert(key(email), token.clone()) {
             if let Some(entry) = self.one_time_tokens.get_mut(&previous) {
@@ -211,25 +248,30 @@ impl State {
 
     /// Opens a session: a new access token and a new pair of refresh tokens.
     pub fn open_session(&mut self, email: &str) -> Grant {
-        let expires = OffsetDateTime::now_utc() + SESSION_LIFETIME;
+        let lifetimes = self.lifetimes;
         let grant = Grant {
             email: email.to_string(),
-            access_token: super::session_token::session_token(email, expires),
+            access_token: super::session_token::session_token(email, OffsetDateTime::now_utc() + lifetimes.session),
             refresh_token: random_token(),
             backend_refresh_token: random_token(),
+            lifetimes,
         };
-        self.sessions.insert(
-            grant.access_token.clone(),
-            SessionEntry { email: email.to_string(), expires: Instant::now() + SESSION_LIFETIME },
-        );
-        self.refresh_tokens.insert(grant.refresh_token.clone(), email.to_string());
+        let now = Instant::now();
+        self.sweep(now);
+        let (session_ends, refresh_ends) = (now + lifetimes.session, now + lifetimes.refresh_token);
+        self.session_expiry.push(session_ends, grant.access_token.clone());
+        self.sessions
+            .insert(grant.access_token.clone(), SessionEntry { email: email.to_string(), expires: session_ends });
+        self.refresh_expiry.push(refresh_ends, grant.refresh_token.clone());
+        self.refresh_tokens
+            .insert(grant.refresh_token.clone(), SessionEntry { email: email.to_string(), expires: refresh_ends });
         grant
     }
 
-    /// Spends a refresh token and opens a new session; `None` if unknown or spent.
+    /// Spends a refresh token and opens a new session; `None` if unknown, spent or expired.
     pub fn refresh(&mut self, refresh_token: &str) -> Option<Grant> {
-        let email = self.refresh_tokens.remove(refresh_token)?;
-        Some(self.open_session(&email))
+        let entry = self.refresh_tokens.remove(refresh_token)?;
+        (Instant::now() < entry.expires).then(|| self.open_session(&entry.email))
     }
 
     /// The user of a live session.
@@ -281,6 +323,45 @@ mod tests {
         assert!(state.refresh(&grant.refresh_token).is_none(), "the old token is void");
         assert!(state.refresh(&grant.backend_refresh_token).is_none(), "the backend-path token does not refresh");
         assert!(state.session_user(&renewed.access_token).is_some());
+    }
+
+    #[test]
+    fn sessions_refresh_tokens_and_one_time_tokens_are_forgotten_after_they_expire() {
+        let lifetimes = Lifetimes {
+            session: Duration::from_millis(40),
+            refresh_token: Duration::from_millis(300),
+            token_memory: Duration::from_millis(40),
+        };
+        let mut state = State::new(lifetimes);
+        state.add_account(account("a@b.co")).expect("added");
+        let token = state.issue_token("a@b.co", Duration::from_millis(40)).expect("token");
+        let grant = state.redeem_token(&token).expect("redeemed");
+        for _ in 0..20 {
+            state.open_session("a@b.co");
+        }
+        assert_eq!((state.sessions.len(), state.refresh_tokens.len(), state.one_time_tokens.len()), (21, 21, 1));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(state.session_user(&grant.access_token).is_none(), "the session has expired");
+        assert!(state.refresh(&grant.refresh_token).is_some(), "the refresh token lives longer");
+        std::thread::sleep(Duration::from_millis(350));
+        assert!(state.refresh(&grant.refresh_token).is_none(), "spent, and would have expired");
+        // Each insert forgets a few expired entries: a handful of logins clears the backlog.
+        for _ in 0..5 {
+            state.open_session("a@b.co");
+        }
+        assert_eq!((state.sessions.len(), state.refresh_tokens.len()), (5, 5), "only the live ones are left");
+        assert!(state.one_time_tokens.is_empty() && state.latest_token.is_empty(), "the spent token is forgotten");
+        assert_eq!((state.session_expiry.len(), state.refresh_expiry.len(), state.token_expiry.len()), (5, 5, 0));
+        let late = state.issue_token("a@b.co", Duration::ZERO).expect("token");
+        assert_eq!(state.redeem_token(&late).map(|_| ()), Err(TokenRefusal::Expired), "remembered a while");
+    }
+
+    #[test]
+    fn an_expired_refresh_token_is_refused() {
+        let lifetimes = Lifetimes { refresh_token: Duration::ZERO, ..Lifetimes::default() };
+        let mut state = State::new(lifetimes);
+        let grant = state.open_session("a@b.co");
+        assert!(state.refresh(&grant.refresh_token).is_none());
     }
 
     #[test]
