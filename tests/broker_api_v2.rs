@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{new_account, reason, spawn_gateway, violated_fields};
+use common::{browser, new_account, reason, spawn_gateway, violated_fields};
 use mtr_sso::{
     proto::{
         self, CreateAccountRequest, CreateAccountResponse, IssueOneTimeTokenRequest, TradingAccountSettings,
@@ -43,11 +43,6 @@ fn count(sandbox: &Sandbox, endpoint: &str) -> u64 {
     sandbox.stats().get(endpoint).copied().unwrap_or(0)
 }
 
-fn browser() -> reqwest::Client {
-    mtr_sso::upstream::install_crypto_provider();
-    reqwest::Client::builder().cookie_store(true).build().expect("browser client")
-}
-
 async fn signs_in(url: &str, email: &str) -> bool {
     let page = browser().get(url).send().await.expect("open link");
     page.status() == 200 && page.text().await.expect("page").contains(email)
@@ -69,23 +64,6 @@ async fn a_v2_create_returns_the_account_its_trading_account_and_a_login_link_th
     assert!(signs_in(&link.redirect_url, email).await);
     assert_eq!((count(&sandbox, "create_user_account"), count(&sandbox, "open_trading_account")), (1, 1));
     assert_eq!(count(&sandbox, "create_account"), 0, "nothing went to v1");
-}
-
-#[tokio::test]
-async fn a_v2_create_with_start_session_returns_a_live_session() {
-    let (sandbox, mut gateway) = three_generations(Duration::from_secs(5)).await;
-    let request = CreateAccountRequest { start_session: true, ..on("v2", "v2.session@example.com") };
-    let response = gateway.client.create_account(request).await.expect("created").into_inner();
-    assert!(response.login_link.is_none());
-    let session = response.session.expect("session");
-    let cookie = session.cookies.iter().find(|c| c.name == "co-auth").expect("co-auth");
-    let page = browser()
-        .get(sandbox.base_url().join("/app").expect("url"))
-        .header("cookie", format!("co-auth={}", cookie.value))
-        .send()
-        .await
-        .expect("app");
-    assert!(page.text().await.expect("page").contains("v2.session@example.com"));
 }
 
 #[tokio::test]

@@ -174,24 +174,6 @@ async fn http_vendor(token: &str) -> MockServer {
     vendor
 }
 
-fn gateway_for(vendor: &str, env: &[(&str, &str)]) -> Running {
-    Running::start_with_env(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--broker-api-url",
-            vendor,
-            "--api-key",
-            "k",
-            "--platform-url",
-            vendor,
-        ],
-        env,
-    )
-}
-
 /// Issues a one-time token through the gateway and gives the token.
 async fn issue_token(running: &Running) -> String {
     let mut client = SsoServiceClient::new(common::channel(running.grpc_addr()).await);
@@ -207,7 +189,7 @@ async fn issue_token(running: &Running) -> String {
 async fn plain_http_calls_are_forwarded_by_the_environments_proxy_with_its_credentials() {
     let vendor = http_vendor("forwarded").await;
     let (proxy, heads) = start_http_proxy().await;
-    let running = gateway_for(&vendor.uri(), &[("HTTP_PROXY", &format!("http://user:secret@{proxy}"))]);
+    let running = common::vendor_gateway(&vendor.uri(), &[], &[("HTTP_PROXY", &format!("http://user:secret@{proxy}"))]);
     assert_eq!(issue_token(&running).await, "forwarded");
 
     let heads = heads.lock().expect("lock").clone();
@@ -228,8 +210,9 @@ async fn https_calls_tunnel_through_the_environments_proxy_with_its_credentials(
     let trust_store = tls_vendor::write_trust_store("proxy-tunnel-ca.pem", &ca_pem);
     let (proxy, heads) = start_http_proxy().await;
     let proxy_url = format!("http://user:secret@{proxy}");
-    let running = gateway_for(
+    let running = common::vendor_gateway(
         &vendor.base,
+        &[],
         &[("HTTPS_PROXY", &proxy_url), ("SSL_CERT_FILE", trust_store.to_str().expect("utf8"))],
     );
     assert_eq!(issue_token(&running).await, tls_vendor::TOKEN);
@@ -249,7 +232,8 @@ async fn https_calls_tunnel_through_the_environments_proxy_with_its_credentials(
 async fn a_socks5_proxy_from_the_environment_carries_the_calls() {
     let vendor = http_vendor("through-socks").await;
     let (proxy, connects) = start_socks5_proxy().await;
-    let running = gateway_for(&vendor.uri(), &[("ALL_PROXY", &format!("socks5://user:secret@{proxy}"))]);
+    let running =
+        common::vendor_gateway(&vendor.uri(), &[], &[("ALL_PROXY", &format!("socks5://user:secret@{proxy}"))]);
     assert_eq!(issue_token(&running).await, "through-socks");
 
     let connects = connects.lock().expect("lock").clone();

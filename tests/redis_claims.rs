@@ -13,7 +13,7 @@ mod redis_server;
 use mtr_sso::{
     proto::{LoginRequest, RefreshRequest, sso_service_client::SsoServiceClient},
     reuse_store::{Claim, ReuseStore, SealingKeys},
-    sandbox::{DEMO_BROKER_ID, DEMO_EMAIL, DEMO_PASSWORD, SANDBOX_API_KEY, Sandbox, SandboxOptions, Switches},
+    sandbox::{DEMO_EMAIL, DEMO_PASSWORD, Sandbox, SandboxOptions, Switches},
 };
 use redis_server::{Mode, RedisServer};
 use std::time::Duration;
@@ -64,17 +64,7 @@ async fn a_claim_is_deleted_only_by_its_holder_and_never_won_over_a_stored_resul
 async fn a_refresh_cancelled_by_its_caller_leaves_no_claim_and_its_result_reaches_the_other_replica() {
     let redis = RedisServer::start(Mode::Plain);
     let sandbox = Sandbox::start(SandboxOptions::default()).await.expect("sandbox starts");
-    let dir = std::env::temp_dir().join(format!("mtr-sso-claims-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let tenants = dir.join("tenants.toml");
-    let base = sandbox.base_url().as_str().trim_end_matches('/');
-    std::fs::write(
-        &tenants,
-        format!(
-            "[tenants.default]\nbroker_api_url = \"{base}\"\nplatform_url = \"{base}\"\napi_key = \"{SANDBOX_API_KEY}\"\nbroker_id = \"{DEMO_BROKER_ID}\"\n"
-        ),
-    )
-    .expect("write");
+    let tenants = common::sandbox_tenants_file(&sandbox, "claims");
     let (first, second) =
         (common::replica(&tenants, &redis.gateway_args(), &[]), common::replica(&tenants, &redis.gateway_args(), &[]));
     let mut clients = [

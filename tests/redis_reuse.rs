@@ -11,7 +11,7 @@ mod redis_server;
 
 use mtr_sso::{
     proto::{LoginRequest, RefreshRequest, sso_service_client::SsoServiceClient},
-    sandbox::{DEMO_BROKER_ID, DEMO_EMAIL, DEMO_PASSWORD, SANDBOX_API_KEY, Sandbox, SandboxOptions},
+    sandbox::{DEMO_EMAIL, DEMO_PASSWORD, Sandbox, SandboxOptions},
 };
 use redis_server::{Mode, RedisServer};
 use std::time::Instant;
@@ -20,17 +20,7 @@ use std::time::Instant;
 async fn two_gateways_sharing_redis_make_one_vendor_call_and_store_no_token_in_clear() {
     let redis = RedisServer::start(Mode::TlsWithPassword);
     let sandbox = Sandbox::start(SandboxOptions::default()).await.expect("sandbox starts");
-    let dir = std::env::temp_dir().join(format!("mtr-sso-reuse-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let tenants = dir.join("tenants.toml");
-    let base = sandbox.base_url().as_str().trim_end_matches('/');
-    std::fs::write(
-        &tenants,
-        format!(
-            "[tenants.default]\nbroker_api_url = \"{base}\"\nplatform_url = \"{base}\"\napi_key = \"{SANDBOX_API_KEY}\"\nbroker_id = \"{DEMO_BROKER_ID}\"\n"
-        ),
-    )
-    .expect("write");
+    let tenants = common::sandbox_tenants_file(&sandbox, "reuse");
     let (first, second) =
         (common::replica(&tenants, &redis.gateway_args(), &[]), common::replica(&tenants, &redis.gateway_args(), &[]));
     let clients = [

@@ -5,19 +5,13 @@
 
 mod common;
 
-use common::{new_account, reason, spawn_sandbox_gateway};
+use common::{browser, new_account, reason, spawn_gateway, spawn_sandbox_gateway};
 use mtr_sso::{
-    proto::{IssueOneTimeTokenRequest, LoginRequest, RefreshRequest},
-    sandbox::{DEMO_EMAIL, DEMO_PASSWORD, SandboxOptions, Switches},
+    proto::{CreateAccountRequest, IssueOneTimeTokenRequest, LoginRequest, RefreshRequest},
+    sandbox::{DEMO_EMAIL, DEMO_PASSWORD, Sandbox, SandboxOptions, Switches},
 };
 use std::time::Duration;
 use tonic::Code;
-
-/// Opens a URL like a browser: follows redirects, keeps cookies.
-fn browser() -> reqwest::Client {
-    mtr_sso::upstream::install_crypto_provider();
-    reqwest::Client::builder().cookie_store(true).build().expect("browser client")
-}
 
 /// The platform's root, from a login link (`{root}/?auth=…`).
 fn gateway_sandbox_root(redirect_url: &str) -> &str {
@@ -86,22 +80,26 @@ async fn following_the_redirect_url_ends_with_the_session_cookie_the_platform_se
 }
 
 #[tokio::test]
-async fn new_user_with_start_session_gets_a_live_session_whose_cookie_opens_the_platform() {
-    let (sandbox, mut gateway) = spawn_sandbox_gateway(SandboxOptions::default()).await;
-    let mut request = new_account("session.user@example.com");
-    request.start_session = true;
-    let response = gateway.client.create_account(request).await.expect("created").into_inner();
-    assert!(response.login_link.is_none());
-    let session = response.session.expect("session");
-    let cookie = session.cookies.iter().find(|c| c.name == "co-auth").expect("co-auth");
-    let page = browser()
-        .get(sandbox.base_url().join("/app").expect("url"))
-        .header("cookie", format!("co-auth={}", cookie.value))
-        .send()
-        .await
-        .expect("app");
-    assert_eq!(page.status(), 200);
-    assert!(page.text().await.expect("page").contains("session.user@example.com"));
+async fn a_new_user_with_start_session_gets_a_live_session_whose_cookie_opens_the_platform_on_every_generation() {
+    let sandbox = Sandbox::start(SandboxOptions::default()).await.expect("sandbox starts");
+    let tenants = sandbox.served_tenants();
+    let mut gateway = spawn_gateway(tenants.clone(), Duration::from_secs(5)).await;
+    for tenant in tenants {
+        let email = format!("session.user@{}.example.com", tenant.name);
+        let request = CreateAccountRequest { tenant: tenant.name.clone(), start_session: true, ..new_account(&email) };
+        let response = gateway.client.create_account(request).await.expect("created").into_inner();
+        assert!(response.login_link.is_none(), "{}", tenant.name);
+        let session = response.session.expect("session");
+        let cookie = session.cookies.iter().find(|c| c.name == "co-auth").expect("co-auth");
+        let page = browser()
+            .get(sandbox.base_url().join("/app").expect("url"))
+            .header("cookie", format!("co-auth={}", cookie.value))
+            .send()
+            .await
+            .expect("app");
+        assert_eq!(page.status(), 200, "{}", tenant.name);
+        assert!(page.text().await.expect("page").contains(&email), "{}", tenant.name);
+    }
 }
 
 #[tokio::test]

@@ -11,24 +11,9 @@ use tls_vendor::{certificates, write_trust_store};
 
 mod tls_vendor;
 
+/// The gateway binary trusting the CA in `ca_file` (as the platform's store honours `SSL_CERT_FILE`).
 fn gateway(vendor: &str, ca_file: &str) -> Running {
-    Running::start_with_env(
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--broker-api-url",
-            vendor,
-            "--api-key",
-            "k",
-            "--platform-url",
-            vendor,
-            "--upstream-timeout",
-            "5s",
-        ],
-        &[("SSL_CERT_FILE", ca_file)],
-    )
+    common::vendor_gateway(vendor, &["--upstream-timeout", "5s"], &[("SSL_CERT_FILE", ca_file)])
 }
 
 fn issue() -> IssueOneTimeTokenRequest {

@@ -175,6 +175,31 @@ pub async fn spawn_sandbox_gateway(options: mtr_sso::sandbox::SandboxOptions) ->
     (sandbox, gateway)
 }
 
+/// A tenants file (in a directory of its own under the system's temporary
+/// directory, named by `tag`) with one tenant, `default`, on the sandbox's Broker-API v1.
+#[cfg(feature = "sandbox")]
+pub fn sandbox_tenants_file(sandbox: &mtr_sso::sandbox::Sandbox, tag: &str) -> std::path::PathBuf {
+    use mtr_sso::sandbox::{DEMO_BROKER_ID, SANDBOX_API_KEY};
+    let dir = std::env::temp_dir().join(format!("mtr-sso-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let tenants = dir.join("tenants.toml");
+    let base = sandbox.base_url().as_str().trim_end_matches('/');
+    std::fs::write(
+        &tenants,
+        format!(
+            "[tenants.default]\nbroker_api_url = \"{base}\"\nplatform_url = \"{base}\"\napi_key = \"{SANDBOX_API_KEY}\"\nbroker_id = \"{DEMO_BROKER_ID}\"\n"
+        ),
+    )
+    .expect("write");
+    tenants
+}
+
+/// Opens a URL like a browser: follows redirects, keeps cookies.
+pub fn browser() -> reqwest::Client {
+    mtr_sso::upstream::install_crypto_provider();
+    reqwest::Client::builder().cookie_store(true).build().expect("browser client")
+}
+
 /// The ErrorInfo reason of a status.
 pub fn reason(status: &tonic::Status) -> String {
     use tonic_types::StatusExt as _;
@@ -224,6 +249,25 @@ pub async fn channel(addr: SocketAddr) -> Channel {
 
 /// The binary under test.
 pub const BINARY: &str = env!("CARGO_BIN_EXE_mtr-sso");
+
+/// A gateway process in front of one vendor URL (both APIs, key `k`), logging
+/// JSON, with `extra` flags and nothing in its environment but `env`.
+pub fn vendor_gateway(vendor: &str, extra: &[&str], env: &[(&str, &str)]) -> Running {
+    let mut args = vec![
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        "--broker-api-url",
+        vendor,
+        "--api-key",
+        "k",
+        "--platform-url",
+        vendor,
+    ];
+    args.extend_from_slice(extra);
+    Running::start_with_env(&args, env)
+}
 
 /// A gateway process on the tenants file `tenants`, sharing its state through
 /// the Redis that `redis_args` name (a test Redis server's gateway arguments),
