@@ -47,6 +47,18 @@ fn the_sandbox_listens_on_loopback_by_default_and_production_on_all_interfaces()
     assert_eq!(cli(MINIMAL).into_settings().expect("valid").listen.to_string(), "0.0.0.0:50051");
 }
 
+#[cfg(feature = "sandbox")]
+#[test]
+fn the_sandbox_lifetimes_are_the_vendors_unless_set() {
+    let lifetimes = |args: &[&str]| match cli(args).into_settings().expect("valid").upstream {
+        Upstream::Sandbox(options) => (options.session_lifetime, options.refresh_token_lifetime),
+        other => panic!("not the sandbox: {other:?}"),
+    };
+    assert_eq!(lifetimes(&["--sandbox"]), (Duration::from_secs(900), Duration::from_secs(86_400)));
+    let set = ["--sandbox", "--sandbox-session-lifetime", "10s", "--sandbox-refresh-token-lifetime", "20s"];
+    assert_eq!(lifetimes(&set), (Duration::from_secs(10), Duration::from_secs(20)));
+}
+
 #[test]
 fn no_upstream_and_no_sandbox_is_refused_with_a_hint() {
     let err = cli(&[]).into_settings().expect_err("must refuse");
