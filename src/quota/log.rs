@@ -48,6 +48,19 @@ impl Logs {
         decide(log, usize::try_from(limit).unwrap_or(usize::MAX), hold, max_wait, now)
     }
 
+    /// Records a slot taken elsewhere (in Redis) at `at`, keeping the newest
+    /// `limit`: what this replica took counts once Redis is out.
+    pub(super) fn record(&mut self, key: &str, limit: u32, hold: Duration, at: Instant, now: Instant) {
+        self.forget_idle_keys(hold, now);
+        let log = self.by_key.entry(key.to_string()).or_default();
+        let position = log.partition_point(|&taken| taken <= at);
+        log.insert(position, at);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        if log.len() > limit {
+            log.drain(..log.len() - limit);
+        }
+    }
+
     /// How many slots `key`'s log holds, for tests of the memory bound.
     #[cfg(test)]
     pub(super) fn held(&self, key: &str) -> Option<usize> {

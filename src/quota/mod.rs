@@ -11,7 +11,10 @@
 //!
 //! Logs live in memory for one process ([`log`]), or in Redis (one atomic
 //! script on the Redis server's clock, [`redis_log`]) so that every replica
-//! shares them.
+//! shares them. With Redis, each replica also keeps in memory the slots it
+//! took itself; while Redis is out, those decide, at each limit divided by
+//! the number of replicas, so the fleet stays near the limit without Redis
+//! and never stops signing users in (RELIABILITY.md gives the bound).
 
 mod log;
 mod redis_log;
@@ -25,6 +28,7 @@ use std::{
 };
 use tokio::time::Instant;
 
+use crate::redis_connection::SharedRedis;
 use log::{Decision, Logs};
 use redis_log::RedisLog;
 
@@ -46,7 +50,12 @@ pub const MAX_WAITING_CALLS: usize = 512;
 
 enum Store {
     Memory(Mutex<Logs>),
-    Redis { connection: redis::aio::ConnectionManager, log: RedisLog },
+    /// `own` holds the slots this replica took, the guard while Redis is out.
+    Redis {
+        connection: SharedRedis,
+        log: RedisLog,
+        own: Mutex<Logs>,
+    },
 }
 
 impl std::fmt::Debug for Store {
@@ -110,8 +119,8 @@ impl SlidingWindows {
     }
 
     /// Logs shared through Redis by every replica that uses the same server.
-    pub fn redis(connection: redis::aio::ConnectionManager) -> Self {
-        Self::new(Store::Redis { connection, log: RedisLog::new() })
+    pub fn redis(connection: SharedRedis) -> Self {
+        Self::new(Store::Redis { connection, log: RedisLog::new(), own: Mutex::new(Logs::default()) })
     }
 
     fn new(store: Store) -> Self {
@@ -160,14 +169,20 @@ impl SlidingWindows {
                 let mut logs = logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 logs.decide(key, limit, self.hold(), max_wait, Instant::now())
             }
-            Store::Redis { connection, log } => {
-                match log.decide(connection, key, limit, self.hold(), max_wait).await {
-                    Ok(decision) => decision,
-                    Err(error) => {
-                        // Failing open: a Redis outage must not take sign-in down with it.
-                        tracing::warn!(%error, "quota store unavailable; allowing the call");
-                        Decision::Admitted { at: Instant::now(), left: limit }
+            Store::Redis { connection, log, own } => {
+                let own_limit = own_share(limit, connection.replicas());
+                let decided = log.decide(connection, key, limit, self.hold(), max_wait).await;
+                let mut own = own.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                match decided {
+                    Ok(decision) => {
+                        if let Decision::Admitted { at, .. } = decision {
+                            own.record(key, own_limit, self.hold(), at, Instant::now());
+                        }
+                        decision
                     }
+                    // Redis is out (the connection logs that once): this
+                    // replica's share of the limit, counting what it took before.
+                    Err(_) => own.decide(key, own_limit, self.hold(), max_wait, Instant::now()),
                 }
             }
         };
@@ -188,14 +203,10 @@ impl SlidingWindows {
     }
 }
 
-/// Connects to Redis, which then serves both the limits and the idempotency
-/// keys: one (self-reconnecting) connection per process.
-pub async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, String> {
-    let client = redis::Client::open(url).map_err(|e| format!("not a Redis URL: {e}"))?;
-    tokio::time::timeout(Duration::from_secs(5), redis::aio::ConnectionManager::new(client))
-        .await
-        .map_err(|_| "Redis did not answer within 5 s".to_string())?
-        .map_err(|e| format!("cannot connect to Redis: {e}"))
+/// One replica's share of `limit` while Redis is out: rounded up, so a
+/// limit smaller than the fleet still lets each replica make a call.
+pub fn own_share(limit: u32, replicas: u32) -> u32 {
+    limit.div_ceil(replicas.max(1)).max(1)
 }
 
 /// The limits that apply, per minute (0 switches one off).
