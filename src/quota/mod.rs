@@ -170,20 +170,7 @@ impl SlidingWindows {
                 logs.decide(key, limit, self.hold(), max_wait, Instant::now())
             }
             Store::Redis { connection, log, own } => {
-                let own_limit = own_share(limit, connection.replicas());
-                let decided = log.decide(connection, key, limit, self.hold(), max_wait).await;
-                let mut own = own.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                match decided {
-                    Ok(decision) => {
-                        if let Decision::Admitted { at, .. } = decision {
-                            own.record(key, own_limit, self.hold(), at, Instant::now());
-                        }
-                        decision
-                    }
-                    // Redis is out (the connection logs that once): this
-                    // replica's share of the limit, counting what it took before.
-                    Err(_) => own.decide(key, own_limit, self.hold(), max_wait, Instant::now()),
-                }
+                self.decide_shared(connection, log, own, key, limit, max_wait).await
             }
         };
         match decision {
@@ -192,6 +179,43 @@ impl SlidingWindows {
                 Ok(Slot { left, at, _waiting: waiting.filter(|_| waits) })
             }
             Decision::Refused { retry_after } => Err(retry_after),
+        }
+    }
+
+    /// A decision with Redis. Each call Redis admits is also recorded in this
+    /// replica's own log, at its share of the limit. While Redis is out, and
+    /// for one hold time after (what was admitted meanwhile is not in Redis),
+    /// that own log decides first: a replica never sends more than its share
+    /// then, beyond what it had sent through Redis before the outage.
+    async fn decide_shared(
+        &self,
+        connection: &SharedRedis,
+        log: &RedisLog,
+        own: &Mutex<Logs>,
+        key: &str,
+        limit: u32,
+        max_wait: Duration,
+    ) -> Decision {
+        let share = own_share(limit, connection.replicas());
+        let hold = self.hold();
+        let own_log = || own.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let guarded = connection.out_within(hold).then(|| own_log().decide(key, share, hold, max_wait, Instant::now()));
+        if let Some(refused @ Decision::Refused { .. }) = guarded {
+            return refused;
+        }
+        match (log.decide(connection, key, limit, hold, max_wait).await, guarded) {
+            (Ok(Decision::Admitted { at, left }), Some(Decision::Admitted { at: own_at, .. })) => {
+                Decision::Admitted { at: at.max(own_at), left }
+            }
+            (Ok(decision), guarded) => {
+                if let (Decision::Admitted { at, .. }, None) = (decision, guarded) {
+                    own_log().record(key, share, hold, at, Instant::now());
+                }
+                decision
+            }
+            // Redis is out (the connection logs that once): the own log decided.
+            (Err(_), Some(admitted)) => admitted,
+            (Err(_), None) => own_log().decide(key, share, hold, max_wait, Instant::now()),
         }
     }
 

@@ -59,6 +59,8 @@ struct Health {
     up: AtomicBool,
     probing: AtomicBool,
     down_since: Mutex<Option<Instant>>,
+    /// When the last outage ended.
+    back_at: Mutex<Option<Instant>>,
     command_timeout: Duration,
     replicas: u32,
     /// The link the probe pings: a clone of the one commands use.
@@ -73,6 +75,7 @@ impl SharedRedis {
             up: AtomicBool::new(true),
             probing: AtomicBool::new(false),
             down_since: Mutex::new(None),
+            back_at: Mutex::new(None),
             command_timeout,
             replicas: replicas.max(1),
             link: link.clone(),
@@ -84,6 +87,19 @@ impl SharedRedis {
     /// Whether Redis answered the last command (or the probe since).
     pub fn is_up(&self) -> bool {
         self.health.up.load(Ordering::Acquire)
+    }
+
+    /// Whether Redis is out now, or was within the last `period`: what was
+    /// decided without it during an outage is not in Redis, so for a while
+    /// after one a replica's own records must still be consulted.
+    pub fn out_within(&self, period: Duration) -> bool {
+        !self.is_up()
+            || self
+                .health
+                .back_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .is_some_and(|back| back.elapsed() < period)
     }
 
     /// Whether this is a Redis Cluster.
@@ -200,6 +216,7 @@ impl Health {
         let outage = self.down_since.lock().unwrap_or_else(PoisonError::into_inner).take();
         let lasted =
             outage.map(|since| humantime::format_duration(Duration::from_millis(since.elapsed().as_millis() as u64)));
+        *self.back_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         self.probing.store(false, Ordering::Release);
         self.up.store(true, Ordering::Release);
         if let Some((up, _)) = self.series.get() {
