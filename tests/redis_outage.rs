@@ -5,6 +5,8 @@
 //! instead of risking a second account, and one whose outcome could not be
 //! recorded mid-run is recorded once Redis is back; service returns within a
 //! second of Redis coming back, with one log line and the gauge each way.
+//! The same with Redis stopped (SIGTERM: connections refused) and started
+//! again from its append-only file.
 
 mod common;
 mod redis_server;
@@ -82,11 +84,19 @@ async fn metric(addr: &str, name: &str) -> String {
     text.lines().find(|line| line.starts_with(name)).unwrap_or_default().to_string()
 }
 
-#[tokio::test]
-async fn redis_frozen_for_ten_seconds_under_a_burst_keeps_the_quota_and_creates_once_and_hangs_no_call() {
-    let redis = RedisServer::start(Mode::Plain);
+/// Two gateways on `redis` (the first with a metrics endpoint) and the vendor they call.
+struct Fleet {
+    upstream: MockServer,
+    tokens: Arc<Mutex<Vec<Instant>>>,
+    metrics_addr: String,
+    clients: [SsoServiceClient<Channel>; 2],
+    first: common::Running,
+    second: common::Running,
+}
+
+async fn fleet(redis: &RedisServer, name: &str) -> Fleet {
     let (upstream, tokens) = vendor().await;
-    let dir = std::env::temp_dir().join(format!("mtr-sso-outage-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("mtr-sso-outage-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let tenants = dir.join("tenants.toml");
     let uri = upstream.uri();
@@ -105,6 +115,13 @@ async fn redis_frozen_for_ten_seconds_under_a_burst_keeps_the_quota_and_creates_
         SsoServiceClient::new(common::channel(first.grpc_addr()).await),
         SsoServiceClient::new(common::channel(second.grpc_addr()).await),
     ];
+    Fleet { upstream, tokens, metrics_addr, clients, first, second }
+}
+
+#[tokio::test]
+async fn redis_frozen_for_ten_seconds_under_a_burst_keeps_the_quota_and_creates_once_and_hangs_no_call() {
+    let redis = RedisServer::start(Mode::Plain);
+    let Fleet { upstream, tokens, metrics_addr, clients, first, second: _second } = fleet(&redis, "freeze").await;
     assert_eq!(metric(&metrics_addr, "mtr_sso_redis_up").await, "mtr_sso_redis_up{topology=\"single\"} 1");
 
     // Before the outage: a create, a create still at the vendor when Redis
@@ -205,5 +222,54 @@ async fn redis_frozen_for_ten_seconds_under_a_burst_keeps_the_quota_and_creates_
          3 keys, 3 creations; service back {recovered:?} after Redis",
         QUOTA * 3,
         sent.saturating_sub(QUOTA)
+    );
+}
+
+#[tokio::test]
+async fn redis_stopped_and_started_again_refuses_fast_and_service_returns_within_a_second() {
+    // Persisted like a managed Redis that fails over without losing what it holds.
+    let extra = ["--appendonly".to_string(), "yes".to_string(), "--appendfsync".to_string(), "always".to_string()];
+    let mut redis = RedisServer::start_with(Mode::Plain, None, &extra);
+    let Fleet { upstream, tokens, metrics_addr, clients, first: _first, second: _second } = fleet(&redis, "stop").await;
+    clients[0].clone().create_account(create("early")).await.expect("created");
+    for n in 0..6 {
+        assert_eq!(token(clients[n % 2].clone(), n).await.0, "", "within the quota");
+    }
+    redis.stop();
+    let stopped = Instant::now();
+    let (mut slowest, mut accepted) = (Duration::ZERO, 0);
+    for n in 6..6 + QUOTA * 2 {
+        let (reason, took) = token(clients[n % 2].clone(), n).await;
+        slowest = slowest.max(took);
+        accepted += usize::from(reason.is_empty());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = clients[1].clone().create_account(create("early")).await.expect_err("refused while Redis is out");
+    assert_eq!(reason(&status), "IDEMPOTENCY_STORE_UNAVAILABLE");
+    assert_eq!(metric(&metrics_addr, "mtr_sso_redis_up").await, "mtr_sso_redis_up{topology=\"single\"} 0");
+    let outage = stopped.elapsed();
+    redis.restart();
+    let restarted = Instant::now();
+    let recovered = loop {
+        if clients[1].clone().create_account(create("during")).await.is_ok() {
+            break restarted.elapsed();
+        }
+        assert!(restarted.elapsed() < Duration::from_secs(3), "service did not return");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let replayed = clients[1].clone().create_account(create("early")).await.expect("replayed").into_inner();
+    assert_eq!(replayed.account.expect("account").uuid, "acc-early");
+    let creations = upstream.received_requests().await.expect("recorded");
+    let creations = creations.iter().filter(|request| request.url.path() == "/v1/accounts").count();
+    assert_eq!(creations, 2, "one creation per key: early, during");
+    let sent = tokens.lock().expect("lock").len();
+    assert!(sent <= QUOTA, "{sent} one-time-token calls reached the vendor for a quota of {QUOTA}");
+    assert!(slowest < Duration::from_secs(1), "the slowest call while Redis was stopped took {slowest:?}");
+    assert!(recovered < Duration::from_secs(1), "service returned {recovered:?} after Redis");
+    eprintln!(
+        "figure: Redis stopped {outage:?} under {} calls on 2 gateways (quota {QUOTA}/min, --replicas 2): vendor saw {sent}, \
+         {accepted} accepted during the outage, slowest call {slowest:?}; 2 keys, 2 creations; service back {recovered:?} \
+         after Redis answered again",
+        QUOTA * 2
     );
 }

@@ -32,6 +32,8 @@ pub struct RedisServer {
     dir: PathBuf,
     /// The certificates' directory: `dir`, or one shared by the nodes of a cluster.
     certs: PathBuf,
+    /// What it was started with, to start it again on the same port.
+    args: Vec<String>,
 }
 
 pub fn free_port() -> u16 {
@@ -102,18 +104,31 @@ impl RedisServer {
             }
         }
         args.extend(extra.iter().cloned());
-        let child = Command::new("redis-server")
-            .args(&args)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/setup installs it)");
-        let server = Self { child, port, mode, dir, certs };
+        let child = spawn(&args);
+        let server = Self { child, port, mode, dir, certs, args };
+        server.wait_until_it_answers();
+        server
+    }
+
+    fn wait_until_it_answers(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while server.try_cli(&["PING"]).is_none_or(|answer| answer != "PONG") {
+        while self.try_cli(&["PING"]).is_none_or(|answer| answer != "PONG") {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
+    }
+
+    /// Stops the server as an orchestrator does (SIGTERM), and waits until it is gone:
+    /// connections are refused until [`Self::restart`].
+    pub fn stop(&mut self) {
+        self.signal("-TERM");
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on its port, with what it had persisted (if anything).
+    pub fn restart(&mut self) {
+        self.child = spawn(&self.args);
+        self.wait_until_it_answers();
     }
 
     /// This server's directory.
@@ -191,6 +206,14 @@ impl RedisServer {
         assert!(output.status.success(), "redis-cli --rdb: {}", String::from_utf8_lossy(&output.stderr));
         std::fs::read(&path).expect("the dump")
     }
+}
+
+fn spawn(args: &[String]) -> Child {
+    Command::new("redis-server")
+        .args(args)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (scripts/setup installs it)")
 }
 
 impl Drop for RedisServer {
