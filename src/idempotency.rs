@@ -302,7 +302,7 @@ impl Idempotency {
     /// so a retry may run again.
     pub async fn release(&self, key: &ScopedKey) {
         let entries = match &self.store {
-            Store::Redis(connection) => return redis_store::release(connection.clone(), key).await,
+            Store::Redis(connection) => return redis_store::release(connection.clone(), key, self.claim_ttl).await,
             Store::Memory(entries) => entries,
         };
         let mut entries = entries.lock().unwrap_or_else(PoisonError::into_inner);

@@ -324,4 +324,21 @@ mod tests {
             .expect("TLS with a user");
         assert!(settings.is_tls() && !format!("{settings:?}").contains("\"pw\""));
     }
+
+    #[test]
+    fn a_cluster_url_keeps_its_endpoint_tls_and_password_rules() {
+        let plain = RedisSettings::new("redis+cluster://node-1:7000".into(), None, None, None).expect("a cluster URL");
+        assert!(plain.is_cluster() && !plain.is_tls());
+        assert_eq!(plain.endpoint(), "node-1:7000");
+        let tls = RedisSettings::new("rediss+cluster://:hunter2@cfg:6379".into(), Some(Vec::new()), None, None)
+            .expect("TLS cluster with a CA");
+        assert!(tls.is_cluster() && tls.is_tls() && !format!("{tls:?}").contains("hunter2"));
+        assert!(!RedisSettings::new("redis://cache:6379".into(), None, None, None).expect("single").is_cluster());
+        for url in ["http+cluster://node:7000", "redis+sentinel://node:26379"] {
+            let refused = RedisSettings::new(url.into(), None, None, None).expect_err("refused");
+            assert_eq!(refused.setting, "--redis-url", "{url}");
+        }
+        let refused = RedisSettings::new("redis+cluster://node:7000".into(), Some(Vec::new()), None, None);
+        assert_eq!(refused.expect_err("a CA needs TLS").setting, "--redis-ca-file");
+    }
 }

@@ -94,8 +94,9 @@ pub(super) async fn claim(
         Ok(claimed) => claimed,
         Err(error) => {
             // The answer may have been lost after Redis took the claim: give it
-            // up (only if it is ours), or a retry would wait for a run that never started.
-            release(connection, key).await;
+            // up (only if it is ours), or a retry would wait for a run that
+            // never started; once Redis is back if it is out now.
+            release_while(connection, key, tokio::time::Instant::now() + ttl).await;
             return Err(ReadError::Redis(error.to_string()));
         }
     };
@@ -167,29 +168,51 @@ pub(super) async fn complete(connection: SharedRedis, key: &ScopedKey, record: R
         Ok(_) => tracing::warn!("an idempotency claim changed hands during its run; its outcome is not recorded"),
         Err(error) if is_outage(&error) => {
             tracing::warn!(%error, "could not record an idempotent outcome; trying again while its claim lasts");
-            tokio::spawn(async move {
-                while tokio::time::Instant::now() + PROBE_INTERVAL < give_up {
-                    tokio::time::sleep(PROBE_INTERVAL).await;
-                    match store(connection.clone()).await {
-                        Err(error) if is_outage(&error) => continue,
-                        Ok(1) => tracing::info!("an idempotent outcome was recorded once Redis was back"),
-                        Ok(_) => tracing::warn!("an idempotency claim changed hands; its outcome is not recorded"),
-                        Err(error) => tracing::warn!(%error, "could not record an idempotent outcome"),
-                    }
-                    return;
-                }
-                tracing::warn!("an idempotent outcome was not recorded: Redis stayed out while its claim lasted");
-            });
+            once_back(connection, give_up, store, "record an idempotent outcome");
         }
         Err(error) => tracing::warn!(%error, "could not record an idempotent outcome"),
     }
 }
 
-/// Deletes the claim if it is still this call's.
-pub(super) async fn release(mut connection: SharedRedis, key: &ScopedKey) {
+/// Runs `step` again every [`PROBE_INTERVAL`], in the background, until
+/// Redis answers it or `give_up` (when the claim it concerns has expired).
+fn once_back<F, Fut>(connection: SharedRedis, give_up: tokio::time::Instant, step: F, what: &'static str)
+where
+    F: Fn(SharedRedis) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = redis::RedisResult<u8>> + Send,
+{
+    tokio::spawn(async move {
+        while tokio::time::Instant::now() + PROBE_INTERVAL < give_up {
+            tokio::time::sleep(PROBE_INTERVAL).await;
+            match step(connection.clone()).await {
+                Err(error) if is_outage(&error) => continue,
+                Ok(1) => tracing::info!("could {what} once Redis was back"),
+                Ok(_) => tracing::warn!("could not {what}: its claim changed hands"),
+                Err(error) => tracing::warn!(%error, "could not {what}"),
+            }
+            return;
+        }
+        tracing::warn!("could not {what}: Redis stayed out while its claim lasted");
+    });
+}
+
+/// Deletes the claim if it is still this call's; if Redis is out, once it
+/// is back, while the claim can still be there.
+async fn release_while(connection: SharedRedis, key: &ScopedKey, give_up: tokio::time::Instant) {
+    let redis_key = redis_key(key);
     let owned_prefix = format!("claim:{}:", key.owner);
-    let released: Result<u8, _> = RELEASE.key(redis_key(key)).arg(owned_prefix).invoke_async(&mut connection).await;
-    if let Err(error) = released {
-        tracing::warn!(%error, "could not release an idempotency key");
+    let step = move |mut connection: SharedRedis| {
+        let (redis_key, owned_prefix) = (redis_key.clone(), owned_prefix.clone());
+        async move { RELEASE.key(redis_key).arg(owned_prefix).invoke_async::<u8>(&mut connection).await }
+    };
+    match step(connection.clone()).await {
+        Err(error) if is_outage(&error) => once_back(connection, give_up, step, "release an idempotency key"),
+        Err(error) => tracing::warn!(%error, "could not release an idempotency key"),
+        Ok(_) => {}
     }
+}
+
+/// Deletes the claim if it is still this call's (once Redis is back, if it is out).
+pub(super) async fn release(connection: SharedRedis, key: &ScopedKey, claim_ttl: Duration) {
+    release_while(connection, key, tokio::time::Instant::now() + claim_ttl).await;
 }

@@ -159,6 +159,11 @@ impl RedisServer {
         }
     }
 
+    /// The process's connection to this server, as the service makes it.
+    pub async fn shared(&self) -> mtr_sso::redis_connection::SharedRedis {
+        shared_at(&self.url()).await
+    }
+
     /// A file of the server's certificates' directory (`ca.pem`, `password`).
     pub fn file(&self, name: &str) -> String {
         self.certs.join(name).to_str().expect("utf8").to_string()
@@ -206,6 +211,13 @@ impl RedisServer {
         assert!(output.status.success(), "redis-cli --rdb: {}", String::from_utf8_lossy(&output.stderr));
         std::fs::read(&path).expect("the dump")
     }
+}
+
+/// The service's connection to a plain Redis at `url`.
+pub async fn shared_at(url: &str) -> mtr_sso::redis_connection::SharedRedis {
+    use mtr_sso::redis_connection::{CONNECT_TIMEOUT, RedisSettings, connect};
+    let settings = RedisSettings::new(url.to_string(), None, None, None).expect("a Redis URL");
+    connect(&settings, CONNECT_TIMEOUT).await.expect("Redis is up")
 }
 
 fn spawn(args: &[String]) -> Child {
