@@ -213,3 +213,116 @@ async fn two_gateways_on_a_tls_cluster_make_one_vendor_call_for_concurrent_refre
         "figure: TLS cluster with a password, 2 gateways, 20 concurrent Refresh of one token: 20 OK, 1 vendor call"
     );
 }
+
+/// One OneTimeToken call on the default tenant: its reason ("" when OK) and how long it took.
+async fn token(mut client: SsoServiceClient<tonic::transport::Channel>, n: usize) -> (String, Duration) {
+    let request = IssueOneTimeTokenRequest { email: format!("user{n}@example.com"), ..Default::default() };
+    let sent = Instant::now();
+    let answer = client.issue_one_time_token(common::with_deadline(request, Duration::from_secs(5))).await;
+    let reason = match answer {
+        Ok(_) => String::new(),
+        Err(status) => {
+            assert_ne!(status.code(), Code::DeadlineExceeded, "no call waits for its deadline");
+            reason(&status)
+        }
+    };
+    (reason, sent.elapsed())
+}
+
+#[tokio::test]
+async fn a_cluster_node_frozen_under_load_hangs_no_call_and_service_returns_once_the_cluster_is_ok() {
+    const QUOTA: usize = 20;
+    let cluster = RedisCluster::start(Mode::Plain);
+    let upstream = MockServer::start().await;
+    Mock::given(path("/v1/one-time-token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"token": "t"})))
+        .mount(&upstream)
+        .await;
+    Mock::given(path("/v1/accounts"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"uuid": "acc", "oneTimeToken": "o"})))
+        .mount(&upstream)
+        .await;
+    // Creates go to a tenant of their own, with its own quota.
+    let uri = upstream.uri();
+    let signup = format!(
+        "api_key = \"k\"\n\n[tenants.signup]\nbroker_api_url = \"{uri}\"\nplatform_url = \"{uri}\"\napi_key = \"k2\"\n"
+    );
+    let tenants = tenants_file("failover", &uri, &signup);
+    let quota = QUOTA.to_string();
+    let flags = ["--upstream-quota-per-minute", &quota, "--email-limit-per-minute", "0", "--replicas", "2"];
+    let metrics_addr = format!("127.0.0.1:{}", redis_server::free_port());
+    let first_flags: Vec<&str> = flags.iter().copied().chain(["--metrics-addr", &metrics_addr]).collect();
+    let first = common::replica(&tenants, &cluster.gateway_args(), &first_flags);
+    let second = common::replica(&tenants, &cluster.gateway_args(), &flags);
+    let clients = [
+        SsoServiceClient::new(common::channel(first.grpc_addr()).await),
+        SsoServiceClient::new(common::channel(second.grpc_addr()).await),
+    ];
+    for n in 0..4 {
+        assert_eq!(token(clients[n % 2].clone(), n).await.0, "");
+    }
+    // The cluster marks the frozen primary failed after its node timeout (2 s)
+    // and, with no replica to promote, stops serving: CLUSTERDOWN.
+    cluster.nodes[1].freeze();
+    let frozen = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut n = 4;
+    while frozen.elapsed() < Duration::from_secs(5) {
+        let (reason, took) = token(clients[n % 2].clone(), n).await;
+        assert!(reason.is_empty() || reason == "UPSTREAM_QUOTA_EXHAUSTED", "{reason}");
+        slowest = slowest.max(took);
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let create = |key: &str| {
+        let request = mtr_sso::proto::CreateAccountRequest {
+            tenant: "signup".into(),
+            idempotency_key: key.into(),
+            ..common::new_account("ada@example.com")
+        };
+        common::with_deadline(request, Duration::from_secs(5))
+    };
+    let sent = Instant::now();
+    let status =
+        clients[0].clone().create_account(create("during")).await.expect_err("refused while the cluster is down");
+    assert_eq!(reason(&status), "IDEMPOTENCY_STORE_UNAVAILABLE");
+    assert!(sent.elapsed() < Duration::from_secs(1));
+    cluster.nodes[1].thaw();
+    let thawed = Instant::now();
+    let deadline = thawed + Duration::from_secs(20);
+    while !cluster.nodes.iter().all(|node| node.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok")) {
+        assert!(Instant::now() < deadline, "the cluster did not recover");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ok_again = Instant::now();
+    let recovered = loop {
+        if clients[1].clone().create_account(create("during")).await.is_ok() {
+            break ok_again.elapsed();
+        }
+        assert!(ok_again.elapsed() < Duration::from_secs(3), "service did not return");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let received = upstream.received_requests().await.expect("recorded");
+    let tokens = received.iter().filter(|request| request.url.path() == "/v1/one-time-token").count();
+    let creations = received.iter().filter(|request| request.url.path() == "/v1/accounts").count();
+    assert_eq!(creations, 1, "the create refused during the outage ran once, after it");
+    assert!(tokens <= QUOTA, "{tokens} calls reached the vendor for a quota of {QUOTA}");
+    assert!(slowest < Duration::from_secs(1), "the slowest call took {slowest:?}");
+    assert!(recovered < Duration::from_secs(1), "service returned {recovered:?} after the cluster was ok");
+    // One outage, one return: the probe waits for the whole cluster, not the first node that answers.
+    first.wait_for("Redis is out");
+    first.wait_for("Redis is back");
+    second.wait_for("Redis is back");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let metrics =
+        reqwest::get(format!("http://{metrics_addr}/metrics")).await.expect("scrape").text().await.expect("text");
+    assert!(metrics.contains("mtr_sso_redis_outages_total{topology=\"cluster\"} 1\n"), "{metrics}");
+    assert!(metrics.contains("mtr_sso_redis_up{topology=\"cluster\"} 1\n"), "{metrics}");
+    eprintln!(
+        "figure: cluster primary frozen 5 s under {} calls on 2 gateways: slowest call {slowest:?}, vendor saw {tokens} \
+         (quota {QUOTA}); idempotent create refused, then 1 creation; service back {recovered:?} after cluster_state:ok \
+         ({:?} after the node was thawed)",
+        n - 4,
+        ok_again - thawed
+    );
+}

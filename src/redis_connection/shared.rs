@@ -196,20 +196,27 @@ impl Health {
         }
     }
 
-    /// Pings until Redis answers, then marks it back.
+    /// Pings until Redis answers (a cluster: until it serves every slot), then marks it back.
     async fn probe(self: Arc<Self>) {
         loop {
             tokio::time::sleep(PROBE_INTERVAL).await;
             let mut link = self.link.clone();
-            let ping = redis::cmd("PING");
+            // A cluster is back when a node says it serves every slot again:
+            // a PING answered by a healthy shard says nothing about the others.
             let answered = tokio::time::timeout(self.command_timeout, async {
                 match &mut link {
-                    Link::Single(connection) => connection.req_packed_command(&ping).await,
-                    Link::Cluster(connection) => connection.req_packed_command(&ping).await,
+                    Link::Single(connection) => {
+                        redis::cmd("PING").query_async::<String>(connection).await.map(|_| true)
+                    }
+                    Link::Cluster(connection) => redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query_async::<String>(connection)
+                        .await
+                        .map(|info| info.contains("cluster_state:ok")),
                 }
             })
             .await;
-            if matches!(answered, Ok(Ok(_))) {
+            if matches!(answered, Ok(Ok(true))) {
                 break;
             }
         }
