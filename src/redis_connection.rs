@@ -228,8 +228,10 @@ pub async fn connect(settings: &RedisSettings, timeout: Duration) -> Result<Shar
         }
         // Reconnecting quickly: after an outage, the first call must not wait
         // out a long backoff (the health probe decides when Redis is back).
+        // A reconnect may take a TLS handshake: at least 500 ms, at most the start's timeout.
+        let reconnect_timeout = settings.command_timeout.max(Duration::from_millis(500)).min(timeout);
         let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout.min(settings.command_timeout.max(Duration::from_millis(500)))))
+            .set_connection_timeout(Some(reconnect_timeout))
             .set_response_timeout(Some(settings.command_timeout))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(100));

@@ -220,16 +220,17 @@ impl Health {
                 break;
             }
         }
-        let outage = self.down_since.lock().unwrap_or_else(PoisonError::into_inner).take();
-        let lasted =
-            outage.map(|since| humantime::format_duration(Duration::from_millis(since.elapsed().as_millis() as u64)));
+        let since = self.down_since.lock().unwrap_or_else(PoisonError::into_inner).take();
+        // Whole milliseconds: the log line says "10s 213ms", not nanoseconds.
+        let lasted = since.map_or(0, |since| u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX));
         *self.back_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         self.probing.store(false, Ordering::Release);
         self.up.store(true, Ordering::Release);
         if let Some((up, _)) = self.series.get() {
             up.set(1);
         }
-        tracing::info!(outage = %lasted.map(|d| d.to_string()).unwrap_or_default(), "Redis is back: shared state is in use again");
+        let lasted = humantime::format_duration(Duration::from_millis(lasted));
+        tracing::info!(outage = %lasted, "Redis is back: shared state is in use again");
     }
 }
 
