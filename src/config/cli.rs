@@ -331,6 +331,10 @@ impl Cli {
             None => None,
         };
         let command_timeout = positive_setting("--redis-command-timeout", self.redis_command_timeout)?;
+        // A Redis command that may take an RPC's whole time bounds nothing.
+        if command_timeout >= self.upstream_timeout {
+            return Err(invalid("--redis-command-timeout", "must be shorter than --upstream-timeout"));
+        }
         RedisSettings::new(url, ca_pem, self.redis_username.clone(), password)
             .map(|settings| settings.with_command_timeout(command_timeout).with_replicas(self.replicas))
             .map(Some)
