@@ -218,4 +218,17 @@ mod tests {
         assert_eq!(at_once(&mut logs, "k", 3, start + secs(10)), Decision::Refused { retry_after: secs(58) });
         assert_eq!(logs.held("k"), Some(3));
     }
+
+    #[test]
+    fn slots_taken_elsewhere_count_against_the_share_in_order_and_only_the_newest_are_kept() {
+        let mut logs = Logs::default();
+        let start = Instant::now();
+        for s in [3, 1, 2] {
+            logs.record("k", 2, HOLD, start + secs(s), start + secs(3));
+        }
+        assert_eq!(logs.held("k"), Some(2), "the newest two of three");
+        // The slots of 2 s and 3 s free at 63 s and 64 s.
+        assert_eq!(at_once(&mut logs, "k", 2, start + secs(10)), Decision::Refused { retry_after: secs(53) });
+        assert!(matches!(at_once(&mut logs, "k", 2, start + secs(63)), Decision::Admitted { left: 0, .. }));
+    }
 }
