@@ -7,8 +7,8 @@ use secrecy::SecretString;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use super::{
-    ConfigError, ConnectionLimits, DEFAULT_MAX_IN_FLIGHT, HttpSettings, LogFormat, ResilienceSettings, SandboxOptions,
-    Settings, Upstream, audit::AuditOptions, callers::CallerFiles, invalid, shared_state, tenants_file,
+    ConfigError, ConnectionLimits, DEFAULT_MAX_IN_FLIGHT, HttpSettings, LogFormat, Mode, Proxies, ResilienceSettings,
+    SandboxOptions, Settings, Upstream, audit::AuditOptions, callers::CallerFiles, invalid, shared_state, tenants_file,
 };
 use crate::{
     quota::Limits,
@@ -212,7 +212,7 @@ impl Cli {
             connect_timeout: positive_setting("--connect-timeout", self.connect_timeout)?,
             upstream_timeout: positive_setting("--upstream-timeout", self.upstream_timeout)?,
             // The in-process sandbox is reached directly, whatever proxy the environment names.
-            proxies_from_environment: !self.sandbox,
+            proxies: if self.sandbox { Proxies::None } else { Proxies::FromEnvironment },
         };
         if http::HeaderValue::from_str(&http.user_agent).is_err() || http.user_agent.is_empty() {
             return Err(invalid("--user-agent", "must be a non-empty, printable header value"));
@@ -247,8 +247,11 @@ impl Cli {
             tls,
             callers,
             health_listen: self.health_listen,
-            check_only: self.check_config,
-            check_upstream: self.check_upstream,
+            mode: match (self.check_upstream, self.check_config) {
+                (true, _) => Mode::CheckUpstream,
+                (false, true) => Mode::CheckConfig,
+                (false, false) => Mode::Serve,
+            },
             listen: self.listen.unwrap_or(SocketAddr::from((default_host, 50051))),
             worker_threads: at_least_one("--worker-threads", self.worker_threads)?,
             max_in_flight: at_least_one("--max-in-flight", self.max_in_flight)?,

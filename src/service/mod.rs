@@ -13,10 +13,7 @@ mod one_time_token;
 mod refresh;
 mod refresh_reuse;
 pub mod replies;
-mod tenants;
 mod throttle;
-
-pub use tenants::{Tenant, Tenants};
 
 use std::{future::Future, sync::Arc, time::Duration};
 use tokio::sync::Semaphore;
@@ -33,7 +30,7 @@ use crate::{
     quota::{Limits, SlidingWindows},
     reuse_store::ReuseStore,
     trace_context,
-    upstream::UpstreamError,
+    upstream::{Tenant, Tenants, UpstreamError},
 };
 
 /// The gRPC service. Cloning shares everything.

@@ -10,7 +10,7 @@
 use std::{sync::Arc, time::Duration};
 use time::OffsetDateTime;
 
-use super::{SsoGateway, Tenant, envelope::Call, replies, upstream_failure};
+use super::{SsoGateway, envelope::Call, replies, upstream_failure};
 use crate::{
     audit::{self, Obtained},
     convert,
@@ -18,7 +18,7 @@ use crate::{
     error::SsoError,
     proto,
     single_flight::{Role, SingleFlight},
-    upstream::{Endpoint, IssuedToken, UpstreamError, UpstreamFault},
+    upstream::{Endpoint, IssuedToken, Tenant, UpstreamError, UpstreamFault},
 };
 
 /// What identifies a request for a link: tenant, lower-cased email, validity.

@@ -16,7 +16,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use std::{sync::Arc, time::Duration};
 use time::OffsetDateTime;
 
-use super::{SsoGateway, Tenant, replies, upstream_failure};
+use super::{SsoGateway, replies, upstream_failure};
 use crate::{
     audit::{self, Obtained},
     deadline::Deadline,
@@ -24,7 +24,7 @@ use crate::{
     proto,
     reuse_store::{Claim, ClaimTicket, ReuseStore, SealingKeys},
     single_flight::{Role, SingleFlight},
-    upstream::{Endpoint, UpstreamError, UpstreamFault},
+    upstream::{Endpoint, Tenant, UpstreamError, UpstreamFault},
 };
 
 /// How often a replica waiting for another's result looks for it.
