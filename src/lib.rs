@@ -15,10 +15,10 @@
 //! | [`tenant`] | one tenant's settings, declared once for flags and the tenants file |
 //! | [`auth`] | who a caller is (certificate or token) and what the policy lets it do |
 //! | [`redis_connection`] | the one Redis connection: TLS, credentials, a check that names what is wrong |
-//! | [`single_flight`] | concurrent callers asking for the same thing share one run of the work |
 //! | [`quota`] | the limits shared by replicas (sliding logs): the vendor's quota, per caller, per email |
 //! | [`reuse_store`] | refresh results kept for the reuse window, sealed with keys only the refresh token yields |
 //! | [`deadline`], [`trace_context`] | an RPC's deadline and its W3C trace context |
+//! | [`single_flight`] | concurrent callers asking for the same thing share one run of the work, in the span and trace of the one that started it |
 //! | [`json_log`], [`idempotency`] | the JSON log line; remembered CreateAccount outcomes |
 //! | [`config`] | the command line, the tenants file and the caller files, checked into `Settings` and its `Mode` |
 //! | [`sandbox`] | the built-in emulation of the vendor (feature `sandbox`) |

@@ -63,11 +63,7 @@ impl SsoGateway {
         let key = (tenant.settings.name.clone(), email.to_lowercase(), validity);
         let work = {
             let tenant = tenant.clone();
-            move || {
-                super::in_this_trace(async move {
-                    tenant.broker.issue_one_time_token(&email, validity, deadline).await.map(Arc::new)
-                })
-            }
+            move || async move { tenant.broker.issue_one_time_token(&email, validity, deadline).await.map(Arc::new) }
         };
         let Some((issued, role)) = self.link_flights.run(key, deadline.instant(), work).await else {
             let gave_up = UpstreamError::new(Endpoint::IssueOneTimeToken, None, UpstreamFault::Timeout);
