@@ -94,7 +94,8 @@ impl Default for ConnectionLimits {
 pub struct SandboxOptions {
     /// Where its HTTP server listens; port 0 picks a free one.
     pub addr: SocketAddr,
-    /// Requests per minute per API key and per platform; 0 switches the limit off.
+    /// Requests per minute per API key and per platform, 500 as the vendor's
+    /// by default; 0 switches the limit off.
     pub rate_limit_per_minute: u32,
     /// Latency added to every answer.
     pub latency: Duration,
