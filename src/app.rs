@@ -1,8 +1,10 @@
 //! Wires settings into a running service in two steps. [`App::build`] starts
-//! the upstream (real tenants or the built-in sandbox), the shared HTTP client
-//! and the stores, and binds every listener, so the bound addresses are known
-//! before anything is served; [`App::run`] serves until shutdown. `main` and
-//! the tests take the same path.
+//! the stores and the upstream ([`Upstreams::start`]: real tenants or the
+//! built-in sandbox) and binds every listener, so the bound addresses are
+//! known before anything is served; [`App::run`] serves until shutdown. `main`
+//! and the tests take the same path. The two check modes live here too:
+//! [`check_config`] and [`check_upstream`], which starts the upstream the
+//! same way and hands its clients to the preflight.
 
 use anyhow::Context as _;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -76,6 +78,7 @@ impl App {
             settings.resilience,
         );
         let upstreams = Upstreams::start(&settings, gates).await?;
+        #[cfg(feature = "sandbox")]
         let in_sandbox = upstreams.in_sandbox();
         let tenants = upstreams.tenants;
         let (tenant_names, default_tenant) = (tenants.names(), tenants.default_name().to_string());
