@@ -224,7 +224,7 @@ impl SsoGateway {
         self.tenants.get(name).ok_or_else(|| {
             let names = self.tenants.names();
             let known: Vec<&str> = names.iter().map(String::as_str).filter(|name| may_know(name)).collect();
-            SsoError::unknown_tenant(Some(&known))
+            SsoError::unknown_tenant(&known)
         })
     }
 }
