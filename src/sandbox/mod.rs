@@ -17,11 +17,13 @@ mod email;
 mod faults;
 mod platform;
 mod rate_limit;
+mod request_log;
 mod session_token;
 pub mod state;
 
 pub use arrivals::{Arrival, KEPT_PER_API};
 pub use faults::{BAD_REQUEST_TITLE, FaultKind, Switches};
+pub use request_log::{KEPT_REQUESTS, LoggedRequest};
 
 use axum::{Json, Router, extract::State as AxumState, routing::get};
 use secrecy::SecretString;
@@ -71,6 +73,7 @@ pub(crate) struct Shared {
     pub(crate) arrivals: Mutex<arrivals::Arrivals>,
     pub(crate) switches: Mutex<Switches>,
     pub(crate) stats: Mutex<Stats>,
+    pub(crate) requests: Mutex<request_log::RequestLog>,
 }
 
 /// A lock that survives a panicked holder: the sandbox state stays usable.
@@ -118,6 +121,7 @@ impl Sandbox {
                 ..Switches::default()
             }),
             stats: Mutex::new(Stats::new()),
+            requests: Mutex::new(request_log::RequestLog::new()),
         });
         let app = router(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -164,6 +168,7 @@ impl Sandbox {
                 access_right: None,
             }),
             v2_account_details: Default::default(),
+            lookup_before_create: false,
             broker_api_url,
             api_key: SecretString::from(key),
             auth_scheme: generation.default_auth_scheme(),

@@ -9,12 +9,14 @@ mod creation_lookup;
 mod envelope;
 mod idempotent;
 mod login;
+mod lookup_before_create;
 mod one_time_token;
 mod refresh;
 mod refresh_reuse;
 pub mod replies;
 mod tenants;
 mod throttle;
+mod trading_account_once;
 
 pub use tenants::{Tenant, Tenants};
 

@@ -163,6 +163,8 @@ pub struct TenantSettings {
     pub trading_account: Option<TradingAccountDefaults>,
     /// v2 only: how much of the profile goes into `accountDetails` (`names` elsewhere).
     pub v2_account_details: V2AccountDetails,
+    /// Look the email up before every create; a taken one is refused without a create.
+    pub lookup_before_create: bool,
     pub broker_api_url: Url,
     pub api_key: SecretString,
     pub auth_scheme: AuthScheme,

@@ -76,6 +76,7 @@ impl TenantOptions {
             generation,
             trading_account,
             v2_account_details: self.v2_account_details.unwrap_or_default(),
+            lookup_before_create: self.lookup_before_create.unwrap_or(false),
             broker_api_url,
             api_key: SecretString::from(api_key),
             auth_scheme: self.auth_scheme.unwrap_or(generation.default_auth_scheme()),

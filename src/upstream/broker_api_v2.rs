@@ -182,7 +182,7 @@ fn looked_up(email: &str, answer: &Answer) -> Lookup {
 }
 
 /// The `Date` header, as HTTP dates are written (RFC 2822's shape, `GMT`).
-fn http_date(headers: &http::HeaderMap) -> Option<OffsetDateTime> {
+pub(super) fn http_date(headers: &http::HeaderMap) -> Option<OffsetDateTime> {
     let value = headers.get(http::header::DATE)?.to_str().ok()?;
     OffsetDateTime::parse(value.trim(), &Rfc2822).ok()
 }

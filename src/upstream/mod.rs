@@ -26,7 +26,7 @@ pub use error::{Endpoint, UpstreamError, UpstreamFault};
 pub use gate::GateContext;
 pub use http_client::{HttpClient, HttpClientError, Outgoing, Proxies, install_crypto_provider};
 pub use platform_api::{PlatformApi, PlatformDetails, PlatformSession, TradingAccountInfo};
-pub use trading_accounts_v2::ListedTradingAccount;
+pub use trading_accounts_v2::{ListedTradingAccount, TradingAccountList};
 
 /// The sections of the Broker-API create-account form.
 pub mod broker_api_form {

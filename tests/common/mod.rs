@@ -74,6 +74,7 @@ pub fn tenant(name: &str, base: &str) -> TenantSettings {
         generation: Generation::V1,
         trading_account: None,
         v2_account_details: Default::default(),
+        lookup_before_create: false,
         broker_api_url: url.clone(),
         api_key: SecretString::from(API_KEY),
         auth_scheme: AuthScheme::Raw,
