@@ -43,8 +43,7 @@ fn count(sandbox: &Sandbox, endpoint: &str) -> u64 {
 async fn a_withheld_trading_account_answer_is_settled_by_the_list_with_one_creation() {
     let (sandbox, mut gateway) = v2_tenant().await;
     withhold_trading_account(&sandbox, FaultKind::HangAfterProcessing);
-    let response =
-        gateway.client.create_account(v2_request("withheld@example.com")).await.expect("OK").into_inner();
+    let response = gateway.client.create_account(v2_request("withheld@example.com")).await.expect("OK").into_inner();
     assert!(response.trading_account_error.is_none(), "{:?}", response.trading_account_error);
     let opened = response.trading_account.expect("the trading account the list proved");
     assert_eq!(opened.group, DEMO_GROUP);

@@ -120,12 +120,8 @@ mod tests {
 
     #[test]
     fn requests_overlap_only_while_both_are_in_flight() {
-        let at = |arrived_us, answered_us| LoggedRequest {
-            method: "GET".into(),
-            path: "/".into(),
-            arrived_us,
-            answered_us,
-        };
+        let at =
+            |arrived_us, answered_us| LoggedRequest { method: "GET".into(), path: "/".into(), arrived_us, answered_us };
         assert!(at(0, Some(100)).overlaps(&at(50, Some(150))));
         assert!(!at(0, Some(100)).overlaps(&at(100, Some(200))));
         assert!(at(0, None).overlaps(&at(500, Some(600))), "an unanswered request is still in flight");

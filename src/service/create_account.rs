@@ -14,8 +14,7 @@ use super::{
     creation_lookup::{CreateRequest, Created, create_deadline, created_or_looked_up},
     envelope::Call,
     idempotent::{recordable, replay, request_fingerprint},
-    lookup_before_create,
-    replies,
+    lookup_before_create, replies,
     throttle::EmailLimit,
 };
 use crate::{

@@ -26,9 +26,7 @@ use crate::{
     deadline::Deadline,
     error::CreationLookup,
     proto,
-    upstream::{
-        Endpoint, ListedTradingAccount, NewTradingAccount, OpenedTradingAccount, UpstreamError, UpstreamFault,
-    },
+    upstream::{Endpoint, ListedTradingAccount, NewTradingAccount, OpenedTradingAccount, UpstreamError, UpstreamFault},
 };
 
 /// The `trading_account_error` reason of an open whose outcome stays unknown.
@@ -122,7 +120,8 @@ pub(super) async fn open_trading_account_once(
         let fault = UpstreamFault::TradingAccountNotInTradingSystem;
         return TradingAccountOutcome::Failed(UpstreamError::new(Endpoint::TradingAccountsOfUser, None, fault));
     }
-    let account = OpenedTradingAccount { uuid: found.uuid.clone(), login: found.login.clone(), group: found.group.clone() };
+    let account =
+        OpenedTradingAccount { uuid: found.uuid.clone(), login: found.login.clone(), group: found.group.clone() };
     TradingAccountOutcome::Opened { account, resolved_by_lookup: true }
 }
 
@@ -155,12 +154,7 @@ mod tests {
     use super::*;
 
     fn account(uuid: &str, group: &str, created: Option<OffsetDateTime>) -> ListedTradingAccount {
-        ListedTradingAccount {
-            uuid: Some(uuid.into()),
-            group: Some(group.into()),
-            created,
-            ..Default::default()
-        }
+        ListedTradingAccount { uuid: Some(uuid.into()), group: Some(group.into()), created, ..Default::default() }
     }
 
     #[test]
@@ -172,11 +166,13 @@ mod tests {
         let new = account("new", "retail", Some(sent + Duration::from_millis(10)));
         let older = account("older", "retail", Some(sent - Duration::from_secs(5)));
         let other_group = account("other", "pro", Some(sent + Duration::from_millis(20)));
-        let judge = |listed: &[ListedTradingAccount]| {
-            this_requests(listed, "retail", Some(vendor_now), since_sent).map_uuid()
-        };
+        let judge =
+            |listed: &[ListedTradingAccount]| this_requests(listed, "retail", Some(vendor_now), since_sent).map_uuid();
         assert_eq!(judge(&[older.clone(), new.clone(), other_group.clone()]), Some("new".into()));
-        assert_eq!(this_requests(&[older.clone(), other_group.clone()], "retail", Some(vendor_now), since_sent), Listed::NoneAfterTheSend);
+        assert_eq!(
+            this_requests(&[older.clone(), other_group.clone()], "retail", Some(vendor_now), since_sent),
+            Listed::NoneAfterTheSend
+        );
         let twin = account("twin", "retail", Some(sent + Duration::from_millis(30)));
         assert_eq!(this_requests(&[new.clone(), twin], "retail", Some(vendor_now), since_sent), Listed::Several);
         assert_eq!(
@@ -207,7 +203,8 @@ mod tests {
         let error = TradingAccountOutcome::Unknown { lost, why: "the list failed" }.error().expect("an error");
         assert_eq!(error.reason, OUTCOME_UNKNOWN_REASON);
         assert!(error.message.contains("none was opened again"), "{}", error.message);
-        let opened = TradingAccountOutcome::Opened { account: OpenedTradingAccount::default(), resolved_by_lookup: true };
+        let opened =
+            TradingAccountOutcome::Opened { account: OpenedTradingAccount::default(), resolved_by_lookup: true };
         assert!(opened.error().is_none());
     }
 }
