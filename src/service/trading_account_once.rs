@@ -176,7 +176,7 @@ mod tests {
         let twin = account("twin", "retail", Some(sent + Duration::from_millis(30)));
         assert_eq!(this_requests(&[new.clone(), twin], "retail", Some(vendor_now), since_sent), Listed::Several);
         assert_eq!(
-            this_requests(&[new.clone()], "retail", None, since_sent),
+            this_requests(std::slice::from_ref(&new), "retail", None, since_sent),
             Listed::CannotJudge(CreationLookup::NoDate)
         );
         let undated = account("undated", "retail", None);
@@ -206,5 +206,17 @@ mod tests {
         let opened =
             TradingAccountOutcome::Opened { account: OpenedTradingAccount::default(), resolved_by_lookup: true };
         assert!(opened.error().is_none());
+    }
+
+    #[test]
+    fn the_reason_is_listed_where_callers_read_reasons() {
+        let documents = [
+            ("README", include_str!("../../README.md")),
+            ("docs/callers.md", include_str!("../../docs/callers.md")),
+            ("the proto", include_str!("../../proto/matchtrader/sso/v1/sso_service.proto")),
+        ];
+        for (name, text) in documents {
+            assert!(text.contains(&format!("`{OUTCOME_UNKNOWN_REASON}`")), "{name} lists {OUTCOME_UNKNOWN_REASON}");
+        }
     }
 }
