@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 
 use super::{
     Tenant,
-    creation_lookup::{CreationTime, LOOKUP_MINIMUM, create_deadline, judge_creation_time},
+    creation_lookup::{CreationTime, LOOKUP_MINIMUM, judge_creation_time},
 };
 use crate::{
     deadline::Deadline,
@@ -31,6 +31,9 @@ use crate::{
 
 /// The `trading_account_error` reason of an open whose outcome stays unknown.
 pub const OUTCOME_UNKNOWN_REASON: &str = "TRADING_ACCOUNT_OUTCOME_UNKNOWN";
+
+/// The part of its share that the open may take; the rest is the list's.
+const OPEN_SHARE: (u32, u32) = (2, 3);
 
 /// How opening the trading account ended.
 #[derive(Debug)]
@@ -82,8 +85,11 @@ pub(super) async fn open_trading_account_once(
     deadline: Deadline,
 ) -> TradingAccountOutcome {
     let sent_at = Instant::now();
-    // The open may take most of the share, and leaves the rest for the list.
-    let attempt = tenant.broker.open_trading_account(user_account_uuid, account, create_deadline(deadline)).await;
+    // The open may take two thirds of the share, and leaves a third for the
+    // list: no floor as for the user-account create, since this share is a
+    // part of the deadline already and an open cut short is settled by the list.
+    let open_deadline = Deadline::after(deadline.remaining() * OPEN_SHARE.0 / OPEN_SHARE.1);
+    let attempt = tenant.broker.open_trading_account(user_account_uuid, account, open_deadline).await;
     let lost = match attempt {
         Ok(account) => return TradingAccountOutcome::Opened { account, resolved_by_lookup: false },
         Err(error) if !error.may_have_been_processed() => return TradingAccountOutcome::Failed(error),
