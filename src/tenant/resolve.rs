@@ -209,4 +209,26 @@ mod tests {
             assert_eq!(refused.key, "v2_account_details");
         }
     }
+
+    #[test]
+    fn lookup_before_create_is_off_unless_given_and_taken_by_every_generation() {
+        for generation in [Generation::V1, Generation::V2, Generation::Crm] {
+            assert!(!options(generation, None).resolve("t").expect("resolves").lookup_before_create);
+            let on = TenantOptions { lookup_before_create: Some(true), ..options(generation, None) };
+            assert!(on.resolve("t").expect("resolves").lookup_before_create, "{generation:?}");
+        }
+    }
+
+    #[test]
+    fn lookup_before_create_is_a_flag_with_an_optional_value() {
+        use clap::{Args as _, FromArgMatches as _};
+        let parse = |args: &[&str]| {
+            let command = TenantOptions::augment_args(clap::Command::new("t").no_binary_name(true));
+            let matches = command.try_get_matches_from(args).expect("parses");
+            TenantOptions::from_arg_matches(&matches).expect("options").lookup_before_create
+        };
+        assert_eq!(parse(&[]), None);
+        assert_eq!(parse(&["--lookup-before-create"]), Some(true));
+        assert_eq!(parse(&["--lookup-before-create=false"]), Some(false));
+    }
 }
