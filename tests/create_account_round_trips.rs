@@ -135,6 +135,22 @@ async fn lookup_before_create_costs_a_fresh_email_one_more_round_trip() {
     assert_eq!(stats.get("create_user_account"), Some(&1));
 }
 
+#[tokio::test]
+async fn lookup_before_create_sends_no_create_when_the_lookup_fails_and_goes_on_after_a_400() {
+    use mtr_sso::sandbox::FaultKind;
+    let (sandbox, mut gateway) = slow_vendor(|tenant| tenant.lookup_before_create = true).await;
+    let on_lookup = |fault| Switches { fault, fault_path_contains: "/email/".into(), ..Switches::default() };
+    sandbox.set_switches(on_lookup(FaultKind::ServerError));
+    let failed = gateway.client.create_account(request("v2", "unsure@example.com", false)).await.expect_err("no check");
+    assert_eq!(reason(&failed), "UPSTREAM_UNAVAILABLE", "{failed:?}");
+    assert_eq!(sandbox.stats().get("create_user_account"), None, "a create without the check is never sent");
+    // A lookup that dislikes the address says nothing about an account: the create checks it itself.
+    sandbox.set_switches(on_lookup(FaultKind::BadRequest));
+    let created = gateway.client.create_account(request("v2", "disliked@example.com", false)).await.expect("OK");
+    assert!(created.into_inner().login_link.is_some());
+    assert_eq!(sandbox.stats().get("create_user_account"), Some(&1));
+}
+
 /// p50 of `runs` samples of `call`.
 async fn p50<F: std::future::Future<Output = ()>>(runs: usize, mut call: impl FnMut(usize) -> F) -> Duration {
     let mut samples = Vec::with_capacity(runs);
