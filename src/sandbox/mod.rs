@@ -7,7 +7,9 @@
 //!
 //! Control endpoints for tests and benchmarks in any language:
 //! `GET|PUT /_sandbox/switches`, `GET /_sandbox/stats` and
-//! `GET /_sandbox/arrivals` (when each rate-limited request arrived).
+//! `GET /_sandbox/arrivals` (when each rate-limited request arrived). Rust
+//! tests also read every vendor request in order, with when it arrived and
+//! was answered ([`Sandbox::requests`]).
 
 mod arrivals;
 mod broker;
