@@ -84,6 +84,8 @@ impl App {
         let (windows, idempotency, reuse_store) = match &settings.redis {
             Some(redis) => {
                 let connection = redis_connection::connect(redis, redis_connection::CONNECT_TIMEOUT).await?;
+                let (up, outages) = metrics.redis_series(if redis.is_cluster() { "cluster" } else { "single" });
+                connection.report_to(up, outages);
                 tracing::info!(redis = %redis.endpoint(), tls = redis.is_tls(), "limits, idempotency keys and refresh results shared through Redis");
                 (
                     SlidingWindows::redis(connection.clone()),

@@ -14,7 +14,7 @@
 //! | [`sealing`] | keys a caller's secret yields: a lookup name, an AEAD seal, a keyed fingerprint |
 //! | [`tenant`] | one tenant's settings, declared once for flags and the tenants file |
 //! | [`auth`] | who a caller is (certificate or token) and what the policy lets it do |
-//! | [`redis_connection`] | the one Redis connection: TLS, credentials, a check that names what is wrong |
+//! | [`redis_connection`] | the one Redis connection (one endpoint or a cluster): TLS, credentials, a check that names what is wrong, a timeout per command, and whether Redis is out |
 //! | [`single_flight`] | concurrent callers asking for the same thing share one run of the work |
 //! | [`quota`] | the limits shared by replicas (sliding logs): the vendor's quota, per caller, per email |
 //! | [`reuse_store`] | refresh results kept for the reuse window, sealed with keys only the refresh token yields |

@@ -89,7 +89,7 @@ pub struct Cli {
     #[arg(long, env = "MTR_SSO_IDEMPOTENCY_WINDOW", default_value = "1h", value_parser = parse_duration)]
     pub idempotency_window: Duration,
     /// Redis URL (e.g. `redis://redis:6379`) to share limits and idempotency keys across replicas;
-    /// in memory when unset.
+    /// `redis+cluster://` or `rediss+cluster://` for a Redis Cluster (any one node); in memory when unset.
     #[arg(long, env = "MTR_SSO_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// CA certificate (PEM) of the Redis server's certificate, for `rediss://`; the system trust store when unset.
@@ -101,6 +101,15 @@ pub struct Cli {
     /// Redis ACL user the password belongs to; the default user when unset.
     #[arg(long, env = "MTR_SSO_REDIS_USERNAME")]
     pub redis_username: Option<String>,
+    /// How long one Redis command may take; past it, Redis counts as out until it answers again
+    /// (see RELIABILITY.md for what each guarantee does meanwhile).
+    #[arg(long, env = "MTR_SSO_REDIS_COMMAND_TIMEOUT", default_value = "250ms", value_parser = parse_duration)]
+    pub redis_command_timeout: Duration,
+    /// How many replicas share Redis (the autoscaler's maximum): while Redis is out, each
+    /// replica's own guards allow each per-minute limit divided by this.
+    #[arg(long, env = "MTR_SSO_REPLICAS", default_value_t = crate::redis_connection::DEFAULT_REPLICAS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub replicas: u32,
     /// Refuse to start without --redis-url: every replica must share the quota, the idempotency
     /// keys and the refresh results.
     #[arg(long, env = "MTR_SSO_REQUIRE_SHARED_STATE")]
@@ -321,7 +330,13 @@ impl Cli {
             }
             None => None,
         };
+        let command_timeout = positive_setting("--redis-command-timeout", self.redis_command_timeout)?;
+        // A Redis command that may take an RPC's whole time bounds nothing.
+        if command_timeout >= self.upstream_timeout {
+            return Err(invalid("--redis-command-timeout", "must be shorter than --upstream-timeout"));
+        }
         RedisSettings::new(url, ca_pem, self.redis_username.clone(), password)
+            .map(|settings| settings.with_command_timeout(command_timeout).with_replicas(self.replicas))
             .map(Some)
             .map_err(|refused| invalid(refused.setting, refused.problem))
     }

@@ -12,8 +12,8 @@ pub use endpoint::{bind, serve};
 pub use labels::{Protocol, code_name};
 
 use labels::{
-    ApiLabels, AuditEventLabels, AuditLossLabels, BuildLabels, HandledLabels, ReasonLabels, RpcLabels, SavedCallLabels,
-    UpstreamLabels, UpstreamLatencyLabels,
+    ApiLabels, AuditEventLabels, AuditLossLabels, BuildLabels, HandledLabels, ReasonLabels, RedisLabels, RpcLabels,
+    SavedCallLabels, UpstreamLabels, UpstreamLatencyLabels,
 };
 
 use prometheus_client::{
@@ -54,6 +54,8 @@ pub struct Metrics {
     quota_wait_seconds: Family<ApiLabels, Histogram>,
     audit_events: Family<AuditEventLabels, Counter>,
     audit_events_lost: Family<AuditLossLabels, Counter>,
+    redis_up: Family<RedisLabels, Gauge>,
+    redis_outages: Family<RedisLabels, Counter>,
     /// The series of each method and protocol seen so far (see [`MethodSeries`]).
     methods: RwLock<Vec<((&'static str, Protocol), MethodSeries)>>,
 }
@@ -172,6 +174,15 @@ impl Metrics {
             "Audit events not written: `queue_full` (the writer fell behind) or `write_failed` (the file or stdout refused them)",
             audit_events_lost.clone(),
         );
+        // Series appear only once a Redis is configured: no Redis is not an outage.
+        let redis_up = Family::<RedisLabels, Gauge>::default();
+        registry.register("mtr_sso_redis_up", "1 while Redis answers, 0 while it is out", redis_up.clone());
+        let redis_outages = Family::<RedisLabels, Counter>::default();
+        registry.register(
+            "mtr_sso_redis_outages",
+            "Times Redis went out (a command found it unreachable); each ends when it answers again",
+            redis_outages.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("mtr_sso_build_info", "Build information; always 1", build_info);
@@ -192,6 +203,8 @@ impl Metrics {
             quota_wait_seconds,
             audit_events,
             audit_events_lost,
+            redis_up,
+            redis_outages,
             methods: RwLock::new(Vec::new()),
         }
     }
@@ -341,6 +354,12 @@ impl Metrics {
     }
 
     /// An audit event was lost: `cause` is `queue_full` or `write_failed`.
+    /// The gauge and the outage counter of the Redis in use (`single` or `cluster`).
+    pub fn redis_series(&self, topology: &'static str) -> (Gauge, Counter) {
+        let labels = RedisLabels { topology };
+        (self.redis_up.get_or_create(&labels).clone(), self.redis_outages.get_or_create(&labels).clone())
+    }
+
     pub fn audit_event_lost(&self, cause: &'static str) {
         self.audit_events_lost.get_or_create(&AuditLossLabels { cause }).inc();
     }
