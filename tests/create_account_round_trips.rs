@@ -171,13 +171,13 @@ async fn p50<F: std::future::Future<Output = ()>>(runs: usize, mut call: impl Fn
 async fn figures_create_account_p50_side_by_side_with_the_sequential_order() {
     use mtr_sso::{
         deadline::Deadline,
-        upstream::{AccountDetails, BrokerApi, GateContext, HttpClient, NewTradingAccount, PlatformApi, Proxies},
+        upstream::{AccountDetails, BrokerApi, GateContext, HttpClient, NewTradingAccount, PlatformApi},
     };
     use secrecy::SecretString;
     const RUNS: usize = 15;
     let (sandbox, gateway) = slow_vendor(|_| {}).await;
     let settings = sandbox.tenant_settings_for("v2", Generation::V2);
-    let http = HttpClient::new(&common::http_settings(Duration::from_secs(5)), Proxies::None).expect("client");
+    let http = HttpClient::new(&common::http_settings(Duration::from_secs(5))).expect("client");
     let gates = || GateContext::unlimited(std::sync::Arc::new(mtr_sso::metrics::Metrics::new()));
     let broker = BrokerApi::new(http.clone(), &settings, gates()).expect("broker api");
     let platform = PlatformApi::new(http, &settings, gates()).expect("platform api");

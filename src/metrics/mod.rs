@@ -29,7 +29,7 @@ use std::{
 use tonic::Code;
 
 /// The gRPC service name used as `grpc_service`.
-const SERVICE: &str = "matchtrader.sso.v1.SsoService";
+const SERVICE: &str = crate::proto::SERVICE_NAME;
 
 /// Latency buckets from 100 µs to 10 s: the gateway's own overhead sits at
 /// the bottom, slow vendor calls at the top.

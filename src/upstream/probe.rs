@@ -13,12 +13,12 @@ use std::sync::Arc;
 use url::Url;
 
 use super::{
-    broker_api::{authorization, endpoint_url},
     error::{Endpoint, UpstreamError},
     exchange::exchange_any_status,
     gate::{GateContext, UpstreamGate},
-    http_client::{HttpClient, Outgoing},
+    http_client::HttpClient,
     json::Problem,
+    outgoing::{Outgoing, authorization, endpoint_url},
 };
 use crate::{deadline::Deadline, tenant::TenantSettings};
 
