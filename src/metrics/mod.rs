@@ -12,8 +12,8 @@ pub use endpoint::{bind, serve};
 pub use labels::{Protocol, code_name};
 
 use labels::{
-    ApiLabels, AuditEventLabels, AuditLossLabels, BuildLabels, HandledLabels, ReasonLabels, RpcLabels, SavedCallLabels,
-    UpstreamLabels, UpstreamLatencyLabels,
+    ApiLabels, AuditEventLabels, AuditLossLabels, BuildLabels, HandledLabels, ReasonLabels, ReloadLabels, RpcLabels,
+    SavedCallLabels, UpstreamLabels, UpstreamLatencyLabels,
 };
 
 use prometheus_client::{
@@ -54,6 +54,9 @@ pub struct Metrics {
     quota_wait_seconds: Family<ApiLabels, Histogram>,
     audit_events: Family<AuditEventLabels, Counter>,
     audit_events_lost: Family<AuditLossLabels, Counter>,
+    reloads: Family<ReloadLabels, Counter>,
+    reload_failures: Family<ReloadLabels, Counter>,
+    reload_failing: Family<ReloadLabels, Gauge>,
     /// The series of each method and protocol seen so far (see [`MethodSeries`]).
     methods: RwLock<Vec<((&'static str, Protocol), MethodSeries)>>,
 }
@@ -172,6 +175,20 @@ impl Metrics {
             "Audit events not written: `queue_full` (the writer fell behind) or `write_failed` (the file or stdout refused them)",
             audit_events_lost.clone(),
         );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        registry.register("mtr_sso_reloads", "Changed files read again and applied, by source", reloads.clone());
+        let reload_failures = Family::<ReloadLabels, Counter>::default();
+        registry.register(
+            "mtr_sso_reload_failures",
+            "Changed files that could not be used (the previous version stays in force), by source",
+            reload_failures.clone(),
+        );
+        let reload_failing = Family::<ReloadLabels, Gauge>::default();
+        registry.register(
+            "mtr_sso_reload_failing",
+            "1 while a source's files, as they are now, cannot be used and the previous version is still in force",
+            reload_failing.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("mtr_sso_build_info", "Build information; always 1", build_info);
@@ -192,6 +209,9 @@ impl Metrics {
             quota_wait_seconds,
             audit_events,
             audit_events_lost,
+            reloads,
+            reload_failures,
+            reload_failing,
             methods: RwLock::new(Vec::new()),
         }
     }
@@ -343,6 +363,22 @@ impl Metrics {
     /// An audit event was lost: `cause` is `queue_full` or `write_failed`.
     pub fn audit_event_lost(&self, cause: &'static str) {
         self.audit_events_lost.get_or_create(&AuditLossLabels { cause }).inc();
+    }
+
+    /// `source` is watched: its series start at 0, so that the first failure
+    /// already shows as an increase.
+    pub fn reload_watched(&self, source: &str) {
+        let labels = ReloadLabels { source: source.to_string() };
+        let _ = self.reloads.get_or_create(&labels);
+        let _ = self.reload_failures.get_or_create(&labels);
+        self.reload_failing.get_or_create(&labels).set(0);
+    }
+
+    /// `source`'s changed files were applied (`ok`) or refused.
+    pub fn reloaded(&self, source: &str, ok: bool) {
+        let labels = ReloadLabels { source: source.to_string() };
+        if ok { &self.reloads } else { &self.reload_failures }.get_or_create(&labels).inc();
+        self.reload_failing.get_or_create(&labels).set(i64::from(!ok));
     }
 
     /// The metrics in the OpenMetrics text format Prometheus scrapes.

@@ -13,16 +13,14 @@ use time::OffsetDateTime;
 use url::Url;
 
 use super::{
+    authorization::Authorization,
     error::{Endpoint, UpstreamError, UpstreamFault},
     exchange::{Answer, exchange},
     gate::{GateContext, UpstreamGate},
     http_client::{HttpClient, Outgoing},
     json,
 };
-use crate::{
-    deadline::Deadline,
-    tenant::{AuthScheme, TenantSettings},
-};
+use crate::{deadline::Deadline, tenant::TenantSettings};
 
 /// A validated account to create: the body of `POST /v1/accounts`.
 /// Every optional field is `None` rather than empty, so the body never carries
@@ -231,9 +229,8 @@ pub struct BrokerApi {
     pub(super) create_account_url: Url,
     one_time_token_url: Url,
     pub(super) v2: super::broker_api_v2::V2Paths,
-    /// The `Authorization` value, built once (marked sensitive, so it never
-    /// shows in debug output).
-    pub(super) authorization: HeaderValue,
+    /// The `Authorization` value, built from the key at each call.
+    pub(super) authorization: Authorization,
     pub(super) gate: Arc<UpstreamGate>,
 }
 
@@ -246,13 +243,13 @@ impl BrokerApi {
             create_account_url: endpoint_url(&tenant.broker_api_url, &tenant.paths.create_account)?,
             one_time_token_url: endpoint_url(&tenant.broker_api_url, &tenant.paths.one_time_token)?,
             v2: super::broker_api_v2::V2Paths::new(tenant)?,
-            authorization: authorization(&tenant.api_key, tenant.auth_scheme)?,
+            authorization: Authorization::new(&tenant.api_key, tenant.auth_scheme)?,
         })
     }
 
     pub(super) fn post(&self, url: &Url, body: Vec<u8>) -> Outgoing {
         Outgoing::post(url, body)
-            .header(AUTHORIZATION, self.authorization.clone())
+            .header(AUTHORIZATION, self.authorization.current())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header(ACCEPT, HeaderValue::from_static("application/json"))
     }
@@ -313,19 +310,6 @@ pub(super) fn serialize(endpoint: Endpoint, body: &impl Serialize) -> Result<Vec
     serde_json::to_vec(body).map_err(|_| {
         UpstreamError::new(endpoint, None, UpstreamFault::Protocol { problem: "the request could not be encoded" })
     })
-}
-
-/// The API key as the `Authorization` header value of `scheme`.
-pub(super) fn authorization(api_key: &SecretString, scheme: AuthScheme) -> Result<HeaderValue, String> {
-    let key = api_key.expose_secret();
-    let text = match scheme {
-        AuthScheme::Raw => key.to_string(),
-        AuthScheme::Bearer => format!("Bearer {key}"),
-    };
-    let mut value =
-        HeaderValue::from_str(&text).map_err(|_| "the API key is not a valid HTTP header value".to_string())?;
-    value.set_sensitive(true);
-    Ok(value)
 }
 
 /// Base URL plus configured path, keeping any path prefix the base URL has;

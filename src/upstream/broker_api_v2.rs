@@ -190,7 +190,7 @@ fn http_date(headers: &http::HeaderMap) -> Option<OffsetDateTime> {
 impl BrokerApi {
     pub(super) fn get(&self, url: &Url) -> Outgoing {
         Outgoing::get(url)
-            .header(AUTHORIZATION, self.authorization.clone())
+            .header(AUTHORIZATION, self.authorization.current())
             .header(ACCEPT, HeaderValue::from_static("application/json"))
     }
 

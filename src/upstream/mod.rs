@@ -3,6 +3,7 @@
 //! gate, and one error type that says what went wrong upstream in terms the
 //! gRPC layer can map.
 
+pub(crate) mod authorization;
 pub(crate) mod broker_api;
 pub(crate) mod broker_api_v2;
 pub(crate) mod classify;
