@@ -35,8 +35,7 @@ async fn vendor() -> MockServer {
 }
 
 fn ott(token: Option<&str>) -> tonic::Request<IssueOneTimeTokenRequest> {
-    let mut request =
-        tonic::Request::new(IssueOneTimeTokenRequest { email: "a@b.co".into(), ..Default::default() });
+    let mut request = tonic::Request::new(IssueOneTimeTokenRequest { email: "a@b.co".into(), ..Default::default() });
     if let Some(token) = token {
         request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
     }
@@ -46,10 +45,8 @@ fn ott(token: Option<&str>) -> tonic::Request<IssueOneTimeTokenRequest> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_added_works_and_one_removed_is_unauthenticated_within_a_second() {
     let upstream = vendor().await;
-    let secret = SecretDir::plain(&[
-        ("policy.toml", POLICY.as_bytes()),
-        ("tokens", format!("crm {CRM_TOKEN}\n").as_bytes()),
-    ]);
+    let secret =
+        SecretDir::plain(&[("policy.toml", POLICY.as_bytes()), ("tokens", format!("crm {CRM_TOKEN}\n").as_bytes())]);
     let mut settings = common::settings(vec![tenant("acme", &upstream.uri())], Duration::from_secs(5));
     settings.caller_files.policy_file = Some(secret.path("policy.toml"));
     settings.caller_files.caller_tokens_file = Some(secret.path("tokens"));
@@ -136,10 +133,8 @@ async fn the_next_vendor_call_after_the_key_file_changes_carries_the_new_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reads_the_files_again_and_the_binary_keeps_serving() {
-    let secret = SecretDir::plain(&[
-        ("policy.toml", POLICY.as_bytes()),
-        ("tokens", format!("crm {CRM_TOKEN}\n").as_bytes()),
-    ]);
+    let secret =
+        SecretDir::plain(&[("policy.toml", POLICY.as_bytes()), ("tokens", format!("crm {CRM_TOKEN}\n").as_bytes())]);
     let (policy, tokens) = (secret.path("policy.toml"), secret.path("tokens"));
     let running = common::Running::start(&[
         "--sandbox",
@@ -167,10 +162,8 @@ async fn sighup_reads_the_files_again_and_the_binary_keeps_serving() {
 
     // Nothing changed: SIGHUP still reads every file again, and the process lives on.
     let hangup = || {
-        let status = std::process::Command::new("kill")
-            .args(["-HUP", &running.child.id().to_string()])
-            .status()
-            .expect("kill");
+        let status =
+            std::process::Command::new("kill").args(["-HUP", &running.child.id().to_string()]).status().expect("kill");
         assert!(status.success());
     };
     hangup();

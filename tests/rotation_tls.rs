@@ -9,8 +9,8 @@ mod common;
 mod rotation;
 
 use common::tenant;
-use rotation::{SecretDir, captured_logs, metric, wait_for_metric};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+use rotation::{SecretDir, captured_logs, metric, wait_for_metric};
 use std::{
     net::SocketAddr,
     sync::{
@@ -99,12 +99,15 @@ async fn a_new_certificate_reaches_new_connections_and_no_call_fails_across_the_
             let kept = tls_channel(addr, &ca).await.expect("connects");
             let (mut ok, mut failed) = (0u32, Vec::new());
             while !stop.load(Ordering::Relaxed) {
-                for result in [check(kept.clone()).await, async {
-                    let fresh = tls_channel(addr, &ca).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-                    check(fresh).await
-                }
-                .await]
-                {
+                for result in [
+                    check(kept.clone()).await,
+                    async {
+                        let fresh =
+                            tls_channel(addr, &ca).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+                        check(fresh).await
+                    }
+                    .await,
+                ] {
                     match result {
                         Ok(()) => ok += 1,
                         Err(status) => failed.push(status.to_string()),
@@ -126,7 +129,11 @@ async fn a_new_certificate_reaches_new_connections_and_no_call_fails_across_the_
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     let (ok, failed) = load.await.expect("load");
-    println!("new certificate served {} ms after the ..data swap; {ok} calls across it, {} failed", took.as_millis(), failed.len());
+    println!(
+        "new certificate served {} ms after the ..data swap; {ok} calls across it, {} failed",
+        took.as_millis(),
+        failed.len()
+    );
     assert!(failed.is_empty(), "no call fails during the swap: {failed:?}");
     assert!(ok >= 10, "calls ran across the swap: {ok}");
     assert_eq!(metric(&gateway, "mtr_sso_reloads_total{source=\"tls\"}").await, Some(1.0), "one swap, one reload");
