@@ -69,7 +69,7 @@ async fn a_token_added_works_and_one_removed_is_unauthenticated_within_a_second(
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
     let took = changed.elapsed();
-    println!("removed token refused {} ms after the write", took.as_millis());
+    println!("figure: removed token refused {} ms after the write", took.as_millis());
     assert_eq!((removed.code(), reason(&removed).as_str()), (Code::Unauthenticated, "CALLER_UNAUTHENTICATED"));
     assert!(took < Duration::from_secs(1), "within a second: {took:?}");
     gateway.client.issue_one_time_token(ott(Some(OPS_TOKEN))).await.expect("the added token works");
@@ -117,7 +117,7 @@ async fn the_next_vendor_call_after_the_key_file_changes_carries_the_new_key() {
     let keys = keys_seen().await;
     let first_new = keys.iter().position(|k| k == "key-two").expect("the new key");
     assert!(keys[first_new..].iter().all(|k| k == "key-two"), "never the old key again: {keys:?}");
-    println!("new vendor key used {} ms after the ..data swap, with no restart", took.as_millis());
+    println!("figure: new vendor key used {} ms after the ..data swap, with no restart", took.as_millis());
 
     // An empty key file is refused: the vendor keeps getting the last good key.
     secret.publish(&[("api-key", b"\n")]);

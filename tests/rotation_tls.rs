@@ -130,7 +130,7 @@ async fn a_new_certificate_reaches_new_connections_and_no_call_fails_across_the_
     stop.store(true, Ordering::Relaxed);
     let (ok, failed) = load.await.expect("load");
     println!(
-        "new certificate served {} ms after the ..data swap; {ok} calls across it, {} failed",
+        "figure: new certificate served {} ms after the ..data swap; {ok} calls across it, {} failed",
         took.as_millis(),
         failed.len()
     );
@@ -153,7 +153,7 @@ async fn a_corrupt_certificate_keeps_the_old_one_with_one_error_line_and_a_metri
     let garbage = "-----BEGIN CERTIFICATE-----\nnot-a-certificate-at-all\n-----END CERTIFICATE-----\n";
     std::fs::write(secret.path("tls.crt"), garbage).expect("corrupt");
     let took = wait_for_metric(&gateway, "mtr_sso_reload_failures_total{source=\"tls\"}", 1.0).await;
-    println!("corrupt certificate refused {} ms after the write", took.as_millis());
+    println!("figure: corrupt certificate refused {} ms after the write", took.as_millis());
     assert_eq!(metric(&gateway, "mtr_sso_reload_failing{source=\"tls\"}").await, Some(1.0));
     assert_eq!(served_certificate(addr, &ca).await, old.der, "the old certificate stays");
     check(tls_channel(addr, &ca).await.expect("connects")).await.expect("and serves");
