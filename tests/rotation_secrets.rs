@@ -8,10 +8,7 @@ mod common;
 mod rotation;
 
 use common::{reason, tenant};
-use mtr_sso::{
-    proto::{IssueOneTimeTokenRequest, LoginRequest},
-    reloadable::SecretFile,
-};
+use mtr_sso::{proto::IssueOneTimeTokenRequest, reloadable::SecretFile};
 use rotation::{SecretDir, captured_logs, metric, wait_for_metric};
 use secrecy::SecretString;
 use std::{
@@ -131,6 +128,8 @@ async fn the_next_vendor_call_after_the_key_file_changes_carries_the_new_key() {
     assert!(!text.contains("key-two") && !text.contains("key-one"), "keys never logged");
 }
 
+// Drives the built-in sandbox, which a build without the `sandbox` feature leaves out.
+#[cfg(feature = "sandbox")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reads_the_files_again_and_the_binary_keeps_serving() {
     let secret =
@@ -150,7 +149,7 @@ async fn sighup_reads_the_files_again_and_the_binary_keeps_serving() {
     let addr = running.grpc_addr();
     let mut client = mtr_sso::proto::sso_service_client::SsoServiceClient::new(common::channel(addr).await);
     let login = |token: &str| {
-        let mut request = tonic::Request::new(LoginRequest {
+        let mut request = tonic::Request::new(mtr_sso::proto::LoginRequest {
             email: mtr_sso::sandbox::DEMO_EMAIL.into(),
             password: mtr_sso::sandbox::DEMO_PASSWORD.into(),
             ..Default::default()

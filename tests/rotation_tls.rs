@@ -173,3 +173,46 @@ async fn a_corrupt_certificate_keeps_the_old_one_with_one_error_line_and_a_metri
     wait_for_metric(&gateway, "mtr_sso_reload_failing{source=\"tls\"}", 0.0).await;
     assert_eq!(served_certificate(addr, &ca).await, new.der);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_client_ca_bundle_admits_the_callers_it_signs_on_new_connections() {
+    mtr_sso::upstream::install_crypto_provider();
+    let (ca, server, _) = pki();
+    let (other_ca, caller, _) = pki();
+    let mut secret = SecretDir::new(&[
+        ("tls.crt", server.cert.as_bytes()),
+        ("tls.key", server.key.as_bytes()),
+        ("ca.crt", ca.as_bytes()),
+    ]);
+    let mut settings = common::settings(vec![tenant("acme", "http://127.0.0.1:9")], Duration::from_secs(5));
+    settings.caller_files.tls_cert = Some(secret.path("tls.crt"));
+    settings.caller_files.tls_key = Some(secret.path("tls.key"));
+    settings.caller_files.tls_client_ca = Some(secret.path("ca.crt"));
+    settings.tls = settings.caller_files.read_tls().expect("TLS files");
+    let gateway = common::spawn_app(settings).await;
+    let admitted = || async {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&ca))
+            .identity(tonic::transport::Identity::from_pem(&caller.cert, &caller.key))
+            .domain_name("localhost");
+        let endpoint = Channel::from_shared(format!("https://{}", gateway.addr)).expect("uri");
+        match endpoint.tls_config(tls).expect("tls").connect().await {
+            Ok(channel) => check(channel).await.is_ok(),
+            Err(_) => false,
+        }
+    };
+    assert!(!admitted().await, "a certificate from a CA outside the bundle is refused");
+
+    let changed = Instant::now();
+    let bundle = format!("{ca}{other_ca}");
+    secret.publish(&[
+        ("tls.crt", server.cert.as_bytes()),
+        ("tls.key", server.key.as_bytes()),
+        ("ca.crt", bundle.as_bytes()),
+    ]);
+    while !admitted().await {
+        assert!(changed.elapsed() < Duration::from_secs(3), "the new bundle applies within 3 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!("figure: a caller of the new CA admitted {} ms after the ..data swap", changed.elapsed().as_millis());
+}
