@@ -105,8 +105,9 @@ impl Reloader {
             metrics.reload_watched(&entry.source);
         }
         let watched = Arc::new(Mutex::new(watched));
+        // Installed now, not when the task first runs: a SIGHUP in between would end the process.
+        let mut hangup = hangup_signal();
         let task = tokio::spawn(async move {
-            let mut hangup = hangup_signal();
             let mut ticks = tokio::time::interval(POLL_INTERVAL);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
