@@ -1,8 +1,10 @@
 //! Wires settings into a running service in two steps. [`App::build`] starts
-//! the upstream (real tenants or the built-in sandbox), the shared HTTP client
-//! and the stores, and binds every listener, so the bound addresses are known
-//! before anything is served; [`App::run`] serves until shutdown. `main` and
-//! the tests take the same path.
+//! the stores and the upstream ([`Upstreams::start`]: real tenants or the
+//! built-in sandbox) and binds every listener, so the bound addresses are
+//! known before anything is served; [`App::run`] serves until shutdown. `main`
+//! and the tests take the same path. The two check modes live here too:
+//! [`check_config`] and [`check_upstream`], which starts the upstream the
+//! same way and hands its clients to the preflight.
 
 use anyhow::Context as _;
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
@@ -10,16 +12,17 @@ use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
     audit::Audit,
-    config::{ConnectionLimits, Settings, Upstream, shared_state},
+    config::{ConnectionLimits, Settings, shared_state},
     idempotency::Idempotency,
     metrics::{self, Metrics},
+    preflight::{self, Check},
     quota::SlidingWindows,
     redis_connection,
     reload::Reloader,
     reuse_store::ReuseStore,
     server::{self, ServerTls},
-    service::{GatewayParts, SsoGateway, Tenants},
-    upstream::{GateContext, HttpClient, Proxies},
+    service::{GatewayParts, SsoGateway},
+    upstream::{GateContext, Upstreams},
 };
 
 /// A built service: listeners bound, not yet serving.
@@ -45,54 +48,19 @@ pub struct App {
 impl App {
     /// Starts everything the service needs and binds its listeners.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        // The sandbox's tenant is reached on loopback, where a host-only cookie is right.
-        let in_sandbox = matches!(settings.upstream, Upstream::Sandbox(_));
-        #[cfg(feature = "sandbox")]
-        let mut sandbox = None;
-        let (tenants, default_tenant) = match settings.upstream {
-            Upstream::Tenants { tenants, default_tenant } => (tenants, default_tenant),
-            #[cfg(feature = "sandbox")]
-            Upstream::Sandbox(options) => {
-                let started = crate::sandbox::Sandbox::start(options).await?;
-                tracing::warn!(
-                    sandbox_url = %started.base_url(),
-                    "SANDBOX MODE: upstream is the built-in emulation of the vendor at {}; no real broker is called. \
-                     Demo user {} (broker id {}); its password and the sandbox API key are in the README",
-                    started.base_url(),
-                    crate::sandbox::DEMO_EMAIL,
-                    crate::sandbox::DEMO_BROKER_ID,
-                );
-                let tenants = started.served_tenants();
-                sandbox = Some(started);
-                (tenants, crate::tenant::DEFAULT_TENANT.to_string())
-            }
-            #[cfg(not(feature = "sandbox"))]
-            Upstream::Sandbox(_) => anyhow::bail!("this build has no sandbox (built without the `sandbox` feature)"),
-        };
-        for tenant in &tenants {
-            if tenant.cookie_domain.is_none() && !in_sandbox {
-                tracing::warn!(tenant = %tenant.name, "no cookie domain: session cookies are host-only and will not reach the platform from another host");
-            }
-        }
         if let Some(warning) = shared_state::warning(settings.redis.is_some(), &settings.deployment) {
             tracing::warn!("{warning}");
         }
-        let proxies = if settings.http.proxies_from_environment { Proxies::FromEnvironment } else { Proxies::None };
-        let http = HttpClient::new(&settings.http, proxies)?;
         let metrics = Arc::new(Metrics::new());
-        let (tls, reloader) = Reloader::for_settings(
-            settings.tls.as_ref(),
-            settings.callers.as_ref(),
-            &settings.caller_files,
-            &tenants,
-            metrics.clone(),
-        )?;
+        let (tls, reloader) = Reloader::for_settings(&settings, metrics.clone())?;
         let reuse_window = settings.refresh_reuse_window;
         // Every RPC's deadline, and a CreateAccount's detached run, end within --upstream-timeout.
         let longest_run = settings.http.upstream_timeout;
         let (windows, idempotency, reuse_store) = match &settings.redis {
             Some(redis) => {
                 let connection = redis_connection::connect(redis, redis_connection::CONNECT_TIMEOUT).await?;
+                let (up, outages) = metrics.redis_series(if redis.is_cluster() { "cluster" } else { "single" });
+                connection.report_to(up, outages);
                 tracing::info!(redis = %redis.endpoint(), tls = redis.is_tls(), "limits, idempotency keys and refresh results shared through Redis");
                 (
                     SlidingWindows::redis(connection.clone()),
@@ -114,8 +82,11 @@ impl App {
             settings.quota_max_wait,
             settings.resilience,
         );
-        let tenants = Tenants::new(tenants, &default_tenant, http, gates).map_err(anyhow::Error::msg)?;
-        let tenant_names = tenants.names();
+        let upstreams = Upstreams::start(&settings, gates).await?;
+        #[cfg(feature = "sandbox")]
+        let in_sandbox = upstreams.in_sandbox();
+        let tenants = upstreams.tenants;
+        let (tenant_names, default_tenant) = (tenants.names(), tenants.default_name().to_string());
         if settings.callers.is_none() {
             tracing::warn!("callers are not authenticated: anyone who reaches this port can sign any user in");
         }
@@ -162,7 +133,7 @@ impl App {
             tenant_names,
             default_tenant,
             #[cfg(feature = "sandbox")]
-            sandbox,
+            sandbox: upstreams.sandbox,
         })
     }
 
@@ -213,6 +184,30 @@ impl App {
         drop(self.sandbox);
         Ok(())
     }
+}
+
+/// `--check-config`: the settings are checked when parsed; start fails on a
+/// Redis it cannot use, so the check connects to it too.
+pub async fn check_config(settings: &Settings) -> Result<(), redis_connection::RedisSettingError> {
+    if let Some(redis) = &settings.redis {
+        redis_connection::connect(redis, redis_connection::CONNECT_TIMEOUT).await?;
+    }
+    Ok(())
+}
+
+/// `--check-upstream`: starts the upstream as the service would and runs the
+/// preflight's checks over its clients.
+pub async fn check_upstream(settings: &Settings) -> anyhow::Result<Vec<Check>> {
+    let gates = GateContext::new(
+        Arc::new(Metrics::new()),
+        Arc::new(SlidingWindows::in_memory()),
+        settings.limits.upstream_per_minute,
+        // A check that waits for quota would only hide that the quota is used up.
+        Duration::ZERO,
+        settings.resilience,
+    );
+    let upstreams = Upstreams::start(settings, gates).await?;
+    preflight::check(&upstreams, &settings.http).await
 }
 
 async fn bind(setting: &str, addr: SocketAddr) -> anyhow::Result<TcpListener> {

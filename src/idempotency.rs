@@ -14,6 +14,12 @@
 //! A claim lives as long as the longest run the settings allow, so that a
 //! retry never runs beside a run still going; it names its owner with a
 //! random token, and only that owner completes or gives it up.
+//!
+//! While Redis is out nothing is claimed or waited for: the call is refused
+//! at once (`IDEMPOTENCY_STORE_UNAVAILABLE`), as a replica alone cannot tell
+//! whether another one is creating the same account. An outcome that could
+//! not be recorded because Redis went out mid-run is recorded again once it
+//! is back, while the claim still holds the key.
 
 mod redis_store;
 
@@ -25,7 +31,7 @@ use std::{
 };
 use tokio::sync::watch;
 
-use crate::sealing;
+use crate::{redis_connection::SharedRedis, sealing};
 
 /// A stored outcome: the encoded response, or the status that was returned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,7 +136,7 @@ impl Entry {
 
 enum Store {
     Memory(Mutex<HashMap<String, Entry>>),
-    Redis(redis::aio::ConnectionManager),
+    Redis(SharedRedis),
 }
 
 /// Idempotency keys and their outcomes.
@@ -175,7 +181,7 @@ impl Idempotency {
 
     /// Keys kept in Redis for `window`, shared by every replica; no run lasts
     /// longer than `longest_run`.
-    pub fn redis(connection: redis::aio::ConnectionManager, window: Duration, longest_run: Duration) -> Self {
+    pub fn redis(connection: SharedRedis, window: Duration, longest_run: Duration) -> Self {
         Self { store: Store::Redis(connection), window, claim_ttl: claim_ttl(longest_run) }
     }
 
@@ -210,13 +216,15 @@ impl Idempotency {
     }
 
     /// Waits until the running call with `key` has an outcome, or `deadline`.
-    /// `None` also when the stored outcome does not open: a retry is then refused.
+    /// `None` also when the stored outcome does not open: a retry is then
+    /// refused. `Err` at once when the store is out: waiting for it would
+    /// only hold the caller until its deadline.
     pub async fn wait(
         &self,
         key: &ScopedKey,
         request: &RequestIdentity,
         deadline: tokio::time::Instant,
-    ) -> Option<Outcome> {
+    ) -> Result<Option<Outcome>, String> {
         let entries = match &self.store {
             Store::Redis(connection) => return self.wait_in_redis(connection.clone(), key, request, deadline).await,
             Store::Memory(entries) => entries,
@@ -224,32 +232,35 @@ impl Idempotency {
         let mut receiver = {
             let entries = entries.lock().unwrap_or_else(PoisonError::into_inner);
             match entries.get(key.keys.lookup()) {
-                Some(Entry::Done { sealed, .. }) => return opened_or_warn(key.open(sealed)),
+                Some(Entry::Done { sealed, .. }) => return Ok(opened_or_warn(key.open(sealed))),
                 Some(Entry::Running { done, .. }) => done.subscribe(),
-                None => return None,
+                None => return Ok(None),
             }
         };
-        let outcome = tokio::time::timeout_at(deadline, receiver.wait_for(Option::is_some)).await.ok()?.ok()?;
-        outcome.clone()
+        let Ok(Ok(outcome)) = tokio::time::timeout_at(deadline, receiver.wait_for(Option::is_some)).await else {
+            return Ok(None);
+        };
+        Ok(outcome.clone())
     }
 
     async fn wait_in_redis(
         &self,
-        mut connection: redis::aio::ConnectionManager,
+        mut connection: SharedRedis,
         key: &ScopedKey,
         request: &RequestIdentity,
         deadline: tokio::time::Instant,
-    ) -> Option<Outcome> {
+    ) -> Result<Option<Outcome>, String> {
         let fingerprint = key.fingerprint(request);
         loop {
             match redis_store::read(&mut connection, key, &fingerprint).await {
-                Ok(Claim::Done(outcome)) => return Some(outcome),
-                Err(redis_store::ReadError::Refused(error)) => return opened_or_warn(Err(error)),
-                // Still running, or Redis did not answer this time: look again.
-                Ok(_) | Err(redis_store::ReadError::Redis(_)) => {}
+                Ok(Claim::Done(outcome)) => return Ok(Some(outcome)),
+                Err(redis_store::ReadError::Refused(error)) => return Ok(opened_or_warn(Err(error))),
+                Err(error @ redis_store::ReadError::Redis(_)) => return Err(error.into()),
+                // Still running: look again.
+                Ok(_) => {}
             }
             if tokio::time::Instant::now() + POLL > deadline {
-                return None;
+                return Ok(None);
             }
             tokio::time::sleep(POLL).await;
         }
@@ -266,7 +277,9 @@ impl Idempotency {
         };
         let entries = match &self.store {
             Store::Redis(connection) => {
-                return redis_store::complete(connection.clone(), key, &fingerprint, &sealed, self.window).await;
+                let record =
+                    redis_store::Record { fingerprint, sealed, window: self.window, claim_ttl: self.claim_ttl };
+                return redis_store::complete(connection.clone(), key, record).await;
             }
             Store::Memory(entries) => entries,
         };
@@ -289,7 +302,7 @@ impl Idempotency {
     /// so a retry may run again.
     pub async fn release(&self, key: &ScopedKey) {
         let entries = match &self.store {
-            Store::Redis(connection) => return redis_store::release(connection.clone(), key).await,
+            Store::Redis(connection) => return redis_store::release(connection.clone(), key, self.claim_ttl).await,
             Store::Memory(entries) => entries,
         };
         let mut entries = entries.lock().unwrap_or_else(PoisonError::into_inner);

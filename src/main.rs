@@ -4,7 +4,11 @@
 use clap::Parser as _;
 use std::process::ExitCode;
 
-use mtr_sso::{app::App, config::Cli, preflight, redis_connection, server, telemetry};
+use mtr_sso::{
+    app::{self, App},
+    config::{Cli, Mode, Settings},
+    preflight, redis_connection, server, telemetry,
+};
 
 // mimalloc instead of glibc's malloc: an RPC allocates and frees a few
 // hundred small objects, and glibc's allocator took a fifth of the CPU time
@@ -55,30 +59,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_SETTING);
         }
     };
-    if settings.check_upstream {
-        return check_upstream(&settings);
-    }
-    if settings.check_only {
-        // Start fails on a Redis it cannot use, so the check connects too.
-        if let Some(redis) = &settings.redis {
-            let checked = tokio::runtime::Builder::new_current_thread().enable_all().build().map(|runtime| {
-                runtime.block_on(redis_connection::connect(redis, redis_connection::CONNECT_TIMEOUT)).map(drop)
-            });
-            match checked {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => {
-                    eprintln!("mtr-sso: {error}");
-                    return ExitCode::from(EXIT_BAD_SETTING);
-                }
-                Err(error) => {
-                    eprintln!("mtr-sso: cannot start the runtime: {error}");
-                    return ExitCode::FAILURE;
-                }
-            }
-        }
-        println!("configuration OK");
-        return ExitCode::SUCCESS;
-    }
+    // One runtime for every mode: the span exporter needs it, and so do the checks.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.worker_threads)
         .enable_all()
@@ -90,6 +71,34 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    match settings.mode {
+        Mode::CheckConfig => match runtime.block_on(app::check_config(&settings)) {
+            Ok(()) => {
+                println!("configuration OK");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("mtr-sso: {error}");
+                ExitCode::from(EXIT_BAD_SETTING)
+            }
+        },
+        Mode::CheckUpstream => match runtime.block_on(app::check_upstream(&settings)) {
+            // The preflight's table on stdout; 0 when every check passed, 1 when any failed.
+            Ok(checks) => {
+                print!("{}", preflight::table(&checks));
+                if preflight::all_passed(&checks) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+            }
+            Err(error) => {
+                eprintln!("mtr-sso: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Mode::Serve => serve(&runtime, settings),
+    }
+}
+
+/// Serves until SIGTERM/SIGINT, with logging and span export installed.
+fn serve(runtime: &tokio::runtime::Runtime, settings: Settings) -> ExitCode {
     // The span exporter needs the runtime, so logging starts inside it.
     let telemetry = match runtime
         .block_on(async { telemetry::init(settings.log_format, &settings.log_filter, settings.otlp_endpoint.as_ref()) })
@@ -116,28 +125,6 @@ fn main() -> ExitCode {
                 Some(_) => ExitCode::from(EXIT_BAD_SETTING),
                 None => ExitCode::FAILURE,
             }
-        }
-    }
-}
-
-/// `--check-upstream`: the preflight's table on stdout; 0 when every check
-/// passed, 1 when any failed.
-fn check_upstream(settings: &mtr_sso::config::Settings) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("mtr-sso: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(preflight::check_upstream(settings)) {
-        Ok(checks) => {
-            print!("{}", preflight::table(&checks));
-            if preflight::all_passed(&checks) { ExitCode::SUCCESS } else { ExitCode::FAILURE }
-        }
-        Err(error) => {
-            eprintln!("mtr-sso: {error:#}");
-            ExitCode::FAILURE
         }
     }
 }

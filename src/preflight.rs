@@ -1,26 +1,24 @@
-//! `--check-upstream`: a preflight for operators. For every tenant it makes
-//! only cheap reads with the service's own HTTP client: the Broker-API's key,
-//! generation and lookup (see [`broker_api`]), the platform's `GET
-//! /manager/platform-details` against the configured broker id, and the
-//! cookie domain against the platform's host. Each row says what its reads
+//! `--check-upstream`: a preflight for operators, a checker over the clients
+//! the service itself starts ([`Upstreams`]). For every tenant it makes only
+//! cheap reads: the Broker-API's key, generation and lookup (see
+//! [`broker_api`]), the platform's `GET /manager/platform-details` against
+//! the configured broker id, and the cookie domain against the platform's
+//! host. Each row says what its reads
 //! proved, and no more. It never creates an account, never mints a token,
 //! and never prints a secret.
 
 mod broker_api;
 
-use std::{fmt::Write as _, sync::Arc};
+use std::fmt::Write as _;
 
 pub use broker_api::PROBE_EMAIL;
 
 use crate::{
-    config::{Settings, Upstream},
+    config::HttpSettings,
     deadline::Deadline,
-    metrics::Metrics,
-    quota::SlidingWindows,
-    service::{Tenant, Tenants},
     tenant::TenantSettings,
     upstream::{
-        GateContext, HttpClient, Proxies,
+        Tenant, Upstreams,
         probe::{ProbeAnswer, Prober},
     },
 };
@@ -59,39 +57,13 @@ pub struct Check {
     pub detail: String,
 }
 
-/// Runs every check of every configured tenant (the sandbox's, with `--sandbox`).
-pub async fn check_upstream(settings: &Settings) -> anyhow::Result<Vec<Check>> {
-    #[cfg(feature = "sandbox")]
-    let mut _sandbox = None;
-    let (tenants, default_tenant) = match &settings.upstream {
-        Upstream::Tenants { tenants, default_tenant } => (tenants.clone(), default_tenant.clone()),
-        #[cfg(feature = "sandbox")]
-        Upstream::Sandbox(options) => {
-            let started = crate::sandbox::Sandbox::start(options.clone()).await?;
-            let tenants = started.served_tenants();
-            _sandbox = Some(started);
-            (tenants, crate::tenant::DEFAULT_TENANT.to_string())
-        }
-        #[cfg(not(feature = "sandbox"))]
-        Upstream::Sandbox(_) => anyhow::bail!("this build has no sandbox (built without the `sandbox` feature)"),
-    };
-    let proxies = if settings.http.proxies_from_environment { Proxies::FromEnvironment } else { Proxies::None };
-    let http = HttpClient::new(&settings.http, proxies)?;
-    let gates = GateContext::new(
-        Arc::new(Metrics::new()),
-        Arc::new(SlidingWindows::in_memory()),
-        settings.limits.upstream_per_minute,
-        // A check that waits for quota would only hide that the quota is used up.
-        std::time::Duration::ZERO,
-        settings.resilience,
-    );
-    let tenants = Tenants::new(tenants, &default_tenant, http.clone(), gates.clone()).map_err(anyhow::Error::msg)?;
-    let user_agent = settings.http.user_agent.as_str();
+/// Runs every check of every tenant of `upstreams`, on their own clients.
+pub async fn check(upstreams: &Upstreams, http: &HttpSettings) -> anyhow::Result<Vec<Check>> {
+    let user_agent = http.user_agent.as_str();
+    let deadline = || Deadline::after(http.upstream_timeout);
     let mut checks = Vec::new();
-    for name in tenants.names() {
-        let tenant = tenants.get(&name).map_err(|_| anyhow::anyhow!("tenant `{name}` vanished"))?;
-        let prober = Prober::new(http.clone(), &tenant.settings, gates.clone()).map_err(anyhow::Error::msg)?;
-        let deadline = || Deadline::after(settings.http.upstream_timeout);
+    for tenant in upstreams.tenants.all() {
+        let prober = upstreams.prober(&tenant.settings).map_err(anyhow::Error::msg)?;
         let rows = broker_api::check(&prober, &tenant.settings, user_agent, deadline).await;
         for (check, (verdict, detail)) in
             [("broker-api", rows.key), ("generation", rows.generation), ("lookup", rows.lookup)]

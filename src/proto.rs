@@ -9,6 +9,10 @@ use std::fmt;
 
 tonic::include_proto!("matchtrader.sso.v1");
 
+/// The gRPC service's full name, as the generated server declares it; the
+/// health service and the metrics name the service by it.
+pub const SERVICE_NAME: &str = <sso_service_server::SsoServiceServer<()> as tonic::server::NamedService>::NAME;
+
 /// The encoded `FileDescriptorSet` of `proto/`, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sso_descriptor.bin"));
 

@@ -1,22 +1,39 @@
 //! The one Redis connection of a process, shared by the limits, the
 //! idempotency keys and the refresh reuse window: `redis://`, or `rediss://`
 //! over rustls (ring provider) with the system trust store or a CA file, and a
-//! username and password from a secret file. Connecting checks the server once
+//! username and password from a secret file; `redis+cluster://` and
+//! `rediss+cluster://` reach a Redis Cluster through one of its nodes, with
+//! the same TLS and credentials for every node. Connecting checks the server once
 //! with a short timeout and names the cause of a failure in one line (password
 //! refused, certificate not trusted, no answer), so that `--check-config` and
 //! the start fail alike, and at once.
+
+mod shared;
 
 use redis::{IntoConnectionInfo as _, aio::ConnectionManager};
 use secrecy::{ExposeSecret as _, SecretString};
 use std::time::Duration;
 
+pub use shared::{PROBE_INTERVAL, SharedRedis, is_outage};
+
 /// How long connecting and the first PING may take, at start and in `--check-config`.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long one Redis command may take by default (`--redis-command-timeout`):
+/// far above a healthy round trip (about a millisecond), far below an RPC's deadline.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_millis(250);
+
+/// How many replicas share Redis by default (`--replicas`): the shipped deployment runs 2.
+pub const DEFAULT_REPLICAS: u32 = 2;
 
 /// Where Redis is and how to authenticate, checked at start.
 #[derive(Clone)]
 pub struct RedisSettings {
+    /// The URL as the crate reads it: `redis://` or `rediss://`, `+cluster` removed.
     url: String,
+    cluster: bool,
+    command_timeout: Duration,
+    replicas: u32,
     /// PEM of the CA that signs the server's certificate; the system trust store when `None`.
     ca_pem: Option<Vec<u8>>,
     username: Option<String>,
@@ -30,6 +47,9 @@ impl std::fmt::Debug for RedisSettings {
         f.debug_struct("RedisSettings")
             .field("endpoint", &self.endpoint)
             .field("tls", &self.is_tls())
+            .field("cluster", &self.cluster)
+            .field("command_timeout", &self.command_timeout)
+            .field("replicas", &self.replicas)
             .field("ca_file", &self.ca_pem.is_some())
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "[redacted]"))
@@ -64,9 +84,16 @@ impl RedisSettings {
         username: Option<String>,
         password: Option<SecretString>,
     ) -> Result<Self, RedisSettingError> {
+        let (url, cluster) = match url.split_once("+cluster://") {
+            Some((scheme @ ("redis" | "rediss"), rest)) => (format!("{scheme}://{rest}"), true),
+            _ => (url, false),
+        };
         let tls = url.starts_with("rediss://");
         if !tls && !url.starts_with("redis://") {
-            return Err(refuse("--redis-url", "must start with redis:// or rediss://"));
+            return Err(refuse(
+                "--redis-url",
+                "must start with redis://, rediss://, redis+cluster:// or rediss+cluster://",
+            ));
         }
         // The crate's parse error may quote the URL, password included: say it in our own words.
         let info = url
@@ -82,7 +109,33 @@ impl RedisSettings {
         if username.is_some() && password.is_none() {
             return Err(refuse("--redis-username", "needs --redis-password-file"));
         }
-        Ok(Self { endpoint: info.addr().to_string(), url, ca_pem, username, password })
+        Ok(Self {
+            endpoint: info.addr().to_string(),
+            url,
+            cluster,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            replicas: DEFAULT_REPLICAS,
+            ca_pem,
+            username,
+            password,
+        })
+    }
+
+    /// The same settings with another timeout for each command (at least 1 ms).
+    pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The same settings for a fleet of `replicas` (at least 1).
+    pub fn with_replicas(mut self, replicas: u32) -> Self {
+        self.replicas = replicas.max(1);
+        self
+    }
+
+    /// Whether the URL names a Redis Cluster (`redis+cluster://`, `rediss+cluster://`).
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
     }
 
     /// `host:port` of the server.
@@ -95,7 +148,8 @@ impl RedisSettings {
         self.url.starts_with("rediss://")
     }
 
-    fn client(&self) -> Result<redis::Client, RedisSettingError> {
+    /// The connection info with the password and user from their own settings.
+    fn connection_info(&self) -> Result<redis::ConnectionInfo, RedisSettingError> {
         let info = self.url.as_str().into_connection_info().map_err(|_| refuse("--redis-url", "is not a Redis URL"))?;
         let mut redis_settings = info.redis_settings().clone();
         if let Some(password) = &self.password {
@@ -104,7 +158,11 @@ impl RedisSettings {
         if let Some(username) = &self.username {
             redis_settings = redis_settings.set_username(username);
         }
-        let info = info.set_redis_settings(redis_settings);
+        Ok(info.set_redis_settings(redis_settings))
+    }
+
+    fn client(&self) -> Result<redis::Client, RedisSettingError> {
+        let info = self.connection_info()?;
         let client = match &self.ca_pem {
             Some(pem) => redis::Client::build_with_tls(
                 info,
@@ -114,37 +172,76 @@ impl RedisSettings {
         };
         client.map_err(|e| describe(&e, self))
     }
+
+    /// A cluster client that learns every node from this one: the same TLS,
+    /// CA and credentials for each, and the command timeout for each answer.
+    fn cluster_client(&self) -> Result<redis::cluster::ClusterClient, RedisSettingError> {
+        let mut builder = redis::cluster::ClusterClientBuilder::new([self.connection_info()?])
+            .connection_timeout(self.command_timeout)
+            .response_timeout(self.command_timeout)
+            .retries(2)
+            .min_retry_wait(10)
+            .max_retry_wait(100);
+        if let Some(pem) = &self.ca_pem {
+            builder = builder.certs(redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) });
+        }
+        builder.build().map_err(|e| describe(&e, self))
+    }
 }
 
 /// Connects, checks that the server answers PING as the configured user, and
 /// returns the process's (self-reconnecting) connection. The error names the
 /// cause and the setting to fix, without the URL or the password.
-pub async fn connect(settings: &RedisSettings, timeout: Duration) -> Result<ConnectionManager, RedisSettingError> {
+pub async fn connect(settings: &RedisSettings, timeout: Duration) -> Result<SharedRedis, RedisSettingError> {
     // rustls needs a process-wide provider before the first TLS handshake;
     // `--check-config` connects before anything else installs it.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = settings.client()?;
     let endpoint = settings.endpoint();
-    // One plain connection first: the manager below retries a refused
-    // password for seconds, while this names it at once.
-    let probe = async {
-        let mut connection = client.get_multiplexed_async_connection().await?;
-        redis::cmd("PING").query_async::<String>(&mut connection).await
-    };
     let no_answer = || {
         let waited = humantime::format_duration(timeout);
         refuse("--redis-url", format!("Redis at {endpoint} did not answer within {waited}"))
     };
-    match tokio::time::timeout(timeout, probe).await {
-        Err(_) => return Err(no_answer()),
-        Ok(Err(error)) => return Err(describe(&error, settings)),
-        Ok(Ok(_)) => {}
-    }
-    let config = redis::aio::ConnectionManagerConfig::new().set_connection_timeout(Some(timeout));
-    tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config))
-        .await
-        .map_err(|_| no_answer())?
-        .map_err(|error| describe(&error, settings))
+    let link = if settings.cluster {
+        let client = settings.cluster_client()?;
+        let connect = async {
+            let mut connection = client.get_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut connection).await?;
+            Ok::<_, redis::RedisError>(connection)
+        };
+        let connection = tokio::time::timeout(timeout, connect)
+            .await
+            .map_err(|_| no_answer())?
+            .map_err(|error| describe(&error, settings))?;
+        shared::Link::Cluster(connection)
+    } else {
+        let client = settings.client()?;
+        // One plain connection first: the manager below retries a refused
+        // password for seconds, while this names it at once.
+        let probe = async {
+            let mut connection = client.get_multiplexed_async_connection().await?;
+            redis::cmd("PING").query_async::<String>(&mut connection).await
+        };
+        match tokio::time::timeout(timeout, probe).await {
+            Err(_) => return Err(no_answer()),
+            Ok(Err(error)) => return Err(describe(&error, settings)),
+            Ok(Ok(_)) => {}
+        }
+        // Reconnecting quickly: after an outage, the first call must not wait
+        // out a long backoff (the health probe decides when Redis is back).
+        // A reconnect may take a TLS handshake: at least 500 ms, at most the start's timeout.
+        let reconnect_timeout = settings.command_timeout.max(Duration::from_millis(500)).min(timeout);
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(reconnect_timeout))
+            .set_response_timeout(Some(settings.command_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(100));
+        let connection = tokio::time::timeout(timeout, ConnectionManager::new_with_config(client, config))
+            .await
+            .map_err(|_| no_answer())?
+            .map_err(|error| describe(&error, settings))?;
+        shared::Link::Single(connection)
+    };
+    Ok(SharedRedis::new(link, settings.command_timeout, settings.replicas))
 }
 
 /// Why Redis could not be used, and the setting to look at.
@@ -228,5 +325,22 @@ mod tests {
         let settings = RedisSettings::new("rediss://cache:6380".into(), None, Some("svc".into()), Some(password))
             .expect("TLS with a user");
         assert!(settings.is_tls() && !format!("{settings:?}").contains("\"pw\""));
+    }
+
+    #[test]
+    fn a_cluster_url_keeps_its_endpoint_tls_and_password_rules() {
+        let plain = RedisSettings::new("redis+cluster://node-1:7000".into(), None, None, None).expect("a cluster URL");
+        assert!(plain.is_cluster() && !plain.is_tls());
+        assert_eq!(plain.endpoint(), "node-1:7000");
+        let tls = RedisSettings::new("rediss+cluster://:hunter2@cfg:6379".into(), Some(Vec::new()), None, None)
+            .expect("TLS cluster with a CA");
+        assert!(tls.is_cluster() && tls.is_tls() && !format!("{tls:?}").contains("hunter2"));
+        assert!(!RedisSettings::new("redis://cache:6379".into(), None, None, None).expect("single").is_cluster());
+        for url in ["http+cluster://node:7000", "redis+sentinel://node:26379"] {
+            let refused = RedisSettings::new(url.into(), None, None, None).expect_err("refused");
+            assert_eq!(refused.setting, "--redis-url", "{url}");
+        }
+        let refused = RedisSettings::new("redis+cluster://node:7000".into(), Some(Vec::new()), None, None);
+        assert_eq!(refused.expect_err("a CA needs TLS").setting, "--redis-ca-file");
     }
 }

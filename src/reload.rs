@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 
 use crate::{
     auth::CallerAuth,
-    config::{CallerFiles, ConfigError, TlsFiles},
+    config::{CallerFiles, ConfigError, Settings, TlsFiles, Upstream},
     metrics::Metrics,
     reloadable::{Reloadable, SecretFile},
     tenant::{TenantSettings, read_api_key_file},
@@ -73,15 +73,19 @@ struct Watched {
 }
 
 impl Reloader {
-    /// The server's TLS configuration from `tls`, and a reloader that
-    /// watches every file the settings and `tenants` name.
+    /// The server's TLS configuration from `settings`, and a reloader that
+    /// watches every file they name. The tenants' API keys are shared with
+    /// the clients started from the same settings (clones share the value).
     pub fn for_settings(
-        tls: Option<&TlsFiles>,
-        callers: Option<&Arc<CallerAuth>>,
-        caller_files: &CallerFiles,
-        tenants: &[TenantSettings],
+        settings: &Settings,
         metrics: Arc<Metrics>,
     ) -> Result<(Option<Reloadable<rustls::ServerConfig>>, Self), ConfigError> {
+        let (tls, callers, caller_files) = (settings.tls.as_ref(), settings.callers.as_ref(), &settings.caller_files);
+        // The sandbox's tenants have their keys inline: nothing to watch.
+        let tenants: &[TenantSettings] = match &settings.upstream {
+            Upstream::Tenants { tenants, .. } => tenants,
+            Upstream::Sandbox(_) => &[],
+        };
         // With tokens accepted too, a caller may come without a certificate.
         let client_certificate_optional =
             callers.is_some_and(|c| c.accepts_tokens()) || caller_files.caller_tokens_file.is_some();

@@ -8,6 +8,11 @@
 //! key encrypts the stored answer, bound to its lookup key. Only a caller
 //! holding the refresh token can find or read an entry, and no secret has to
 //! be shared between replicas.
+//!
+//! Both Redis keys of one token (its result and its claim) carry the lookup
+//! key as their hash tag, so the claim script touches one slot of a Redis
+//! Cluster. Each replica also keeps what it stores in memory: while Redis is
+//! out, the window holds within that replica.
 
 use std::{
     collections::HashMap,
@@ -15,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::sealing;
+use crate::{redis_connection::SharedRedis, sealing};
 
 /// Key prefix of stored results in Redis.
 const RESULT_PREFIX: &str = "mtr-sso:refresh-reuse:";
@@ -87,21 +92,33 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ";
 
+/// The Redis key of the stored result and of the claim for `keys`; both
+/// hash on the lookup key alone (`{...}`), so they share a cluster slot.
+fn result_key(keys: &SealingKeys) -> String {
+    format!("{RESULT_PREFIX}{{{}}}", keys.lookup())
+}
+
+fn claim_key(keys: &SealingKeys) -> String {
+    format!("{CLAIM_PREFIX}{{{}}}", keys.lookup())
+}
+
 enum Store {
-    Memory(Mutex<HashMap<String, (Vec<u8>, Instant)>>),
-    Redis(redis::aio::ConnectionManager),
+    Memory,
+    Redis(SharedRedis),
 }
 
 /// Sealed results for the reuse window.
 pub struct ReuseStore {
     store: Store,
+    /// This replica's results: the store itself without Redis, its fallback while Redis is out.
+    local: Mutex<HashMap<String, (Vec<u8>, Instant)>>,
     window: Duration,
 }
 
 impl std::fmt::Debug for ReuseStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let store = match self.store {
-            Store::Memory(_) => "memory",
+            Store::Memory => "memory",
             Store::Redis(_) => "redis",
         };
         f.debug_struct("ReuseStore").field("store", &store).field("window", &self.window).finish()
@@ -111,12 +128,12 @@ impl std::fmt::Debug for ReuseStore {
 impl ReuseStore {
     /// Results kept in this process for `window`.
     pub fn in_memory(window: Duration) -> Self {
-        Self { store: Store::Memory(Mutex::new(HashMap::new())), window }
+        Self { store: Store::Memory, local: Mutex::new(HashMap::new()), window }
     }
 
     /// Results kept in Redis for `window`, shared by every replica.
-    pub fn redis(connection: redis::aio::ConnectionManager, window: Duration) -> Self {
-        Self { store: Store::Redis(connection), window }
+    pub fn redis(connection: SharedRedis, window: Duration) -> Self {
+        Self { store: Store::Redis(connection), local: Mutex::new(HashMap::new()), window }
     }
 
     /// Whether other replicas see what this one stores.
@@ -127,23 +144,15 @@ impl ReuseStore {
     /// The remembered result for `keys`, opened.
     pub async fn get(&self, keys: &SealingKeys) -> Option<Vec<u8>> {
         let stored = match &self.store {
-            Store::Memory(entries) => {
-                let entries = entries.lock().unwrap_or_else(PoisonError::into_inner);
-                let (stored, expires) = entries.get(keys.lookup())?;
-                (*expires > Instant::now()).then(|| stored.clone())?
-            }
+            Store::Memory => self.get_local(keys)?,
             Store::Redis(connection) => {
                 let mut connection = connection.clone();
-                let answer: Result<Option<Vec<u8>>, _> = redis::cmd("GET")
-                    .arg(format!("{RESULT_PREFIX}{}", keys.lookup()))
-                    .query_async(&mut connection)
-                    .await;
+                let answer: Result<Option<Vec<u8>>, _> =
+                    redis::cmd("GET").arg(result_key(keys)).query_async(&mut connection).await;
                 match answer {
                     Ok(stored) => stored?,
-                    Err(error) => {
-                        tracing::warn!(%error, "refresh reuse store unavailable; calling the vendor");
-                        return None;
-                    }
+                    // Redis is out (the connection says so once): this replica's own results.
+                    Err(_) => self.get_local(keys)?,
                 }
             }
         };
@@ -154,28 +163,33 @@ impl ReuseStore {
         opened
     }
 
-    /// Remembers `plaintext` for the window, sealed.
+    fn get_local(&self, keys: &SealingKeys) -> Option<Vec<u8>> {
+        let entries = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+        let (stored, expires) = entries.get(keys.lookup())?;
+        (*expires > Instant::now()).then(|| stored.clone())
+    }
+
+    /// Remembers `plaintext` for the window, sealed: in this replica, and in
+    /// Redis for every replica.
     pub async fn put(&self, keys: &SealingKeys, plaintext: &[u8]) {
         let Some(sealed) = keys.seal(plaintext) else { return };
-        match &self.store {
-            Store::Memory(entries) => {
-                let mut entries = entries.lock().unwrap_or_else(PoisonError::into_inner);
-                let now = Instant::now();
-                entries.retain(|_, (_, expires)| *expires > now);
-                entries.insert(keys.lookup().to_string(), (sealed, now + self.window));
-            }
-            Store::Redis(connection) => {
-                let mut connection = connection.clone();
-                let stored: Result<(), _> = redis::cmd("SET")
-                    .arg(format!("{RESULT_PREFIX}{}", keys.lookup()))
-                    .arg(sealed)
-                    .arg("PX")
-                    .arg(self.window.as_millis().max(1) as u64)
-                    .query_async(&mut connection)
-                    .await;
-                if let Err(error) = stored {
-                    tracing::warn!(%error, "could not remember a refresh result");
-                }
+        {
+            let mut entries = self.local.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = Instant::now();
+            entries.retain(|_, (_, expires)| *expires > now);
+            entries.insert(keys.lookup().to_string(), (sealed.clone(), now + self.window));
+        }
+        if let Store::Redis(connection) = &self.store {
+            let mut connection = connection.clone();
+            let stored: Result<(), _> = redis::cmd("SET")
+                .arg(result_key(keys))
+                .arg(sealed)
+                .arg("PX")
+                .arg(self.window.as_millis().max(1) as u64)
+                .query_async(&mut connection)
+                .await;
+            if let Err(error) = stored {
+                tracing::debug!(%error, "could not share a refresh result; it holds within this replica");
             }
         }
     }
@@ -191,8 +205,8 @@ impl ReuseStore {
         let Some(value) = sealing::random_token() else { return unclaimed };
         let mut connection = connection.clone();
         let answer: Result<redis::Value, _> = redis::Script::new(CLAIM_SCRIPT)
-            .key(format!("{RESULT_PREFIX}{}", keys.lookup()))
-            .key(format!("{CLAIM_PREFIX}{}", keys.lookup()))
+            .key(result_key(keys))
+            .key(claim_key(keys))
             .arg(&value)
             .arg(hold.as_millis().max(1) as u64)
             .invoke_async(&mut connection)
@@ -203,10 +217,8 @@ impl ReuseStore {
                 tracing::warn!(answer = ?other, "refresh reuse store answered a claim strangely; calling the vendor");
                 return unclaimed;
             }
-            Err(error) => {
-                tracing::warn!(%error, "refresh reuse store unavailable; calling the vendor");
-                return unclaimed;
-            }
+            // Redis is out: this replica calls, its single flight still joins its own callers.
+            Err(_) => return unclaimed,
         };
         match answer.as_slice() {
             [redis::Value::Int(1), redis::Value::BulkString(stored)] => match keys.open(stored) {
@@ -226,11 +238,8 @@ impl ReuseStore {
     pub async fn release(&self, keys: &SealingKeys, ticket: &ClaimTicket) {
         let (Store::Redis(connection), Some(value)) = (&self.store, &ticket.value) else { return };
         let mut connection = connection.clone();
-        let released: Result<i64, _> = redis::Script::new(RELEASE_SCRIPT)
-            .key(format!("{CLAIM_PREFIX}{}", keys.lookup()))
-            .arg(value)
-            .invoke_async(&mut connection)
-            .await;
+        let released: Result<i64, _> =
+            redis::Script::new(RELEASE_SCRIPT).key(claim_key(keys)).arg(value).invoke_async(&mut connection).await;
         if let Err(error) = released {
             tracing::warn!(%error, "could not release a refresh claim; it expires by itself");
         }

@@ -40,7 +40,7 @@ pub struct Exposure {
 }
 
 /// The health service name of the SSO service.
-pub const SERVICE_NAME: &str = "matchtrader.sso.v1.SsoService";
+pub use crate::proto::SERVICE_NAME;
 
 /// Largest request accepted, the same over gRPC and JSON.
 const MAX_REQUEST_BYTES: usize = json_api::MAX_BODY_BYTES;

@@ -4,7 +4,9 @@
 //! gone (a refresh the vendor rotated must still reach the reuse store). Once
 //! the run ends, its key is free again: nothing is remembered here. The key
 //! is freed however the run ends: with an outcome, a panic, or its task
-//! cancelled (the runtime shutting down); its callers then get `None`.
+//! cancelled (the runtime shutting down); its callers then get `None`. The
+//! run's task carries the span and trace of the caller that started it, so
+//! the work it does is traced as part of that caller's request.
 
 use std::{
     collections::HashMap,
@@ -17,6 +19,9 @@ use std::{
     time::Duration,
 };
 use tokio::{sync::watch, time::Instant};
+use tracing::Instrument as _;
+
+use crate::trace_context;
 
 /// How long past its deadline the caller that started a run waits for its outcome.
 const LEADER_GRACE: Duration = Duration::from_millis(250);
@@ -88,7 +93,8 @@ where
     V: Clone + Send + Sync + 'static,
 {
     /// The outcome of the run for `key`: joins the one in flight, or starts
-    /// `work` on a task of its own; `work` must end by `deadline`. `None` when
+    /// `work` on a task of its own, in the current span and trace; `work`
+    /// must end by `deadline`. `None` when
     /// the deadline passes first, or the run ended without an outcome (its
     /// task panicked).
     pub async fn run<F>(&self, key: K, deadline: Instant, work: impl FnOnce() -> F) -> Option<(V, Role)>
@@ -108,15 +114,20 @@ where
                     // by value into the task copied it several times per call (memcpy
                     // was half of an IssueOneTimeToken's instructions).
                     let work = Box::pin(work());
-                    tokio::spawn(async move {
-                        let value = work.await;
+                    let trace = trace_context::current();
+                    let run = async move {
+                        let value = match trace {
+                            Some(trace) => trace_context::scope(trace, work).await,
+                            None => work.await,
+                        };
                         // The key is freed before the outcome is sent: a caller
                         // arriving after the run ended starts a new one. Should
                         // the work panic or the task be cancelled instead, the
                         // guard frees it and the dropped sender wakes the callers.
                         key_guard.free();
                         let _ = send.send(Some(value));
-                    });
+                    };
+                    tokio::spawn(run.instrument(tracing::Span::current()));
                     (receive, Role::Led)
                 }
             }
@@ -171,6 +182,24 @@ mod tests {
         assert_eq!(flights.in_flight(), 0, "nothing is remembered once the run ended");
         let again = flights.run("k", deadline, || async { 99 }).await;
         assert_eq!(again, Some((99, Role::Led)));
+    }
+
+    #[tokio::test]
+    async fn the_run_is_traced_as_part_of_the_request_of_the_caller_that_started_it() {
+        let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry());
+        let flights = SingleFlight::<u8, (Option<trace_context::TraceContext>, Option<tracing::Id>)>::default();
+        let trace = trace_context::TraceContext::new_root();
+        let span = tracing::info_span!("rpc");
+        let span_id = span.id();
+        assert!(span_id.is_some(), "the subscriber records spans");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let seen = trace_context::scope(
+            trace,
+            flights.run(1, deadline, || async { (trace_context::current(), tracing::Span::current().id()) }),
+        )
+        .instrument(span)
+        .await;
+        assert_eq!(seen, Some(((Some(trace), span_id), Role::Led)));
     }
 
     #[tokio::test]

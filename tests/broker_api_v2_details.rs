@@ -144,7 +144,7 @@ async fn a_trading_account_missing_in_the_trading_system_is_its_own_trading_acco
 
 #[tokio::test]
 async fn the_v2_client_lists_a_users_trading_accounts_with_created_and_group() {
-    use mtr_sso::upstream::{BrokerApi, GateContext, HttpClient, Proxies, UpstreamFault};
+    use mtr_sso::upstream::{BrokerApi, GateContext, HttpClient, UpstreamFault};
     let (sandbox, mut gateway) = v2_tenant(V2AccountDetails::Names).await;
     let request =
         CreateAccountRequest { tenant: "v2".into(), password: V2_PASSWORD.into(), ..new_account("listed@example.com") };
@@ -152,7 +152,7 @@ async fn the_v2_client_lists_a_users_trading_accounts_with_created_and_group() {
     let response = gateway.client.create_account(request).await.expect("created").into_inner();
     let opened = response.trading_account.expect("opened");
     let settings = sandbox.tenant_settings_for("v2", Generation::V2);
-    let http = HttpClient::new(&common::http_settings(Duration::from_secs(5)), Proxies::None).expect("client");
+    let http = HttpClient::new(&common::http_settings(Duration::from_secs(5))).expect("client");
     let broker =
         BrokerApi::new(http, &settings, GateContext::unlimited(std::sync::Arc::new(mtr_sso::metrics::Metrics::new())))
             .expect("broker api");

@@ -21,9 +21,7 @@ use std::time::Duration;
 const CLAIM_PREFIX: &str = "mtr-sso:refresh-claim:";
 
 async fn replica_store(redis: &RedisServer) -> ReuseStore {
-    let client = redis::Client::open(redis.url()).expect("a Redis URL");
-    let connection = client.get_connection_manager().await.expect("Redis is up");
-    ReuseStore::redis(connection, Duration::from_secs(10))
+    ReuseStore::redis(redis.shared().await, Duration::from_secs(10))
 }
 
 fn claims(redis: &RedisServer) -> Vec<String> {

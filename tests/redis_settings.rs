@@ -104,3 +104,15 @@ fn the_check_fails_when_nothing_answers_at_the_redis_url() {
     assert_eq!(code, Some(64), "{stderr}");
     assert!(stderr.contains("--redis-url") && stderr.contains("connection refused"), "{stderr}");
 }
+
+#[test]
+fn a_cluster_url_passes_the_check_and_a_command_timeout_as_long_as_an_rpc_is_refused() {
+    let cluster = redis_server::cluster::RedisCluster::start(Mode::TlsWithPassword);
+    let (code, stderr, _) = run_to_exit(&with_redis(&cluster.gateway_args(), true));
+    assert_eq!(code, Some(0), "a TLS cluster with a password passes the check: {stderr}");
+    let mut args = cluster.gateway_args();
+    args.extend(["--redis-command-timeout".into(), "10s".into()]);
+    let (code, stderr, _) = run_to_exit(&with_redis(&args, true));
+    assert_eq!(code, Some(64), "{stderr}");
+    assert!(stderr.contains("--redis-command-timeout") && stderr.contains("--upstream-timeout"), "{stderr}");
+}

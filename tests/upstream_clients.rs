@@ -9,7 +9,7 @@ use mtr_sso::{
     deadline::Deadline,
     tenant::AuthScheme,
     upstream::{
-        BrokerApi, GateContext, HttpClient, NewAccount, PlatformApi, Proxies, UpstreamFault, broker_api_form as form,
+        BrokerApi, GateContext, HttpClient, NewAccount, PlatformApi, Tenant, UpstreamFault, broker_api_form as form,
     },
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -23,12 +23,10 @@ use wiremock::{
 fn clients(server: &MockServer, adjust: impl FnOnce(&mut mtr_sso::tenant::TenantSettings)) -> (BrokerApi, PlatformApi) {
     let mut settings = tenant("default", &server.uri());
     adjust(&mut settings);
-    let http = HttpClient::new(&http_settings(Duration::from_secs(5)), Proxies::None).expect("client");
+    let http = HttpClient::new(&http_settings(Duration::from_secs(5))).expect("client");
     let gates = GateContext::unlimited(std::sync::Arc::new(mtr_sso::metrics::Metrics::new()));
-    (
-        BrokerApi::new(http.clone(), &settings, gates.clone()).expect("broker api"),
-        PlatformApi::new(http, &settings, gates).expect("platform api"),
-    )
+    let Tenant { broker, platform, .. } = Tenant::new(settings, &http, &gates).expect("the tenant's clients");
+    (broker, platform)
 }
 
 fn soon() -> Deadline {
@@ -297,7 +295,7 @@ async fn a_refused_connection_is_known_not_to_have_reached_the_vendor() {
     let closed = format!("http://{}", listener.local_addr().expect("addr"));
     drop(listener);
     let settings = tenant("default", &closed);
-    let http = HttpClient::new(&http_settings(Duration::from_secs(5)), Proxies::None).expect("client");
+    let http = HttpClient::new(&http_settings(Duration::from_secs(5))).expect("client");
     let broker =
         BrokerApi::new(http, &settings, GateContext::unlimited(std::sync::Arc::new(mtr_sso::metrics::Metrics::new())))
             .expect("broker api");
@@ -324,7 +322,7 @@ async fn raw_server(answer: &'static [u8]) -> String {
 }
 
 fn broker_at(base: &str) -> BrokerApi {
-    let http = HttpClient::new(&http_settings(Duration::from_secs(5)), Proxies::None).expect("client");
+    let http = HttpClient::new(&http_settings(Duration::from_secs(5))).expect("client");
     let gates = GateContext::unlimited(std::sync::Arc::new(mtr_sso::metrics::Metrics::new()));
     BrokerApi::new(http, &tenant("default", base), gates).expect("broker api")
 }

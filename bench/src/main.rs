@@ -170,15 +170,12 @@ async fn measure(mut args: Args) -> anyhow::Result<()> {
     let (rss_idle_kib, _) = gateway.memory_kib()?;
     let channels = gateway.channels(4).await?;
     // A uses the gateway's own HTTP client, so A and B differ by the gateway alone.
-    let rest_http = HttpClient::new(
-        &HttpSettings {
-            user_agent: "mtr-sso-bench".into(),
-            connect_timeout: Duration::from_secs(5),
-            upstream_timeout: Duration::from_secs(30),
-            proxies_from_environment: false,
-        },
-        Proxies::None,
-    )?;
+    let rest_http = HttpClient::new(&HttpSettings {
+        user_agent: "mtr-sso-bench".into(),
+        connect_timeout: Duration::from_secs(5),
+        upstream_timeout: Duration::from_secs(30),
+        proxies: Proxies::None,
+    })?;
     let base = format!("http://{upstream_addr}");
     let rest = |operation| Call::rest(&rest_http, &base, operation);
     let relay = relay::start(&std::env::current_exe()?, upstream_addr).await?;

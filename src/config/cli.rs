@@ -7,8 +7,8 @@ use secrecy::SecretString;
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use super::{
-    ConfigError, ConnectionLimits, DEFAULT_MAX_IN_FLIGHT, HttpSettings, LogFormat, ResilienceSettings, SandboxOptions,
-    Settings, Upstream, audit::AuditOptions, callers::CallerFiles, invalid, shared_state, tenants_file,
+    ConfigError, ConnectionLimits, DEFAULT_MAX_IN_FLIGHT, HttpSettings, LogFormat, Mode, Proxies, ResilienceSettings,
+    SandboxOptions, Settings, Upstream, audit::AuditOptions, callers::CallerFiles, invalid, shared_state, tenants_file,
 };
 use crate::{
     quota::Limits,
@@ -71,25 +71,30 @@ pub struct Cli {
     #[arg(long, env = "MTR_SSO_EMAIL_LIMIT_PER_MINUTE", default_value_t = 20)]
     pub email_limit_per_minute: u32,
     /// Consecutive upstream failures that open a tenant API's circuit; 0 switches the breaker off.
-    #[arg(long, env = "MTR_SSO_CIRCUIT_BREAKER_FAILURES", default_value_t = 5)]
+    #[arg(long, env = "MTR_SSO_CIRCUIT_BREAKER_FAILURES", default_value_t = ResilienceSettings::default().breaker_failures)]
     pub circuit_breaker_failures: u32,
     /// How long an open circuit fails fast before one probe call is let through.
-    #[arg(long, env = "MTR_SSO_CIRCUIT_BREAKER_COOLDOWN", default_value = "10s", value_parser = parse_duration)]
+    #[arg(
+        long,
+        env = "MTR_SSO_CIRCUIT_BREAKER_COOLDOWN",
+        default_value = humantime::format_duration(ResilienceSettings::default().breaker_cooldown).to_string(),
+        value_parser = parse_duration
+    )]
     pub circuit_breaker_cooldown: Duration,
     /// Attempts per upstream call when the connection is refused (1: no retry).
-    #[arg(long, env = "MTR_SSO_CONNECT_ATTEMPTS", default_value_t = 3)]
+    #[arg(long, env = "MTR_SSO_CONNECT_ATTEMPTS", default_value_t = ResilienceSettings::default().max_attempts)]
     pub connect_attempts: u32,
     /// Calls in flight at once to one tenant's Broker-API, and separately to its
     /// platform; more wait for a slot within their deadline. Each call holds an
     /// HTTP/1.1 connection, so this bounds connections and memory; 0 for no limit.
-    #[arg(long, env = "MTR_SSO_UPSTREAM_CONCURRENCY", default_value_t = 64)]
+    #[arg(long, env = "MTR_SSO_UPSTREAM_CONCURRENCY", default_value_t = ResilienceSettings::default().max_concurrent_calls)]
     pub upstream_concurrency: usize,
 
     /// How long a CreateAccount idempotency key is remembered.
     #[arg(long, env = "MTR_SSO_IDEMPOTENCY_WINDOW", default_value = "1h", value_parser = parse_duration)]
     pub idempotency_window: Duration,
     /// Redis URL (e.g. `redis://redis:6379`) to share limits and idempotency keys across replicas;
-    /// in memory when unset.
+    /// `redis+cluster://` or `rediss+cluster://` for a Redis Cluster (any one node); in memory when unset.
     #[arg(long, env = "MTR_SSO_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// CA certificate (PEM) of the Redis server's certificate, for `rediss://`; the system trust store when unset.
@@ -101,6 +106,15 @@ pub struct Cli {
     /// Redis ACL user the password belongs to; the default user when unset.
     #[arg(long, env = "MTR_SSO_REDIS_USERNAME")]
     pub redis_username: Option<String>,
+    /// How long one Redis command may take; past it, Redis counts as out until it answers again
+    /// (see RELIABILITY.md for what each guarantee does meanwhile).
+    #[arg(long, env = "MTR_SSO_REDIS_COMMAND_TIMEOUT", default_value = "250ms", value_parser = parse_duration)]
+    pub redis_command_timeout: Duration,
+    /// How many replicas share Redis (the autoscaler's maximum): while Redis is out, each
+    /// replica's own guards allow each per-minute limit divided by this.
+    #[arg(long, env = "MTR_SSO_REPLICAS", default_value_t = crate::redis_connection::DEFAULT_REPLICAS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub replicas: u32,
     /// Refuse to start without --redis-url: every replica must share the quota, the idempotency
     /// keys and the refresh results.
     #[arg(long, env = "MTR_SSO_REQUIRE_SHARED_STATE")]
@@ -160,7 +174,7 @@ pub struct Cli {
     #[arg(long, env = "MTR_SSO_SANDBOX_ADDR", default_value = "127.0.0.1:0")]
     pub sandbox_addr: SocketAddr,
     /// Requests per minute the sandbox allows per API key and per platform, like the vendor.
-    #[arg(long, env = "MTR_SSO_SANDBOX_RATE_LIMIT", default_value_t = 500)]
+    #[arg(long, env = "MTR_SSO_SANDBOX_RATE_LIMIT", default_value_t = SandboxOptions::default().rate_limit_per_minute)]
     pub sandbox_rate_limit: u32,
     /// Extra latency the sandbox adds to every answer (e.g. `5ms`).
     #[arg(long, env = "MTR_SSO_SANDBOX_LATENCY", value_parser = parse_duration)]
@@ -212,7 +226,7 @@ impl Cli {
             connect_timeout: positive_setting("--connect-timeout", self.connect_timeout)?,
             upstream_timeout: positive_setting("--upstream-timeout", self.upstream_timeout)?,
             // The in-process sandbox is reached directly, whatever proxy the environment names.
-            proxies_from_environment: !self.sandbox,
+            proxies: if self.sandbox { Proxies::None } else { Proxies::FromEnvironment },
         };
         if http::HeaderValue::from_str(&http.user_agent).is_err() || http.user_agent.is_empty() {
             return Err(invalid("--user-agent", "must be a non-empty, printable header value"));
@@ -248,8 +262,11 @@ impl Cli {
             callers,
             caller_files,
             health_listen: self.health_listen,
-            check_only: self.check_config,
-            check_upstream: self.check_upstream,
+            mode: match (self.check_upstream, self.check_config) {
+                (true, _) => Mode::CheckUpstream,
+                (false, true) => Mode::CheckConfig,
+                (false, false) => Mode::Serve,
+            },
             listen: self.listen.unwrap_or(SocketAddr::from((default_host, 50051))),
             worker_threads: at_least_one("--worker-threads", self.worker_threads)?,
             max_in_flight: at_least_one("--max-in-flight", self.max_in_flight)?,
@@ -322,7 +339,13 @@ impl Cli {
             }
             None => None,
         };
+        let command_timeout = positive_setting("--redis-command-timeout", self.redis_command_timeout)?;
+        // A Redis command that may take an RPC's whole time bounds nothing.
+        if command_timeout >= self.upstream_timeout {
+            return Err(invalid("--redis-command-timeout", "must be shorter than --upstream-timeout"));
+        }
         RedisSettings::new(url, ca_pem, self.redis_username.clone(), password)
+            .map(|settings| settings.with_command_timeout(command_timeout).with_replicas(self.replicas))
             .map(Some)
             .map_err(|refused| invalid(refused.setting, refused.problem))
     }

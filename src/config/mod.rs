@@ -40,9 +40,30 @@ pub struct HttpSettings {
     pub user_agent: String,
     pub connect_timeout: Duration,
     pub upstream_timeout: Duration,
-    /// Whether `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` apply;
-    /// off for the in-process sandbox, which is always reached directly.
-    pub proxies_from_environment: bool,
+    pub proxies: Proxies,
+}
+
+/// Which proxies the upstream HTTP client uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proxies {
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (or their
+    /// lowercase forms), read once when the client is built, as curl reads them.
+    FromEnvironment,
+    /// Always connect directly: the in-process sandbox, whatever proxy the
+    /// environment names.
+    None,
+}
+
+/// What the process does with its settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Serve until SIGTERM/SIGINT.
+    Serve,
+    /// `--check-config`: check the settings (Redis included), then exit.
+    CheckConfig,
+    /// `--check-upstream`: check the settings and every tenant's upstream
+    /// with cheap reads, then exit.
+    CheckUpstream,
 }
 
 /// Bounds on the connections the main listener holds, so that callers that
@@ -73,7 +94,8 @@ impl Default for ConnectionLimits {
 pub struct SandboxOptions {
     /// Where its HTTP server listens; port 0 picks a free one.
     pub addr: SocketAddr,
-    /// Requests per minute per API key and per platform; 0 switches the limit off.
+    /// Requests per minute per API key and per platform, 500 as the vendor's
+    /// by default; 0 switches the limit off.
     pub rate_limit_per_minute: u32,
     /// Latency added to every answer.
     pub latency: Duration,
@@ -145,10 +167,7 @@ pub struct Settings {
     /// Where `tls` and `callers` were read from, to read them again when the files change.
     pub caller_files: CallerFiles,
     pub health_listen: Option<SocketAddr>,
-    /// Only check the settings, then exit.
-    pub check_only: bool,
-    /// Check the settings and every tenant's upstream with cheap reads, then exit.
-    pub check_upstream: bool,
+    pub mode: Mode,
     pub listen: SocketAddr,
     pub worker_threads: usize,
     pub max_in_flight: usize,

@@ -156,18 +156,15 @@ impl SsoError {
     }
 
     /// A `tenant` that names no configured tenant. `known` lists the names
-    /// the caller may use, when it is allowed to know them (without a policy,
-    /// every name; with one, those it grants this caller for this call);
-    /// `None` says nothing of the others.
-    pub fn unknown_tenant(known: Option<&[&str]>) -> Self {
+    /// the caller may use (without a policy, every name; with one, those it
+    /// grants this caller for this call).
+    pub fn unknown_tenant(known: &[&str]) -> Self {
         let mut description = "names no configured tenant (names are case-sensitive)".to_string();
-        match known {
-            Some([]) => description.push_str("; none is open to this caller for this call"),
-            Some(names) => {
-                let quoted: Vec<String> = names.iter().map(|name| format!("`{name}`")).collect();
-                description.push_str(&format!("; the tenants are {}, or empty for the default", quoted.join(", ")));
-            }
-            None => {}
+        if known.is_empty() {
+            description.push_str("; none is open to this caller for this call");
+        } else {
+            let quoted: Vec<String> = known.iter().map(|name| format!("`{name}`")).collect();
+            description.push_str(&format!("; the tenants are {}, or empty for the default", quoted.join(", ")));
         }
         SsoError::InvalidArgument {
             reason: InvalidReason::UnknownTenant,

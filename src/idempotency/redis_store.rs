@@ -7,12 +7,16 @@
 //!
 //! Completing and releasing compare the owner inside a script, so a call
 //! whose claim expired and was taken by another never overwrites or deletes
-//! what that other call holds.
+//! what that other call holds. Each script touches one key, so it runs on
+//! one slot of a Redis Cluster.
 
 use std::{sync::LazyLock, time::Duration};
 
 use super::{Claim, ScopedKey};
-use crate::hex;
+use crate::{
+    hex,
+    redis_connection::{PROBE_INTERVAL, SharedRedis, is_outage},
+};
 
 const REDIS_PREFIX: &str = "mtr-sso:idempotency:";
 
@@ -73,7 +77,7 @@ fn millis(duration: Duration) -> u64 {
 
 /// Claims the key for `ttl`, or says what holds it.
 pub(super) async fn claim(
-    mut connection: redis::aio::ConnectionManager,
+    mut connection: SharedRedis,
     key: &ScopedKey,
     fingerprint: &str,
     ttl: Duration,
@@ -90,8 +94,9 @@ pub(super) async fn claim(
         Ok(claimed) => claimed,
         Err(error) => {
             // The answer may have been lost after Redis took the claim: give it
-            // up (only if it is ours), or a retry would wait for a run that never started.
-            release(connection, key).await;
+            // up (only if it is ours), or a retry would wait for a run that
+            // never started; once Redis is back if it is out now.
+            release_while(connection, key, tokio::time::Instant::now() + ttl).await;
             return Err(ReadError::Redis(error.to_string()));
         }
     };
@@ -104,11 +109,7 @@ pub(super) async fn claim(
 /// What the entry says: gone (its run was released or expired) or still
 /// running, finished, or made for another request. An outcome that does
 /// not open with the key, or a value in no known shape, is an error.
-pub(super) async fn read(
-    connection: &mut redis::aio::ConnectionManager,
-    key: &ScopedKey,
-    fingerprint: &str,
-) -> Result<Claim, ReadError> {
+pub(super) async fn read(connection: &mut SharedRedis, key: &ScopedKey, fingerprint: &str) -> Result<Claim, ReadError> {
     let stored: Option<String> = redis::cmd("GET")
         .arg(redis_key(key))
         .query_async(connection)
@@ -133,34 +134,85 @@ pub(super) async fn read(
     key.open(&sealed).map(Claim::Done).map_err(ReadError::Refused)
 }
 
-/// Records the sealed outcome for `window`, if the claim is still this call's.
-pub(super) async fn complete(
-    mut connection: redis::aio::ConnectionManager,
-    key: &ScopedKey,
-    fingerprint: &str,
-    sealed: &[u8],
-    window: Duration,
-) {
-    let done = format!("done:{fingerprint}:{}", hex::encode(sealed));
-    let stored: Result<u8, _> = COMPLETE
-        .key(redis_key(key))
-        .arg(claim_value(key, fingerprint))
-        .arg(done)
-        .arg(millis(window))
-        .invoke_async(&mut connection)
-        .await;
-    match stored {
+/// An outcome to record, and how long it and the claim live.
+pub(super) struct Record {
+    pub(super) fingerprint: String,
+    pub(super) sealed: Vec<u8>,
+    pub(super) window: Duration,
+    pub(super) claim_ttl: Duration,
+}
+
+/// Records the sealed outcome for its window, if the claim is still this
+/// call's. When Redis is out, tries again in the background until the claim
+/// would have expired: a retry then replays the outcome instead of finding
+/// the key free once the claim expires, and creating again.
+pub(super) async fn complete(connection: SharedRedis, key: &ScopedKey, record: Record) {
+    let redis_key = redis_key(key);
+    let claim = claim_value(key, &record.fingerprint);
+    let done = format!("done:{}:{}", record.fingerprint, hex::encode(&record.sealed));
+    let give_up = tokio::time::Instant::now() + record.claim_ttl;
+    let store = move |mut connection: SharedRedis| {
+        let (redis_key, claim, done) = (redis_key.clone(), claim.clone(), done.clone());
+        async move {
+            COMPLETE
+                .key(redis_key)
+                .arg(claim)
+                .arg(done)
+                .arg(millis(record.window))
+                .invoke_async::<u8>(&mut connection)
+                .await
+        }
+    };
+    match store(connection.clone()).await {
         Ok(1) => {}
         Ok(_) => tracing::warn!("an idempotency claim changed hands during its run; its outcome is not recorded"),
+        Err(error) if is_outage(&error) => {
+            tracing::warn!(%error, "could not record an idempotent outcome; trying again while its claim lasts");
+            once_back(connection, give_up, store, "record an idempotent outcome");
+        }
         Err(error) => tracing::warn!(%error, "could not record an idempotent outcome"),
     }
 }
 
-/// Deletes the claim if it is still this call's.
-pub(super) async fn release(mut connection: redis::aio::ConnectionManager, key: &ScopedKey) {
+/// Runs `step` again every [`PROBE_INTERVAL`], in the background, until
+/// Redis answers it or `give_up` (when the claim it concerns has expired).
+fn once_back<F, Fut>(connection: SharedRedis, give_up: tokio::time::Instant, step: F, what: &'static str)
+where
+    F: Fn(SharedRedis) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = redis::RedisResult<u8>> + Send,
+{
+    tokio::spawn(async move {
+        while tokio::time::Instant::now() + PROBE_INTERVAL < give_up {
+            tokio::time::sleep(PROBE_INTERVAL).await;
+            match step(connection.clone()).await {
+                Err(error) if is_outage(&error) => continue,
+                Ok(1) => tracing::info!("could {what} once Redis was back"),
+                Ok(_) => tracing::warn!("could not {what}: its claim changed hands"),
+                Err(error) => tracing::warn!(%error, "could not {what}"),
+            }
+            return;
+        }
+        tracing::warn!("could not {what}: Redis stayed out while its claim lasted");
+    });
+}
+
+/// Deletes the claim if it is still this call's; if Redis is out, once it
+/// is back, while the claim can still be there.
+async fn release_while(connection: SharedRedis, key: &ScopedKey, give_up: tokio::time::Instant) {
+    let redis_key = redis_key(key);
     let owned_prefix = format!("claim:{}:", key.owner);
-    let released: Result<u8, _> = RELEASE.key(redis_key(key)).arg(owned_prefix).invoke_async(&mut connection).await;
-    if let Err(error) = released {
-        tracing::warn!(%error, "could not release an idempotency key");
+    let step = move |mut connection: SharedRedis| {
+        let (redis_key, owned_prefix) = (redis_key.clone(), owned_prefix.clone());
+        async move { RELEASE.key(redis_key).arg(owned_prefix).invoke_async::<u8>(&mut connection).await }
+    };
+    match step(connection.clone()).await {
+        Err(error) if is_outage(&error) => once_back(connection, give_up, step, "release an idempotency key"),
+        Err(error) => tracing::warn!(%error, "could not release an idempotency key"),
+        Ok(_) => {}
     }
+}
+
+/// Deletes the claim if it is still this call's (once Redis is back, if it is out).
+pub(super) async fn release(connection: SharedRedis, key: &ScopedKey, claim_ttl: Duration) {
+    release_while(connection, key, tokio::time::Instant::now() + claim_ttl).await;
 }

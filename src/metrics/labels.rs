@@ -87,6 +87,12 @@ pub(super) struct AuditLossLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct RedisLabels {
+    /// `single` (one endpoint) or `cluster`.
+    pub(super) topology: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct BuildLabels {
     pub(super) version: &'static str,
 }

@@ -7,12 +7,13 @@
 
 mod endpoint;
 mod labels;
+mod reload;
 
 pub use endpoint::{bind, serve};
 pub use labels::{Protocol, code_name};
 
 use labels::{
-    ApiLabels, AuditEventLabels, AuditLossLabels, BuildLabels, HandledLabels, ReasonLabels, ReloadLabels, RpcLabels,
+    ApiLabels, AuditEventLabels, AuditLossLabels, BuildLabels, HandledLabels, ReasonLabels, RedisLabels, RpcLabels,
     SavedCallLabels, UpstreamLabels, UpstreamLatencyLabels,
 };
 
@@ -29,7 +30,7 @@ use std::{
 use tonic::Code;
 
 /// The gRPC service name used as `grpc_service`.
-const SERVICE: &str = "matchtrader.sso.v1.SsoService";
+const SERVICE: &str = crate::proto::SERVICE_NAME;
 
 /// Latency buckets from 100 µs to 10 s: the gateway's own overhead sits at
 /// the bottom, slow vendor calls at the top.
@@ -54,9 +55,9 @@ pub struct Metrics {
     quota_wait_seconds: Family<ApiLabels, Histogram>,
     audit_events: Family<AuditEventLabels, Counter>,
     audit_events_lost: Family<AuditLossLabels, Counter>,
-    reloads: Family<ReloadLabels, Counter>,
-    reload_failures: Family<ReloadLabels, Counter>,
-    reload_failing: Family<ReloadLabels, Gauge>,
+    reload: reload::ReloadSeries,
+    redis_up: Family<RedisLabels, Gauge>,
+    redis_outages: Family<RedisLabels, Counter>,
     /// The series of each method and protocol seen so far (see [`MethodSeries`]).
     methods: RwLock<Vec<((&'static str, Protocol), MethodSeries)>>,
 }
@@ -175,19 +176,15 @@ impl Metrics {
             "Audit events not written: `queue_full` (the writer fell behind) or `write_failed` (the file or stdout refused them)",
             audit_events_lost.clone(),
         );
-        let reloads = Family::<ReloadLabels, Counter>::default();
-        registry.register("mtr_sso_reloads", "Changed files read again and applied, by source", reloads.clone());
-        let reload_failures = Family::<ReloadLabels, Counter>::default();
+        let reload = reload::ReloadSeries::register(&mut registry);
+        // Series appear only once a Redis is configured: no Redis is not an outage.
+        let redis_up = Family::<RedisLabels, Gauge>::default();
+        registry.register("mtr_sso_redis_up", "1 while Redis answers, 0 while it is out", redis_up.clone());
+        let redis_outages = Family::<RedisLabels, Counter>::default();
         registry.register(
-            "mtr_sso_reload_failures",
-            "Changed files that could not be used (the previous version stays in force), by source",
-            reload_failures.clone(),
-        );
-        let reload_failing = Family::<ReloadLabels, Gauge>::default();
-        registry.register(
-            "mtr_sso_reload_failing",
-            "1 while a source's files, as they are now, cannot be used and the previous version is still in force",
-            reload_failing.clone(),
+            "mtr_sso_redis_outages",
+            "Times Redis went out (a command found it unreachable); each ends when it answers again",
+            redis_outages.clone(),
         );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
@@ -209,9 +206,9 @@ impl Metrics {
             quota_wait_seconds,
             audit_events,
             audit_events_lost,
-            reloads,
-            reload_failures,
-            reload_failing,
+            reload,
+            redis_up,
+            redis_outages,
             methods: RwLock::new(Vec::new()),
         }
     }
@@ -361,24 +358,14 @@ impl Metrics {
     }
 
     /// An audit event was lost: `cause` is `queue_full` or `write_failed`.
+    /// The gauge and the outage counter of the Redis in use (`single` or `cluster`).
+    pub fn redis_series(&self, topology: &'static str) -> (Gauge, Counter) {
+        let labels = RedisLabels { topology };
+        (self.redis_up.get_or_create(&labels).clone(), self.redis_outages.get_or_create(&labels).clone())
+    }
+
     pub fn audit_event_lost(&self, cause: &'static str) {
         self.audit_events_lost.get_or_create(&AuditLossLabels { cause }).inc();
-    }
-
-    /// `source` is watched: its series start at 0, so that the first failure
-    /// already shows as an increase.
-    pub fn reload_watched(&self, source: &str) {
-        let labels = ReloadLabels { source: source.to_string() };
-        let _ = self.reloads.get_or_create(&labels);
-        let _ = self.reload_failures.get_or_create(&labels);
-        self.reload_failing.get_or_create(&labels).set(0);
-    }
-
-    /// `source`'s changed files were applied (`ok`) or refused.
-    pub fn reloaded(&self, source: &str, ok: bool) {
-        let labels = ReloadLabels { source: source.to_string() };
-        if ok { &self.reloads } else { &self.reload_failures }.get_or_create(&labels).inc();
-        self.reload_failing.get_or_create(&labels).set(i64::from(!ok));
     }
 
     /// The metrics in the OpenMetrics text format Prometheus scrapes.

@@ -48,6 +48,19 @@ impl Logs {
         decide(log, usize::try_from(limit).unwrap_or(usize::MAX), hold, max_wait, now)
     }
 
+    /// Records a slot taken elsewhere (in Redis) at `at`, keeping the newest
+    /// `limit`: what this replica took counts once Redis is out.
+    pub(super) fn record(&mut self, key: &str, limit: u32, hold: Duration, at: Instant, now: Instant) {
+        self.forget_idle_keys(hold, now);
+        let log = self.by_key.entry(key.to_string()).or_default();
+        let position = log.partition_point(|&taken| taken <= at);
+        log.insert(position, at);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        if log.len() > limit {
+            log.drain(..log.len() - limit);
+        }
+    }
+
     /// How many slots `key`'s log holds, for tests of the memory bound.
     #[cfg(test)]
     pub(super) fn held(&self, key: &str) -> Option<usize> {
@@ -204,5 +217,18 @@ mod tests {
         // With a limit of 3 the newest three (7, 8 and 9 s) decide: a slot frees at 68 s.
         assert_eq!(at_once(&mut logs, "k", 3, start + secs(10)), Decision::Refused { retry_after: secs(58) });
         assert_eq!(logs.held("k"), Some(3));
+    }
+
+    #[test]
+    fn slots_taken_elsewhere_count_against_the_share_in_order_and_only_the_newest_are_kept() {
+        let mut logs = Logs::default();
+        let start = Instant::now();
+        for s in [3, 1, 2] {
+            logs.record("k", 2, HOLD, start + secs(s), start + secs(3));
+        }
+        assert_eq!(logs.held("k"), Some(2), "the newest two of three");
+        // The slots of 2 s and 3 s free at 63 s and 64 s.
+        assert_eq!(at_once(&mut logs, "k", 2, start + secs(10)), Decision::Refused { retry_after: secs(53) });
+        assert!(matches!(at_once(&mut logs, "k", 2, start + secs(63)), Decision::Admitted { left: 0, .. }));
     }
 }

@@ -11,7 +11,10 @@
 //!
 //! Logs live in memory for one process ([`log`]), or in Redis (one atomic
 //! script on the Redis server's clock, [`redis_log`]) so that every replica
-//! shares them.
+//! shares them. With Redis, each replica also keeps in memory the slots it
+//! took itself; while Redis is out, those decide, at each limit divided by
+//! the number of replicas, so the fleet stays near the limit without Redis
+//! and never stops signing users in (RELIABILITY.md gives the bound).
 
 mod log;
 mod redis_log;
@@ -25,6 +28,7 @@ use std::{
 };
 use tokio::time::Instant;
 
+use crate::redis_connection::SharedRedis;
 use log::{Decision, Logs};
 use redis_log::RedisLog;
 
@@ -46,7 +50,12 @@ pub const MAX_WAITING_CALLS: usize = 512;
 
 enum Store {
     Memory(Mutex<Logs>),
-    Redis { connection: redis::aio::ConnectionManager, log: RedisLog },
+    /// `own` holds the slots this replica took, the guard while Redis is out.
+    Redis {
+        connection: SharedRedis,
+        log: RedisLog,
+        own: Mutex<Logs>,
+    },
 }
 
 impl std::fmt::Debug for Store {
@@ -110,8 +119,8 @@ impl SlidingWindows {
     }
 
     /// Logs shared through Redis by every replica that uses the same server.
-    pub fn redis(connection: redis::aio::ConnectionManager) -> Self {
-        Self::new(Store::Redis { connection, log: RedisLog::new() })
+    pub fn redis(connection: SharedRedis) -> Self {
+        Self::new(Store::Redis { connection, log: RedisLog::new(), own: Mutex::new(Logs::default()) })
     }
 
     fn new(store: Store) -> Self {
@@ -160,15 +169,8 @@ impl SlidingWindows {
                 let mut logs = logs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 logs.decide(key, limit, self.hold(), max_wait, Instant::now())
             }
-            Store::Redis { connection, log } => {
-                match log.decide(connection, key, limit, self.hold(), max_wait).await {
-                    Ok(decision) => decision,
-                    Err(error) => {
-                        // Failing open: a Redis outage must not take sign-in down with it.
-                        tracing::warn!(%error, "quota store unavailable; allowing the call");
-                        Decision::Admitted { at: Instant::now(), left: limit }
-                    }
-                }
+            Store::Redis { connection, log, own } => {
+                self.decide_shared(connection, log, own, key, limit, max_wait).await
             }
         };
         match decision {
@@ -180,6 +182,43 @@ impl SlidingWindows {
         }
     }
 
+    /// A decision with Redis. Each call Redis admits is also recorded in this
+    /// replica's own log, at its share of the limit. While Redis is out, and
+    /// for one hold time after (what was admitted meanwhile is not in Redis),
+    /// that own log decides first: a replica never sends more than its share
+    /// then, beyond what it had sent through Redis before the outage.
+    async fn decide_shared(
+        &self,
+        connection: &SharedRedis,
+        log: &RedisLog,
+        own: &Mutex<Logs>,
+        key: &str,
+        limit: u32,
+        max_wait: Duration,
+    ) -> Decision {
+        let share = own_share(limit, connection.replicas());
+        let hold = self.hold();
+        let own_log = || own.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let guarded = connection.out_within(hold).then(|| own_log().decide(key, share, hold, max_wait, Instant::now()));
+        if let Some(refused @ Decision::Refused { .. }) = guarded {
+            return refused;
+        }
+        match (log.decide(connection, key, limit, hold, max_wait).await, guarded) {
+            (Ok(Decision::Admitted { at, left }), Some(Decision::Admitted { at: own_at, .. })) => {
+                Decision::Admitted { at: at.max(own_at), left }
+            }
+            (Ok(decision), guarded) => {
+                if let (Decision::Admitted { at, .. }, None) = (decision, guarded) {
+                    own_log().record(key, share, hold, at, Instant::now());
+                }
+                decision
+            }
+            // Redis is out (the connection logs that once): the own log decided.
+            (Err(_), Some(admitted)) => admitted,
+            (Err(_), None) => own_log().decide(key, share, hold, max_wait, Instant::now()),
+        }
+    }
+
     /// Counts one more waiting call, unless [`MAX_WAITING_CALLS`] already wait.
     fn join_waiting(&self) -> Option<WaitingCall> {
         let before = self.waiting.fetch_add(1, Ordering::Relaxed);
@@ -188,14 +227,10 @@ impl SlidingWindows {
     }
 }
 
-/// Connects to Redis, which then serves both the limits and the idempotency
-/// keys: one (self-reconnecting) connection per process.
-pub async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, String> {
-    let client = redis::Client::open(url).map_err(|e| format!("not a Redis URL: {e}"))?;
-    tokio::time::timeout(Duration::from_secs(5), redis::aio::ConnectionManager::new(client))
-        .await
-        .map_err(|_| "Redis did not answer within 5 s".to_string())?
-        .map_err(|e| format!("cannot connect to Redis: {e}"))
+/// One replica's share of `limit` while Redis is out: rounded up, so a
+/// limit smaller than the fleet still lets each replica make a call.
+pub fn own_share(limit: u32, replicas: u32) -> u32 {
+    limit.div_ceil(replicas.max(1)).max(1)
 }
 
 /// The limits that apply, per minute (0 switches one off).

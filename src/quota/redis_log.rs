@@ -66,7 +66,7 @@ impl RedisLog {
     /// Redis server's clock; `Err` when Redis did not answer.
     pub(super) async fn decide(
         &self,
-        connection: &redis::aio::ConnectionManager,
+        connection: &crate::redis_connection::SharedRedis,
         key: &str,
         limit: u32,
         hold: Duration,

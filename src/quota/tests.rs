@@ -86,3 +86,11 @@ fn email_keys_are_stable_case_insensitive_and_hide_the_email() {
     assert_ne!(key, email_key("globex", "ada@example.com"));
     assert!(!key.contains("ada") && key.starts_with("email:"));
 }
+
+#[test]
+fn a_replica_s_share_of_a_limit_rounds_up_and_is_never_zero() {
+    assert_eq!(own_share(450, 2), 225);
+    assert_eq!(own_share(20, 3), 7);
+    assert_eq!(own_share(1, 6), 1, "a limit smaller than the fleet still lets each replica call");
+    assert_eq!(own_share(20, 0), 20, "no replica count means one");
+}

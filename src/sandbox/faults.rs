@@ -97,7 +97,7 @@ impl Default for Switches {
             fault_ratio: 1.0,
             fault_path_prefix: String::new(),
             fault_path_contains: String::new(),
-            rate_limit_per_minute: 500,
+            rate_limit_per_minute: crate::config::SandboxOptions::default().rate_limit_per_minute,
             rate_limit_window: Duration::from_secs(60),
             legacy_login_shape: false,
         }

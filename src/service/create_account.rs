@@ -53,8 +53,12 @@ impl SsoGateway {
             Claim::Done(outcome) => replay(outcome),
             Claim::Mismatch => Err(SsoError::IdempotencyKeyReused),
             Claim::InProgress => match idempotency.wait(&key, &fingerprint, deadline.instant()).await {
-                Some(outcome) => replay(outcome),
-                None => Err(SsoError::CreationInProgress),
+                Ok(Some(outcome)) => replay(outcome),
+                Ok(None) => Err(SsoError::CreationInProgress),
+                Err(error) => {
+                    tracing::warn!(%error, "idempotency store failed");
+                    Err(SsoError::IdempotencyUnavailable)
+                }
             },
             Claim::Run => {
                 // Detached, and bounded by the configured cap rather than the

@@ -24,11 +24,10 @@ use secrecy::SecretString;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
-use super::Tenant;
 use crate::{
     deadline::Deadline,
     error::{CreationLookup, SsoError},
-    upstream::{CreatedAccount, FoundAccount, Lookup, PlatformSession, UpstreamError, UpstreamFault},
+    upstream::{CreatedAccount, FoundAccount, Lookup, PlatformSession, Tenant, UpstreamError, UpstreamFault},
 };
 
 /// The create call may use at most 2/3 of the time left, so that a vendor

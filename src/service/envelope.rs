@@ -12,7 +12,7 @@ use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc};
 use tonic::{Code, Request, Response, Status};
 use tracing::Instrument as _;
 
-use super::{SsoGateway, Tenant};
+use super::SsoGateway;
 use crate::{
     audit::{self, AnswerNote, AuditedAnswer, AuditedRequest, Obtained, Opening},
     deadline::Deadline,
@@ -20,6 +20,7 @@ use crate::{
     metrics::{self, Protocol},
     proto,
     trace_context::{self, TraceContext},
+    upstream::Tenant,
 };
 
 /// What a flow is given: its tenant, its deadline, and the authenticated
@@ -134,7 +135,7 @@ impl SsoGateway {
                 }
                 Err(refused) => {
                     // A refused caller's event still names the tenant it asked for, as resolved.
-                    if let Ok(tenant) = self.tenants.get(tenant_field) {
+                    if let Some(tenant) = self.tenants.get(tenant_field) {
                         audit_record.admitted_to(&tenant.settings.name);
                     }
                     Err(refused)
@@ -208,13 +209,23 @@ impl SsoGateway {
     ) -> Result<Arc<Tenant>, SsoError> {
         // Without a policy anyone may use every tenant, so may know their names;
         // with one, a caller learns only the names it may use for this call.
-        let Some(callers) = &self.callers else { return self.tenants.get_or_list(tenant_field, |_| true) };
+        let Some(callers) = &self.callers else { return self.tenant_or_list(tenant_field, |_| true) };
         let Ok(caller) = caller else { return Err(SsoError::CallerUnauthenticated) };
-        let tenant = self.tenants.get_or_list(tenant_field, |name| callers.authorize(caller, method, name))?;
+        let tenant = self.tenant_or_list(tenant_field, |name| callers.authorize(caller, method, name))?;
         if !callers.authorize(caller, method, &tenant.settings.name) {
             return Err(SsoError::CallerNotPermitted { caller: caller.clone() });
         }
         Ok(tenant)
+    }
+
+    /// The tenant a request names; empty selects the default. A refusal
+    /// lists the tenants for which `may_know` holds.
+    fn tenant_or_list(&self, name: &str, may_know: impl Fn(&str) -> bool) -> Result<Arc<Tenant>, SsoError> {
+        self.tenants.get(name).ok_or_else(|| {
+            let names = self.tenants.names();
+            let known: Vec<&str> = names.iter().map(String::as_str).filter(|name| may_know(name)).collect();
+            SsoError::unknown_tenant(&known)
+        })
     }
 }
 

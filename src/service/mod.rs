@@ -13,15 +13,11 @@ mod one_time_token;
 mod refresh;
 mod refresh_reuse;
 pub mod replies;
-mod tenants;
 mod throttle;
 
-pub use tenants::{Tenant, Tenants};
-
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
-use tracing::Instrument as _;
 
 use crate::{
     audit::Audit,
@@ -32,8 +28,7 @@ use crate::{
     proto::{self, sso_service_server::SsoService},
     quota::{Limits, SlidingWindows},
     reuse_store::ReuseStore,
-    trace_context,
-    upstream::UpstreamError,
+    upstream::{Tenant, Tenants, UpstreamError},
 };
 
 /// The gRPC service. Cloning shares everything.
@@ -109,20 +104,6 @@ impl SsoGateway {
 /// An upstream failure of `tenant`'s call, as the RPC reports it.
 fn upstream_failure(tenant: &Tenant) -> impl Fn(UpstreamError) -> SsoError + '_ {
     move |error| SsoError::Upstream { tenant: tenant.settings.name.clone(), error }
-}
-
-/// `work` in the current RPC's span and trace, for a task of its own: the
-/// vendor call it makes is still traced as part of the RPC that started it.
-fn in_this_trace<F: Future + Send>(work: F) -> impl Future<Output = F::Output> + Send {
-    let span = tracing::Span::current();
-    let trace = trace_context::current();
-    async move {
-        match trace {
-            Some(trace) => trace_context::scope(trace, work).await,
-            None => work.await,
-        }
-    }
-    .instrument(span)
 }
 
 #[tonic::async_trait]

@@ -10,7 +10,7 @@
 use std::{sync::Arc, time::Duration};
 use time::OffsetDateTime;
 
-use super::{SsoGateway, Tenant, envelope::Call, replies, upstream_failure};
+use super::{SsoGateway, envelope::Call, replies, upstream_failure};
 use crate::{
     audit::{self, Obtained},
     convert,
@@ -18,7 +18,7 @@ use crate::{
     error::SsoError,
     proto,
     single_flight::{Role, SingleFlight},
-    upstream::{Endpoint, IssuedToken, UpstreamError, UpstreamFault},
+    upstream::{Endpoint, IssuedToken, Tenant, UpstreamError, UpstreamFault},
 };
 
 /// What identifies a request for a link: tenant, lower-cased email, validity.
@@ -63,11 +63,7 @@ impl SsoGateway {
         let key = (tenant.settings.name.clone(), email.to_lowercase(), validity);
         let work = {
             let tenant = tenant.clone();
-            move || {
-                super::in_this_trace(async move {
-                    tenant.broker.issue_one_time_token(&email, validity, deadline).await.map(Arc::new)
-                })
-            }
+            move || async move { tenant.broker.issue_one_time_token(&email, validity, deadline).await.map(Arc::new) }
         };
         let Some((issued, role)) = self.link_flights.run(key, deadline.instant(), work).await else {
             let gave_up = UpstreamError::new(Endpoint::IssueOneTimeToken, None, UpstreamFault::Timeout);

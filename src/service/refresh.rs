@@ -2,8 +2,6 @@
 //! With a reuse window, calls that present the same token share one vendor
 //! call and its result ([`super::refresh_reuse`]).
 
-use time::OffsetDateTime;
-
 use super::{SsoGateway, envelope::Call, replies, upstream_failure};
 use crate::{convert, error::SsoError, proto};
 
@@ -20,8 +18,6 @@ impl SsoGateway {
         }
         let granted =
             tenant.platform.refresh(&command.refresh_token, deadline).await.map_err(upstream_failure(&tenant))?;
-        Ok(proto::RefreshResponse {
-            session: Some(replies::browser_session(&tenant.settings, &granted, OffsetDateTime::now_utc())),
-        })
+        Ok(replies::refreshed(&tenant.settings, &granted))
     }
 }

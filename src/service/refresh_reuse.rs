@@ -14,9 +14,8 @@
 use prost::Message as _;
 use secrecy::{ExposeSecret as _, SecretString};
 use std::{sync::Arc, time::Duration};
-use time::OffsetDateTime;
 
-use super::{SsoGateway, Tenant, replies, upstream_failure};
+use super::{SsoGateway, replies, upstream_failure};
 use crate::{
     audit::{self, Obtained},
     deadline::Deadline,
@@ -24,7 +23,7 @@ use crate::{
     proto,
     reuse_store::{Claim, ClaimTicket, ReuseStore, SealingKeys},
     single_flight::{Role, SingleFlight},
-    upstream::{Endpoint, UpstreamError, UpstreamFault},
+    upstream::{Endpoint, Tenant, UpstreamError, UpstreamFault},
 };
 
 /// How often a replica waiting for another's result looks for it.
@@ -67,7 +66,7 @@ impl SsoGateway {
         let keys = Arc::new(SealingKeys::derive(&tenant.settings.name, refresh_token.expose_secret().as_bytes()));
         let work = {
             let (reuse, tenant, keys) = (reuse.clone(), tenant.clone(), keys.clone());
-            move || super::in_this_trace(resolve(reuse, tenant, keys, refresh_token, deadline))
+            move || resolve(reuse, tenant, keys, refresh_token, deadline)
         };
         let shared = reuse.flights.run(keys.lookup().to_string(), deadline.instant(), work).await;
         let Some((answer, role)) = shared else {
@@ -122,8 +121,7 @@ async fn resolve(
     let mut claim = HeldClaim { reuse: reuse.clone(), keys: keys.clone(), ticket: Some(ticket) };
     let answer = match tenant.platform.refresh(&refresh_token, deadline).await {
         Ok(granted) => {
-            let session = replies::browser_session(&tenant.settings, &granted, OffsetDateTime::now_utc());
-            let response = proto::RefreshResponse { session: Some(session) };
+            let response = replies::refreshed(&tenant.settings, &granted);
             reuse.store.put(&keys, &response.encode_to_vec()).await;
             Ok((Arc::new(response), Source::Vendor))
         }

@@ -100,6 +100,11 @@ pub fn login_link(
     }
 }
 
+/// Refresh's reply: the renewed session, as of now.
+pub fn refreshed(tenant: &TenantSettings, granted: &PlatformSession) -> proto::RefreshResponse {
+    proto::RefreshResponse { session: Some(browser_session(tenant, granted, OffsetDateTime::now_utc())) }
+}
+
 /// The Session to return for a platform session.
 pub fn browser_session(tenant: &TenantSettings, granted: &PlatformSession, now: OffsetDateTime) -> proto::Session {
     let access_expiry =

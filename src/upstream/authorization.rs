@@ -3,8 +3,8 @@
 //! the next vendor call after a rotation carries the new key, with no restart.
 
 use http::HeaderValue;
-use secrecy::ExposeSecret as _;
 
+use super::outgoing::authorization;
 use crate::{reloadable::SecretFile, tenant::AuthScheme};
 
 /// A tenant's API key and the scheme the vendor expects it in.
@@ -17,7 +17,7 @@ pub(crate) struct Authorization {
 impl Authorization {
     /// Checks that the key as it is now makes a valid header value.
     pub(crate) fn new(key: &SecretFile, scheme: AuthScheme) -> Result<Self, String> {
-        header(key.current().expose_secret(), scheme)?;
+        authorization(&key.current(), scheme)?;
         Ok(Self { key: key.clone(), scheme })
     }
 
@@ -26,19 +26,8 @@ impl Authorization {
     pub(crate) fn current(&self) -> HeaderValue {
         // A key is checked before it replaces another (see `tenant::read_api_key_file`),
         // so this holds; an empty value would be refused by the vendor, never leak.
-        header(self.key.current().expose_secret(), self.scheme).unwrap_or_else(|_| HeaderValue::from_static(""))
+        authorization(&self.key.current(), self.scheme).unwrap_or_else(|_| HeaderValue::from_static(""))
     }
-}
-
-fn header(key: &str, scheme: AuthScheme) -> Result<HeaderValue, String> {
-    let text = match scheme {
-        AuthScheme::Raw => key.to_string(),
-        AuthScheme::Bearer => format!("Bearer {key}"),
-    };
-    let mut value =
-        HeaderValue::from_str(&text).map_err(|_| "the API key is not a valid HTTP header value".to_string())?;
-    value.set_sensitive(true);
-    Ok(value)
 }
 
 #[cfg(test)]

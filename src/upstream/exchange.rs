@@ -14,7 +14,8 @@ use super::{
     classify::classify,
     error::{Endpoint, UpstreamError, UpstreamFault},
     gate::{Admitted, UpstreamGate},
-    http_client::{HttpClient, Outgoing},
+    http_client::HttpClient,
+    outgoing::Outgoing,
 };
 use crate::{deadline::Deadline, trace_context};
 
@@ -261,9 +262,9 @@ mod tests {
             user_agent: "mtr-sso-tests/1".into(),
             connect_timeout: Duration::from_secs(1),
             upstream_timeout: Duration::from_secs(1),
-            proxies_from_environment: false,
+            proxies: crate::config::Proxies::None,
         };
-        let client = HttpClient::new(&settings, crate::upstream::Proxies::None).expect("client");
+        let client = HttpClient::new(&settings).expect("client");
         let gate = UpstreamGate::new("acme", "broker-api", GateContext::unlimited(Arc::new(Metrics::new())));
         let request = Outgoing::post(&url, "{}");
         let error = exchange(Endpoint::CreateAccount, &gate, &client, request, Deadline::after(Duration::ZERO))

@@ -7,77 +7,16 @@
 //! assembled from it and sent as is: redirects are never followed and
 //! reqwest's own retries are off, so every attempt is one the exchange decided.
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, header::HeaderName};
+use http::HeaderValue;
 use std::{fmt, future::Future, time::Duration};
-use url::Url;
 
-use crate::config::HttpSettings;
+use super::outgoing::Outgoing;
+use crate::config::{HttpSettings, Proxies};
 
 /// Installs the process-wide TLS crypto provider (ring). Idempotent.
 pub fn install_crypto_provider() {
     // A second install fails harmlessly: the first provider stays.
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// Which proxies the client uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proxies {
-    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` (or their
-    /// lowercase forms), read once when the client is built, as curl reads them.
-    FromEnvironment,
-    /// Always connect directly (the in-process sandbox).
-    None,
-}
-
-/// The two methods the vendor is called with; a byte, where `http::Method` takes 24.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VendorMethod {
-    /// Every call that does something.
-    Post,
-    /// The preflight's reads.
-    Get,
-}
-
-/// A request to the vendor (a POST, or the preflight's GETs), kept whole so
-/// that an attempt can be made again.
-#[derive(Debug, Clone)]
-pub struct Outgoing {
-    pub method: VendorMethod,
-    pub url: Url,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-impl Outgoing {
-    /// A POST of `body` to `url`, with no headers yet.
-    pub fn post(url: &Url, body: impl Into<Bytes>) -> Self {
-        Self { method: VendorMethod::Post, url: url.clone(), headers: HeaderMap::with_capacity(6), body: body.into() }
-    }
-
-    /// A GET of `url`, with no headers yet.
-    pub fn get(url: &Url) -> Self {
-        Self { method: VendorMethod::Get, url: url.clone(), headers: HeaderMap::with_capacity(4), body: Bytes::new() }
-    }
-
-    /// With `name` set to `value` (replacing any earlier value).
-    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.insert(name, value);
-        self
-    }
-
-    fn to_request(&self) -> reqwest::Request {
-        let method = match self.method {
-            VendorMethod::Post => Method::POST,
-            VendorMethod::Get => Method::GET,
-        };
-        let mut request = reqwest::Request::new(method, self.url.clone());
-        *request.headers_mut() = self.headers.clone();
-        if self.method == VendorMethod::Post {
-            *request.body_mut() = Some(self.body.clone().into());
-        }
-        request
-    }
 }
 
 /// Why the client could not be built.
@@ -102,7 +41,7 @@ impl HttpClient {
     /// Builds the client with the process-wide TLS provider installed. With
     /// [`Proxies::FromEnvironment`], a proxy variable this client cannot use
     /// is refused here rather than silently bypassed.
-    pub fn new(settings: &HttpSettings, proxies: Proxies) -> Result<Self, HttpClientError> {
+    pub fn new(settings: &HttpSettings) -> Result<Self, HttpClientError> {
         install_crypto_provider();
         let user_agent = HeaderValue::from_str(&settings.user_agent)
             .map_err(|_| HttpClientError("the user agent is not a valid header value".into()))?;
@@ -118,7 +57,7 @@ impl HttpClient {
             // Only the exchange decides what is sent again (and counts it);
             // with no retries of its own the client keeps no copy of each request.
             .retry(reqwest::retry::never().max_retries_per_request(0));
-        let builder = match proxies {
+        let builder = match settings.proxies {
             Proxies::FromEnvironment => {
                 if let Some(variable) = unusable_proxy_variable(|name| std::env::var(name).ok()) {
                     return Err(HttpClientError(format!(

@@ -15,13 +15,13 @@ use time::OffsetDateTime;
 use url::Url;
 
 use super::{
-    broker_api::endpoint_url,
     cookies::{self, REFRESH_COOKIE, SESSION_COOKIE, UpstreamCookie},
     error::{Endpoint, UpstreamError, UpstreamFault},
     exchange::{Answer, exchange},
     gate::{GateContext, UpstreamGate},
-    http_client::{HttpClient, Outgoing},
+    http_client::HttpClient,
     json,
+    outgoing::{Outgoing, endpoint_url, json_body},
 };
 use crate::{deadline::Deadline, tenant::TenantSettings};
 
@@ -97,10 +97,7 @@ impl PlatformApi {
     }
 
     fn post_json(&self, url: &Url, body: &impl Serialize, endpoint: Endpoint) -> Result<Outgoing, UpstreamError> {
-        let bytes = serde_json::to_vec(body).map_err(|_| {
-            UpstreamError::new(endpoint, None, UpstreamFault::Protocol { problem: "the request could not be encoded" })
-        })?;
-        Ok(Outgoing::post(url, bytes)
+        Ok(Outgoing::post(url, json_body(endpoint, body)?)
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header(ACCEPT, HeaderValue::from_static("application/json")))
     }

@@ -14,12 +14,12 @@ use url::Url;
 
 use super::{
     authorization::Authorization,
-    broker_api::endpoint_url,
     error::{Endpoint, UpstreamError},
     exchange::exchange_any_status,
     gate::{GateContext, UpstreamGate},
-    http_client::{HttpClient, Outgoing},
+    http_client::HttpClient,
     json::Problem,
+    outgoing::{Outgoing, endpoint_url},
 };
 use crate::{deadline::Deadline, tenant::TenantSettings};
 

@@ -13,7 +13,7 @@ use std::{
 
 use mtr_sso::{
     app::App,
-    config::{Cli, HttpSettings, Settings, Upstream},
+    config::{Cli, HttpSettings, Proxies, Settings, Upstream},
     proto::sso_service_client::SsoServiceClient,
     tenant::{AuthScheme, Generation, TenantSettings, UpstreamPaths},
 };
@@ -62,7 +62,7 @@ pub fn http_settings(upstream_timeout: Duration) -> HttpSettings {
         user_agent: USER_AGENT.into(),
         connect_timeout: Duration::from_secs(1),
         upstream_timeout,
-        proxies_from_environment: false,
+        proxies: Proxies::None,
     }
 }
 
@@ -116,7 +116,7 @@ pub fn settings(tenants: Vec<TenantSettings>, upstream_timeout: Duration) -> Set
     let mut settings = Cli::try_parse_from(args).expect("flags parse").into_settings().expect("valid settings");
     let default_tenant = tenants[0].name.clone();
     settings.upstream = Upstream::Tenants { tenants, default_tenant };
-    settings.http.proxies_from_environment = false;
+    settings.http.proxies = Proxies::None;
     settings
 }
 

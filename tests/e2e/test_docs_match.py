@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -171,6 +172,32 @@ def test_every_metric_in_operations_md_is_exported_after_the_calls_that_make_it_
         exported |= exported_names(broken.events["metrics_addr"])
     finally:
         assert broken.stop() == 0
+
+    # With Redis: its gauge and outage counter exist only when Redis is configured.
+    port = closed_port()
+    redis = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        shared = start_binary("--sandbox", "--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
+                              "--redis-url", f"redis://127.0.0.1:{port}")
+        try:
+            exported |= exported_names(shared.events["metrics_addr"])
+        finally:
+            assert shared.stop() == 0
+    finally:
+        redis.kill()
+        redis.wait()
 
     def appears(name: str) -> bool:
         return any(candidate in exported for candidate in (name, name.removesuffix("_total"), f"{name}_bucket"))

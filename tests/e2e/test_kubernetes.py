@@ -242,6 +242,10 @@ def test_the_base_brings_its_own_redis_and_every_replica_points_at_it(tmp_path):
     settings = documents[("ConfigMap", "mtr-sso")]["data"]
     assert settings["MTR_SSO_REDIS_URL"] == f"redis://mtr-sso-redis:{service['ports'][0]['port']}"
     assert settings["MTR_SSO_REQUIRE_SHARED_STATE"] == "true"
+    # While Redis is out each replica spends quota / MTR_SSO_REPLICAS: below
+    # the autoscaler's ceiling, the fleet could overspend.
+    autoscaler = documents[("HorizontalPodAutoscaler", "mtr-sso")]["spec"]
+    assert int(settings["MTR_SSO_REPLICAS"]) >= autoscaler["maxReplicas"]
     pod = documents[("Deployment", "mtr-sso")]["spec"]["template"]["spec"]
     mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
     secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}

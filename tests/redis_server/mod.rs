@@ -1,8 +1,11 @@
 //! A throwaway redis-server (Debian's package) for tests, on a free loopback
 //! port: plain, or as managed services run it, TLS only (a test CA made here)
 //! with a password. It hands out the gateway flags that reach it and runs
-//! redis-cli against it.
+//! redis-cli against it, and can freeze it (SIGSTOP) to show an outage.
+//! [`cluster`] builds a Redis Cluster of three such servers.
 #![allow(dead_code)]
+
+pub mod cluster;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
 use std::{
@@ -27,9 +30,13 @@ pub struct RedisServer {
     pub port: u16,
     pub mode: Mode,
     dir: PathBuf,
+    /// The certificates' directory: `dir`, or one shared by the nodes of a cluster.
+    certs: PathBuf,
+    /// What it was started with, to start it again on the same port.
+    args: Vec<String>,
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
@@ -51,9 +58,16 @@ pub fn write_certificates(dir: &Path) {
 
 impl RedisServer {
     pub fn start(mode: Mode) -> Self {
+        Self::start_with(mode, None, &[])
+    }
+
+    /// A server whose TLS certificates are those in `certs` (made there when
+    /// `None`), started with `extra` arguments too.
+    pub fn start_with(mode: Mode, certs: Option<&Path>, extra: &[String]) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("mtr-sso-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
+        let certs = certs.map_or_else(|| dir.clone(), Path::to_path_buf);
         let port_text = port.to_string();
         // Uncompressed dumps: a value compressed by the dump could hide a token from a search in it.
         let mut args: Vec<String> =
@@ -64,8 +78,10 @@ impl RedisServer {
         match mode {
             Mode::Plain => args.extend(["--port".into(), port_text]),
             Mode::TlsWithPassword => {
-                write_certificates(&dir);
-                let file = |name: &str| dir.join(name).to_str().expect("utf8").to_string();
+                if !certs.join("ca.pem").exists() {
+                    write_certificates(&certs);
+                }
+                let file = |name: &str| certs.join(name).to_str().expect("utf8").to_string();
                 args.extend([
                     "--port".into(),
                     "0".into(),
@@ -81,22 +97,58 @@ impl RedisServer {
                     "no".into(),
                     "--requirepass".into(),
                     PASSWORD.into(),
+                    "--masterauth".into(),
+                    PASSWORD.into(),
                 ]);
-                std::fs::write(dir.join("password"), format!("{PASSWORD}\n")).expect("write");
+                std::fs::write(certs.join("password"), format!("{PASSWORD}\n")).expect("write");
             }
         }
-        let child = Command::new("redis-server")
-            .args(&args)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/setup installs it)");
-        let server = Self { child, port, mode, dir };
+        args.extend(extra.iter().cloned());
+        let child = spawn(&args);
+        let server = Self { child, port, mode, dir, certs, args };
+        server.wait_until_it_answers();
+        server
+    }
+
+    fn wait_until_it_answers(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while server.try_cli(&["PING"]).is_none_or(|answer| answer != "PONG") {
+        while self.try_cli(&["PING"]).is_none_or(|answer| answer != "PONG") {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        server
+    }
+
+    /// Stops the server as an orchestrator does (SIGTERM), and waits until it is gone:
+    /// connections are refused until [`Self::restart`].
+    pub fn stop(&mut self) {
+        self.signal("-TERM");
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on its port, with what it had persisted (if anything).
+    pub fn restart(&mut self) {
+        self.child = spawn(&self.args);
+        self.wait_until_it_answers();
+    }
+
+    /// This server's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server go on (SIGCONT), with all it held.
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill").args([signal, &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success(), "kill {signal}");
     }
 
     /// `rediss://localhost:PORT` or `redis://127.0.0.1:PORT`.
@@ -107,9 +159,14 @@ impl RedisServer {
         }
     }
 
-    /// A file in the server's directory (`ca.pem`, `password`).
+    /// The process's connection to this server, as the service makes it.
+    pub async fn shared(&self) -> mtr_sso::redis_connection::SharedRedis {
+        shared_at(&self.url()).await
+    }
+
+    /// A file of the server's certificates' directory (`ca.pem`, `password`).
     pub fn file(&self, name: &str) -> String {
-        self.dir.join(name).to_str().expect("utf8").to_string()
+        self.certs.join(name).to_str().expect("utf8").to_string()
     }
 
     /// The gateway flags that reach this server.
@@ -122,7 +179,7 @@ impl RedisServer {
         args
     }
 
-    fn cli_command(&self) -> Command {
+    pub fn cli_command(&self) -> Command {
         let mut command = Command::new("redis-cli");
         command.args(["-h", "127.0.0.1", "-p", &self.port.to_string()]);
         if self.mode == Mode::TlsWithPassword {
@@ -156,8 +213,25 @@ impl RedisServer {
     }
 }
 
+/// The service's connection to a plain Redis at `url`.
+pub async fn shared_at(url: &str) -> mtr_sso::redis_connection::SharedRedis {
+    use mtr_sso::redis_connection::{CONNECT_TIMEOUT, RedisSettings, connect};
+    let settings = RedisSettings::new(url.to_string(), None, None, None).expect("a Redis URL");
+    connect(&settings, CONNECT_TIMEOUT).await.expect("Redis is up")
+}
+
+fn spawn(args: &[String]) -> Child {
+    Command::new("redis-server")
+        .args(args)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is installed (scripts/setup installs it)")
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        // A frozen server ignores nothing but SIGKILL; thawing first is harmless.
+        let _ = Command::new("kill").args(["-CONT", &self.child.id().to_string()]).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
