@@ -172,7 +172,7 @@ impl Sandbox {
             v2_account_details: Default::default(),
             lookup_before_create: false,
             broker_api_url,
-            api_key: SecretString::from(key),
+            api_key: SecretString::from(key).into(),
             auth_scheme: generation.default_auth_scheme(),
             platform_url: self.base_url.clone(),
             broker_id: Some(DEMO_BROKER_ID.into()),

@@ -4,6 +4,7 @@
 //! gRPC layer can map. [`Upstreams::start`] builds every tenant's clients
 //! (starting the sandbox first with `--sandbox`); [`Tenants`] looks them up.
 
+pub(crate) mod authorization;
 pub(crate) mod broker_api;
 pub(crate) mod classify;
 pub(crate) mod cookies;

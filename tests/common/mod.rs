@@ -76,7 +76,7 @@ pub fn tenant(name: &str, base: &str) -> TenantSettings {
         v2_account_details: Default::default(),
         lookup_before_create: false,
         broker_api_url: url.clone(),
-        api_key: SecretString::from(API_KEY),
+        api_key: SecretString::from(API_KEY).into(),
         auth_scheme: AuthScheme::Raw,
         platform_url: url,
         broker_id: Some("7".into()),
