@@ -12,14 +12,15 @@ use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
     audit::Audit,
-    config::{ConnectionLimits, Settings, TlsFiles, shared_state},
+    config::{ConnectionLimits, Settings, shared_state},
     idempotency::Idempotency,
     metrics::{self, Metrics},
     preflight::{self, Check},
     quota::SlidingWindows,
     redis_connection,
+    reload::Reloader,
     reuse_store::ReuseStore,
-    server,
+    server::{self, ServerTls},
     service::{GatewayParts, SsoGateway},
     upstream::{GateContext, Upstreams},
 };
@@ -32,8 +33,9 @@ pub struct App {
     health: Option<TcpListener>,
     metrics_listener: Option<TcpListener>,
     metrics: Arc<Metrics>,
-    tls: Option<TlsFiles>,
-    client_certificate_optional: bool,
+    tls: Option<ServerTls>,
+    /// Reads the certificates, callers, policy and API keys again when they change.
+    reloader: Reloader,
     shutdown_grace: Duration,
     connections: ConnectionLimits,
     tenant_names: Vec<String>,
@@ -50,6 +52,7 @@ impl App {
             tracing::warn!("{warning}");
         }
         let metrics = Arc::new(Metrics::new());
+        let (tls, reloader) = Reloader::for_settings(&settings, metrics.clone())?;
         let reuse_window = settings.refresh_reuse_window;
         // Every RPC's deadline, and a CreateAccount's detached run, end within --upstream-timeout.
         let longest_run = settings.http.upstream_timeout;
@@ -123,9 +126,8 @@ impl App {
             health,
             metrics_listener,
             metrics,
-            tls: settings.tls,
-            // With tokens accepted too, a caller may come without a certificate.
-            client_certificate_optional: settings.callers.as_ref().is_some_and(|c| c.accepts_tokens()),
+            tls,
+            reloader,
             shutdown_grace: settings.shutdown_grace,
             connections: settings.connections,
             tenant_names,
@@ -167,12 +169,7 @@ impl App {
             let bound = local_addr(health);
             tracing::info!(health_addr = %bound, "plaintext health on {bound}");
         }
-        let exposure = server::Exposure {
-            tls: self.tls,
-            client_certificate_optional: self.client_certificate_optional,
-            health_listener: self.health,
-            connections: self.connections,
-        };
+        let exposure = server::Exposure { tls: self.tls, health_listener: self.health, connections: self.connections };
         let scheme = if exposure.tls.is_some() { "TLS" } else { "plaintext" };
         tracing::info!(grpc_addr = %addr, tenants = ?self.tenant_names, default_tenant = %self.default_tenant, %scheme, "mtr-sso listening on {addr}");
         server::serve(self.grpc, exposure, self.gateway, self.shutdown_grace, shutdown)
@@ -182,6 +179,7 @@ impl App {
         if let Some(task) = metrics_task {
             task.await??;
         }
+        drop(self.reloader);
         #[cfg(feature = "sandbox")]
         drop(self.sandbox);
         Ok(())

@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashSet};
 use subtle::ConstantTimeEq as _;
 use tonic::Request;
 
+use crate::reloadable::Reloadable;
+
 /// The RPC names a policy may grant.
 pub const RPCS: [&str; 4] = ["CreateAccount", "IssueOneTimeToken", "Login", "Refresh"];
 
@@ -38,9 +40,17 @@ struct GrantEntry {
     tenants: Option<Vec<String>>,
 }
 
-/// Caller authentication and the policy.
+/// Caller authentication and the policy. The tokens and grants are replaced
+/// as a whole when their files change ([`CallerAuth::replace_with`]); each
+/// check reads the ones current at that moment.
 #[derive(Debug)]
 pub struct CallerAuth {
+    rules: Reloadable<Rules>,
+}
+
+/// The tokens and grants read from one version of the files.
+#[derive(Debug)]
+struct Rules {
     tokens: Vec<(String, SecretString)>,
     grants: BTreeMap<String, Grant>,
 }
@@ -90,12 +100,17 @@ impl CallerAuth {
             }
             parsed_tokens.push((caller.to_string(), SecretString::from(token.to_string())));
         }
-        Ok(Self { tokens: parsed_tokens, grants })
+        Ok(Self { rules: Reloadable::new(Rules { tokens: parsed_tokens, grants }) })
+    }
+
+    /// From now on, checks use `other`'s tokens and grants.
+    pub fn replace_with(&self, other: CallerAuth) {
+        self.rules.replace(other.rules.current());
     }
 
     /// Whether callers may present a bearer token (so a client certificate is optional).
     pub fn accepts_tokens(&self) -> bool {
-        !self.tokens.is_empty()
+        !self.rules.current().tokens.is_empty()
     }
 
     /// The caller's name, from its client certificate or its bearer token;
@@ -111,7 +126,7 @@ impl CallerAuth {
             .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))?;
         // Every token is compared, in constant time, so timing tells nothing.
         let mut found = None;
-        for (caller, token) in &self.tokens {
+        for (caller, token) in &self.rules.current().tokens {
             if bool::from(token.expose_secret().as_bytes().ct_eq(presented.as_bytes())) {
                 found = Some(caller.clone());
             }
@@ -121,7 +136,7 @@ impl CallerAuth {
 
     /// Whether `caller` may call `method` for `tenant`.
     pub fn authorize(&self, caller: &str, method: &str, tenant: &str) -> bool {
-        self.grants.get(caller).is_some_and(|grant| {
+        self.rules.current().grants.get(caller).is_some_and(|grant| {
             grant.rpcs.as_ref().is_none_or(|rpcs| rpcs.contains(method))
                 && grant.tenants.as_ref().is_none_or(|tenants| tenants.contains(tenant))
         })

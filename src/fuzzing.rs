@@ -18,6 +18,7 @@ fn tenant() -> TenantSettings {
         generation: Generation::V1,
         trading_account: None,
         v2_account_details: Default::default(),
+        lookup_before_create: false,
         broker_api_url: url::Url::parse("https://broker.example").unwrap_or_else(|_| unreachable!()),
         api_key: "k".into(),
         auth_scheme: AuthScheme::Raw,

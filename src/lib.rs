@@ -11,6 +11,7 @@
 //! |---|---|
 //! | [`proto`] | the generated gRPC types and the descriptor set for reflection |
 //! | [`hex`], [`setting_values`] | small parsers and encoders |
+//! | [`reloadable`] | values re-read from files while the process runs (read at each use) |
 //! | [`sealing`] | keys a caller's secret yields: a lookup name, an AEAD seal, a keyed fingerprint |
 //! | [`tenant`] | one tenant's settings, declared once for flags and the tenants file |
 //! | [`auth`] | who a caller is (certificate or token) and what the policy lets it do |
@@ -23,6 +24,7 @@
 //! | [`config`] | the command line, the tenants file and the caller files, checked into `Settings` and its `Mode` |
 //! | [`sandbox`] | the built-in emulation of the vendor (feature `sandbox`) |
 //! | [`metrics`] | Prometheus metrics and their endpoint |
+//! | [`reload`] | re-reads certificates, callers, the policy and API keys when their files change or on SIGHUP |
 //! | [`audit`] | the audit trail: one event per access decision, its schema, its writer |
 //! | [`upstream`] | the vendor's two HTTP APIs: client, admission gate, classification, errors; the tenants' clients, started once (`Upstreams::start`) |
 //! | [`preflight`] | `--check-upstream`: cheap reads over the started clients of every tenant, as a table |
@@ -51,6 +53,8 @@ pub mod preflight;
 pub mod proto;
 pub mod quota;
 pub mod redis_connection;
+pub mod reload;
+pub mod reloadable;
 pub mod reuse_store;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;

@@ -7,34 +7,31 @@
 //! JSON shares the gRPC port, told apart by path: one port to expose, secure
 //! and police, with the same TLS, client certificates and limits, and one
 //! drain. HTTP/1.1 is accepted for it on plaintext; over TLS the port offers
-//! only HTTP/2 by ALPN (tonic's TLS), which curl and PHP's curl negotiate.
+//! only HTTP/2 by ALPN, which curl and PHP's curl negotiate.
 //!
 //! The main listener's connections are bounded ([`connections`]): how many
 //! are held at once, how long a TLS handshake may take, and how long a
-//! connection may stay open before its first request.
+//! connection may stay open before its first request. TLS is ours ([`tls`]),
+//! not tonic's, so that a new certificate applies without a restart.
 
 mod connections;
+mod tls;
 
-use std::{future::Future, sync::Arc, time::Duration};
+pub use tls::ServerTls;
+
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
 use tonic::{service::Routes, transport::Server};
 use tonic_health::ServingStatus;
 
-use crate::{
-    config::{ConnectionLimits, TlsFiles},
-    json_api,
-    proto::sso_service_server::SsoServiceServer,
-    service::SsoGateway,
-};
+use crate::{config::ConnectionLimits, json_api, proto::sso_service_server::SsoServiceServer, service::SsoGateway};
 use connections::{BoundedIncoming, FirstRequests};
 
 /// How the server is exposed beyond its main listener.
 #[derive(Debug, Default)]
 pub struct Exposure {
-    /// TLS (and mTLS) on the main listener.
-    pub tls: Option<TlsFiles>,
-    /// Callers may authenticate by token instead of a certificate.
-    pub client_certificate_optional: bool,
+    /// TLS (and mTLS) on the main listener; replaced when its files change.
+    pub tls: Option<ServerTls>,
     /// A plaintext listener serving only health (grpc.health.v1 and
     /// `GET /healthz`), for the kubelet.
     pub health_listener: Option<TcpListener>,
@@ -96,20 +93,21 @@ pub async fn serve(
         );
     }
     let (incoming, routes) = bounded(listener, routes, limits);
-    let mut builder = Server::builder();
-    if let Some(files) = &exposure.tls {
-        let tls = files.server_config(exposure.client_certificate_optional).timeout(limits.tls_handshake_timeout);
-        builder = builder.tls_config(tls)?;
-    }
-    let server = builder
+    let router = Server::builder()
         .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_routes(Routes::from(routes))
-        .serve_with_incoming_shutdown(incoming, async {
-            let _ = stopped.await;
-        });
-    tokio::pin!(server);
+        .add_routes(Routes::from(routes));
+    let stopped = async {
+        let _ = stopped.await;
+    };
+    let mut server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match exposure.tls {
+        Some(config) => Box::pin(router.serve_with_incoming_shutdown(
+            tls::TlsIncoming::new(incoming, config, limits.tls_handshake_timeout),
+            stopped,
+        )),
+        None => Box::pin(router.serve_with_incoming_shutdown(incoming, stopped)),
+    };
 
     health.set_service_status(SERVICE_NAME, ServingStatus::Serving).await;
     health.set_service_status("", ServingStatus::Serving).await;

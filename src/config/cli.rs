@@ -257,17 +257,18 @@ impl Cli {
         }
         // A sandbox hands out sessions for a fake user: keep it on loopback unless asked otherwise.
         let default_host = if self.sandbox { [127, 0, 0, 1] } else { [0, 0, 0, 0] };
-        let (tls, callers) = CallerFiles {
-            tls_cert: self.tls_cert.as_ref(),
-            tls_key: self.tls_key.as_ref(),
-            tls_client_ca: self.tls_client_ca.as_ref(),
-            caller_tokens_file: self.caller_tokens_file.as_ref(),
-            policy_file: self.policy_file.as_ref(),
-        }
-        .resolve()?;
+        let caller_files = CallerFiles {
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_client_ca: self.tls_client_ca.clone(),
+            caller_tokens_file: self.caller_tokens_file.clone(),
+            policy_file: self.policy_file.clone(),
+        };
+        let (tls, callers) = caller_files.resolve()?;
         Ok(Settings {
             tls,
             callers,
+            caller_files,
             health_listen: self.health_listen,
             mode: match (self.check_upstream, self.check_config) {
                 (true, _) => Mode::CheckUpstream,

@@ -13,7 +13,7 @@ pub mod shared_state;
 mod tenants_file;
 
 pub use audit::{AuditOnFailure, AuditSettings};
-pub use callers::TlsFiles;
+pub use callers::{CallerFiles, TlsFiles};
 pub use cli::Cli;
 
 use clap::ValueEnum;
@@ -171,6 +171,8 @@ pub enum Upstream {
 pub struct Settings {
     pub tls: Option<TlsFiles>,
     pub callers: Option<Arc<CallerAuth>>,
+    /// Where `tls` and `callers` were read from, to read them again when the files change.
+    pub caller_files: CallerFiles,
     pub health_listen: Option<SocketAddr>,
     pub mode: Mode,
     pub listen: SocketAddr,

@@ -37,7 +37,7 @@ fn flags_make_one_default_tenant_with_the_vendor_defaults() {
     assert_eq!(tenant.paths, UpstreamPaths::default());
     assert_eq!(tenant.auth_scheme, AuthScheme::Raw);
     assert_eq!(tenant.session_lifetime, Duration::from_secs(900));
-    assert_eq!(tenant.api_key.expose_secret(), "k-1");
+    assert_eq!(tenant.api_key.current().expose_secret(), "k-1");
 }
 
 #[cfg(feature = "sandbox")]
@@ -108,7 +108,7 @@ fn api_key_file_is_read_without_its_trailing_newline() {
     ];
     let settings = cli(&args).into_settings().expect("valid");
     let Upstream::Tenants { tenants, .. } = settings.upstream else { panic!() };
-    assert_eq!(tenants[0].api_key.expose_secret(), "file-key");
+    assert_eq!(tenants[0].api_key.current().expose_secret(), "file-key");
 }
 
 #[test]

@@ -97,6 +97,13 @@ pub(super) struct BuildLabels {
     pub(super) version: &'static str,
 }
 
+/// A file (or set of files read together) that is read again when it changes:
+/// `tls`, `callers`, or `api_key.<tenant>`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ReloadLabels {
+    pub(super) source: String,
+}
+
 /// All metrics of one server.
 /// Go-style gRPC code names, as the conventional `grpc_code` label spells them.
 pub fn code_name(code: Code) -> &'static str {

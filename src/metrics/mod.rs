@@ -7,6 +7,7 @@
 
 mod endpoint;
 mod labels;
+mod reload;
 
 pub use endpoint::{bind, serve};
 pub use labels::{Protocol, code_name};
@@ -54,6 +55,7 @@ pub struct Metrics {
     quota_wait_seconds: Family<ApiLabels, Histogram>,
     audit_events: Family<AuditEventLabels, Counter>,
     audit_events_lost: Family<AuditLossLabels, Counter>,
+    reload: reload::ReloadSeries,
     redis_up: Family<RedisLabels, Gauge>,
     redis_outages: Family<RedisLabels, Counter>,
     /// The series of each method and protocol seen so far (see [`MethodSeries`]).
@@ -174,6 +176,7 @@ impl Metrics {
             "Audit events not written: `queue_full` (the writer fell behind) or `write_failed` (the file or stdout refused them)",
             audit_events_lost.clone(),
         );
+        let reload = reload::ReloadSeries::register(&mut registry);
         // Series appear only once a Redis is configured: no Redis is not an outage.
         let redis_up = Family::<RedisLabels, Gauge>::default();
         registry.register("mtr_sso_redis_up", "1 while Redis answers, 0 while it is out", redis_up.clone());
@@ -203,6 +206,7 @@ impl Metrics {
             quota_wait_seconds,
             audit_events,
             audit_events_lost,
+            reload,
             redis_up,
             redis_outages,
             methods: RwLock::new(Vec::new()),

@@ -182,18 +182,32 @@ fn account_details_problem(details: &Map<String, Value>) -> Option<&'static str>
 async fn open_trading_account(
     State(shared): State<Arc<Shared>>,
     on_paper_only: Option<Extension<MissingInTradingSystem>>,
+    withhold: Option<Extension<WithholdAnswer>>,
+    withhold_refusal: Option<Extension<WithholdRefusal>>,
     ProblemPath(path): ProblemPath,
     Path(user_uuid): Path<String>,
     JsonObject(request): JsonObject,
 ) -> Response {
-    let mut state = lock(&shared.state);
-    if state.account_by_uuid(&user_uuid).is_none() {
-        return not_found(&path);
+    // The lock is let go before any hang: a withheld answer must not block the sandbox.
+    let opened = {
+        let mut state = lock(&shared.state);
+        if state.account_by_uuid(&user_uuid).is_none() {
+            return not_found(&path);
+        }
+        if let Some(detail) = trading_account_problem(&request) {
+            return problem(StatusCode::BAD_REQUEST, detail, &path);
+        }
+        // A withheld refusal opens nothing.
+        (withhold_refusal.is_none())
+            .then(|| state.open_trading_account(&user_uuid, Value::Object(request), on_paper_only.is_some()))
+    };
+    let Some(opened) = opened else {
+        return hang().await;
+    };
+    if withhold.is_some() {
+        return hang().await;
     }
-    if let Some(detail) = trading_account_problem(&request) {
-        return problem(StatusCode::BAD_REQUEST, detail, &path);
-    }
-    Json(state.open_trading_account(&user_uuid, Value::Object(request), on_paper_only.is_some())).into_response()
+    Json(opened).into_response()
 }
 
 async fn one_time_token(

@@ -34,12 +34,14 @@ pub enum FaultKind {
     /// The account is created, then the answer is withheld until the client
     /// gives up: a vendor that did the work but whose answer was lost on the
     /// way back. Applied by the account-creating handlers (v1, CRM-API, v2)
-    /// only; other requests under the path filters are answered as usual.
+    /// and the v2 trading-account open only; other requests under the path
+    /// filters (the lookups, the list of trading accounts) are answered as usual.
     HangAfterProcessing,
     /// A create for an email that is taken is refused (nothing is created),
     /// then the refusal is withheld until the client gives up: a vendor
     /// whose duplicate refusal was lost on the way back. Applied by the
-    /// account-creating handlers (v1, CRM-API, v2) only, as above.
+    /// account-creating handlers (v1, CRM-API, v2) only, as above; the v2
+    /// trading-account open opens nothing and withholds its answer.
     HangAfterRefusing,
     /// 403 with a Problem body: the key lacks the permission.
     Forbidden,
@@ -117,8 +119,16 @@ mod millis {
     }
 }
 
-/// Middleware: delays, then either injects the fault or passes the request on.
+/// Middleware: logs the request, delays, then either injects the fault or
+/// passes the request on; logs the answer.
 pub(super) async fn apply(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
+    let number = lock(&shared.requests).arrived(request.method().as_str(), request.uri().path());
+    let response = delay_or_fault(&shared, request, next).await;
+    lock(&shared.requests).answered(number);
+    response
+}
+
+async fn delay_or_fault(shared: &Shared, request: Request, next: Next) -> Response {
     let switches = lock(&shared.switches).clone();
     if !switches.latency.is_zero() {
         tokio::time::sleep(switches.latency).await;

@@ -7,7 +7,9 @@
 //!
 //! Control endpoints for tests and benchmarks in any language:
 //! `GET|PUT /_sandbox/switches`, `GET /_sandbox/stats` and
-//! `GET /_sandbox/arrivals` (when each rate-limited request arrived).
+//! `GET /_sandbox/arrivals` (when each rate-limited request arrived). Rust
+//! tests also read every vendor request in order, with when it arrived and
+//! was answered ([`Sandbox::requests`]).
 
 mod arrivals;
 mod broker;
@@ -20,12 +22,14 @@ mod faults;
 mod gate;
 mod platform;
 mod rate_limit;
+mod request_log;
 mod session_token;
 pub mod state;
 mod vendor;
 
 pub use arrivals::{Arrival, KEPT_PER_API};
 pub use faults::{BAD_REQUEST_TITLE, FaultKind, Switches};
+pub use request_log::{KEPT_REQUESTS, LoggedRequest};
 pub use vendor::{
     BROKER_API_V2_PREFIX, CRM_API_PREFIX, DEMO_BROKER_ID, DEMO_EMAIL, DEMO_EMAIL_LIMIT_PER_MINUTE, DEMO_GROUP,
     DEMO_PASSWORD, SANDBOX_API_KEY, SANDBOX_V2_API_KEY, Stats, V2_TENANT,
@@ -81,6 +85,7 @@ impl Sandbox {
                 ..Switches::default()
             }),
             stats: Mutex::new(Stats::new()),
+            requests: Mutex::new(request_log::RequestLog::new()),
         });
         let app = router(shared.clone());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -127,8 +132,9 @@ impl Sandbox {
                 access_right: None,
             }),
             v2_account_details: Default::default(),
+            lookup_before_create: false,
             broker_api_url,
-            api_key: SecretString::from(key),
+            api_key: SecretString::from(key).into(),
             auth_scheme: generation.default_auth_scheme(),
             platform_url: self.base_url.clone(),
             broker_id: Some(DEMO_BROKER_ID.into()),

@@ -182,6 +182,14 @@ impl State {
         account
     }
 
+    /// Dates a trading account's `created` back (or forward), as a test seeds it.
+    pub fn set_trading_account_created(&mut self, user_uuid: &str, uuid: &str, created: &str) {
+        let accounts = self.trading_accounts.get_mut(user_uuid).into_iter().flatten();
+        for account in accounts.filter(|account| account["uuid"] == uuid) {
+            account["created"] = serde_json::json!(created);
+        }
+    }
+
     /// The trading accounts of a user account, oldest first.
     pub fn trading_accounts_of(&self, user_uuid: &str) -> Vec<serde_json::Value> {
         self.trading_accounts.get(user_uuid).cloned().unwrap_or_default()

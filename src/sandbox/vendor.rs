@@ -18,7 +18,7 @@ use std::{
 };
 use time::OffsetDateTime;
 
-use super::{arrivals, faults::Switches, rate_limit, state};
+use super::{arrivals, faults::Switches, rate_limit, request_log, state};
 
 /// The sandbox's Broker-API key (raw, or as `Bearer <key>`).
 pub const SANDBOX_API_KEY: &str = "sandbox-api-key";
@@ -54,6 +54,7 @@ pub(crate) struct Shared {
     pub(crate) arrivals: Mutex<arrivals::Arrivals>,
     pub(crate) switches: Mutex<Switches>,
     pub(crate) stats: Mutex<Stats>,
+    pub(crate) requests: Mutex<request_log::RequestLog>,
 }
 
 /// A lock that survives a panicked holder: the sandbox state stays usable.

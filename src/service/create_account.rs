@@ -14,7 +14,7 @@ use super::{
     creation_lookup::{CreateRequest, Created, create_deadline, created_or_looked_up},
     envelope::Call,
     idempotent::{recordable, replay, request_fingerprint},
-    replies,
+    lookup_before_create, replies,
     throttle::EmailLimit,
 };
 use crate::{
@@ -94,6 +94,9 @@ impl SsoGateway {
         sequence: AccountSequence,
         deadline: Deadline,
     ) -> Result<proto::CreateAccountResponse, SsoError> {
+        if tenant.settings.lookup_before_create {
+            lookup_before_create::refuse_a_taken_email(tenant, &command.account.email, deadline).await?;
+        }
         if let AccountSequence::BrokerApiV2(v2) = sequence {
             return self.create_account_v2(tenant, command, v2, deadline).await;
         }

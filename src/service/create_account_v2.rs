@@ -1,9 +1,14 @@
 //! CreateAccount on Broker-API v2, as the vendor documents it: create the
 //! user account with `{email, password}`, open its trading account, then mint
 //! a one-time token for a login link or a session. Once the user account
-//! exists nothing is sent to create it again: every later failure is reported
-//! inside an OK answer (`trading_account_error`, `sign_in_error`). A create
-//! whose answer was lost is resolved by a lookup of the user account.
+//! exists the trading account and the token are asked for at the same time
+//! (the token needs only the email), and the session follows the token: two
+//! vendor round trips after the create, not three. Nothing is sent to create
+//! the user account again: every later failure is reported inside an OK
+//! answer (`trading_account_error`, `sign_in_error`). A create whose answer
+//! was lost is resolved by a lookup of the user account, a trading-account
+//! open whose answer was lost by a list of the user's trading accounts
+//! ([`super::trading_account_once`]).
 
 use std::time::Instant;
 use time::OffsetDateTime;
@@ -12,6 +17,7 @@ use super::{
     SsoGateway, Tenant,
     creation_lookup::{CreateRequest, Created, create_deadline, created_or_looked_up},
     replies,
+    trading_account_once::{TradingAccountOutcome, open_trading_account_once},
 };
 use crate::{
     convert::{CreateAccountCommand, V2Sequence},
@@ -20,8 +26,10 @@ use crate::{
     proto,
 };
 
-/// Share of the time left that opening the trading account may take, so
-/// that a hanging call still leaves time to hand back a login link.
+/// Share of the time left that opening the trading account (and settling a
+/// lost answer) may take: it runs beside the token and the session, which
+/// keep the whole deadline, so a hanging open cannot hold the answer back
+/// past half of what is left.
 const TRADING_ACCOUNT_SHARE: u32 = 2;
 
 impl SsoGateway {
@@ -56,35 +64,64 @@ impl SsoGateway {
             resolved_by_lookup,
             ..Default::default()
         };
-        if let Some(trading_account) = &sequence.trading_account {
+        let trading_account = async {
+            let trading_account = sequence.trading_account.as_ref()?;
+            // Its own share, fixed before the token's call starts beside it.
             let share = Deadline::after(deadline.remaining() / TRADING_ACCOUNT_SHARE);
-            let opened = if account_uuid.is_empty() {
-                Err(no_uuid_error())
+            let outcome = if account_uuid.is_empty() {
+                TradingAccountOutcome::Failed(no_uuid_error())
             } else {
-                tenant.broker.open_trading_account(&account_uuid, trading_account, share).await
+                open_trading_account_once(tenant, &account_uuid, trading_account, share).await
             };
-            match opened {
-                Ok(opened) => {
-                    response.trading_account = Some(replies::opened_trading_account(&opened, &trading_account.group));
-                }
-                Err(error) => {
-                    tracing::warn!(%error, %account_uuid, "user account created, but its trading account was not opened");
-                    response.trading_account_error = Some(replies::trading_account_error(&error));
-                }
+            Some((outcome, trading_account.group.as_str()))
+        };
+        // The token needs only the email, so it runs beside the trading
+        // account, and the session follows the token without waiting for
+        // the trading account: two vendor round trips after the user
+        // account, not three. Both are plain futures, so a cancelled call
+        // drops both and leaves no task behind; neither is ever sent twice.
+        let sign_in = async {
+            let mut signed_in = proto::CreateAccountResponse::default();
+            if let Some(granted) = &session {
+                // The password proof of a lost create opened the session already.
+                signed_in.session =
+                    Some(replies::browser_session(&tenant.settings, granted, OffsetDateTime::now_utc()));
+                return signed_in;
             }
+            let token = tenant
+                .broker
+                .issue_one_time_token(email, tenant.settings.one_time_token_validity, deadline)
+                .await
+                .map(|issued| (issued.token, Some(issued.expires_at)));
+            self.sign_in_created(tenant, token, command.start_session, &account_uuid, &mut signed_in, deadline).await;
+            signed_in
+        };
+        let (trading_account, signed_in) = tokio::join!(trading_account, sign_in);
+        if let Some((outcome, group)) = trading_account {
+            report_trading_account(outcome, group, &account_uuid, &mut response);
         }
-        if let Some(granted) = session {
-            // The password proof of a lost create opened the session already.
-            response.session = Some(replies::browser_session(&tenant.settings, &granted, OffsetDateTime::now_utc()));
-            return Ok(response);
-        }
-        let token = tenant
-            .broker
-            .issue_one_time_token(email, tenant.settings.one_time_token_validity, deadline)
-            .await
-            .map(|issued| (issued.token, Some(issued.expires_at)));
-        self.sign_in_created(tenant, token, command.start_session, &account_uuid, &mut response, deadline).await;
+        response.login_link = signed_in.login_link;
+        response.session = signed_in.session;
+        response.sign_in_error = signed_in.sign_in_error;
         Ok(response)
+    }
+}
+
+/// Puts the trading account, or why there is none, into the answer.
+fn report_trading_account(
+    outcome: TradingAccountOutcome,
+    group: &str,
+    account_uuid: &str,
+    response: &mut proto::CreateAccountResponse,
+) {
+    if let Some(error) = outcome.error() {
+        tracing::warn!(reason = %error.reason, message = %error.message, %account_uuid,
+            "user account created, but its trading account was not opened");
+        response.trading_account_error = Some(error);
+    }
+    if let TradingAccountOutcome::Opened { account, resolved_by_lookup } = outcome {
+        tracing::debug!(%account_uuid, resolved_by_lookup, "trading account opened");
+        response.trading_account = Some(replies::opened_trading_account(&account, group));
     }
 }
 

@@ -43,7 +43,7 @@ const CREATE_SHARE: (u32, u32) = (2, 3);
 const CREATE_MINIMUM: Duration = Duration::from_millis(500);
 
 /// A lookup with less time than this left is not sent: it could not answer.
-const LOOKUP_MINIMUM: Duration = Duration::from_millis(20);
+pub(super) const LOOKUP_MINIMUM: Duration = Duration::from_millis(20);
 
 /// How much earlier than the send (on the vendor's clock) `created` may be
 /// and still count as this request's: room for a `created` stamped by

@@ -9,11 +9,13 @@ mod creation_lookup;
 mod envelope;
 mod idempotent;
 mod login;
+mod lookup_before_create;
 mod one_time_token;
 mod refresh;
 mod refresh_reuse;
 pub mod replies;
 mod throttle;
+mod trading_account_once;
 
 use std::{sync::Arc, time::Duration};
 use tokio::sync::Semaphore;

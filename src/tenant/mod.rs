@@ -8,10 +8,10 @@ mod resolve;
 
 pub use options::{PathOptions, TenantOptions, TradingAccountOptions};
 pub use paths::UpstreamPaths;
-pub use resolve::InvalidTenantSetting;
+pub use resolve::{InvalidTenantSetting, read_api_key_file};
 
+use crate::reloadable::SecretFile;
 use clap::ValueEnum;
-use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use url::Url;
@@ -163,8 +163,11 @@ pub struct TenantSettings {
     pub trading_account: Option<TradingAccountDefaults>,
     /// v2 only: how much of the profile goes into `accountDetails` (`names` elsewhere).
     pub v2_account_details: V2AccountDetails,
+    /// Look the email up before every create; a taken one is refused without a create.
+    pub lookup_before_create: bool,
     pub broker_api_url: Url,
-    pub api_key: SecretString,
+    /// Read at each vendor call: from a file, it follows the file's changes.
+    pub api_key: SecretFile,
     pub auth_scheme: AuthScheme,
     pub platform_url: Url,
     pub broker_id: Option<String>,

@@ -50,6 +50,11 @@ pub struct TenantOptions {
     /// `full` (also date of birth, phone and address, when the request has them) [default: names].
     #[arg(long, env = "MTR_SSO_V2_ACCOUNT_DETAILS", value_enum)]
     pub v2_account_details: Option<V2AccountDetails>,
+    /// Look the email up before every CreateAccount, and answer ACCOUNT_ALREADY_EXISTS for a taken
+    /// one without a create: for older v2 builds that create a second user for a taken email.
+    /// Costs one lookup and one round trip per create [default: false].
+    #[arg(long, env = "MTR_SSO_LOOKUP_BEFORE_CREATE", num_args = 0..=1, default_missing_value = "true")]
+    pub lookup_before_create: Option<bool>,
     /// Session lifetime assumed when the platform's cookie does not state one.
     #[arg(long, env = "MTR_SSO_SESSION_LIFETIME", value_parser = parse_duration)]
     #[serde(default, with = "optional_duration")]
@@ -182,6 +187,7 @@ mod tests {
         assert_eq!(TenantOptions::flag_for("trading_account.group"), "--trading-account-group");
         assert_eq!(TenantOptions::flag_for("broker_api_generation"), "--broker-api-generation");
         assert_eq!(TenantOptions::flag_for("v2_account_details"), "--v2-account-details");
+        assert_eq!(TenantOptions::flag_for("lookup_before_create"), "--lookup-before-create");
     }
 
     #[test]
@@ -207,7 +213,7 @@ mod tests {
             "broker_api_generation = \"v2\"\nbroker_api_url = \"u\"\napi_key = \"k\"\napi_key_file = \"f\"\nauth_scheme = \"raw\"\n\
              platform_url = \"p\"\nbroker_id = \"1\"\ncookie_domain = \"c\"\nsession_lifetime = \"1m\"\n\
              one_time_token_validity = \"1m\"\none_time_token_max_validity = \"1m\"\n\
-             v2_account_details = \"full\"\n\
+             v2_account_details = \"full\"\nlookup_before_create = true\n\
              [paths]\ncreate_account = \"/a\"\none_time_token = \"/b\"\nlogin = \"/c\"\n\
              login_with_token = \"/d\"\nrefresh = \"/e\"\ntrading_accounts = \"/f\"\n\
              account_by_email = \"/g\"\nservice_info = \"/h\"\nplatform_details = \"/i\"\n\

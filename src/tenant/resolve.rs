@@ -3,7 +3,7 @@
 //! a file location, whichever the operator wrote.
 
 use secrecy::SecretString;
-use std::{fmt, time::Duration};
+use std::{fmt, path::Path, time::Duration};
 use url::Url;
 
 use super::{
@@ -11,7 +11,10 @@ use super::{
     UpstreamPaths,
     paths::{EMAIL, USER_ACCOUNT_UUID},
 };
-use crate::setting_values::{parse_base_url, positive, read_secret_file, whole_seconds};
+use crate::{
+    reloadable::SecretFile,
+    setting_values::{parse_base_url, positive, read_secret_file, whole_seconds},
+};
 
 /// A tenant setting that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,13 +53,16 @@ impl TenantOptions {
         let platform_url = url("platform_url", self.platform_url)?;
         let api_key = match (self.api_key, self.api_key_file) {
             (Some(_), Some(_)) => return Err(invalid("api_key", "give either the key or a key file, not both")),
-            (Some(key), None) => key,
-            (None, Some(path)) => read_secret_file(&path).map_err(|problem| invalid("api_key_file", problem))?,
+            (Some(key), None) => {
+                check_api_key(&key).map_err(|problem| invalid("api_key", problem))?;
+                SecretFile::from(SecretString::from(key))
+            }
+            (None, Some(path)) => {
+                let key = read_api_key_file(&path).map_err(|problem| invalid("api_key_file", problem))?;
+                SecretFile::from_file(key, path)
+            }
             (None, None) => return Err(invalid("api_key_file", "is required (or the API key itself)")),
         };
-        if api_key.trim().is_empty() || http::HeaderValue::from_str(&api_key).is_err() {
-            return Err(invalid("api_key", "is empty or not a valid header value"));
-        }
         let cookie_domain = match self.cookie_domain {
             Some(domain) => Some(check_cookie_domain(&domain, &platform_url)?),
             None => None,
@@ -76,8 +82,9 @@ impl TenantOptions {
             generation,
             trading_account,
             v2_account_details: self.v2_account_details.unwrap_or_default(),
+            lookup_before_create: self.lookup_before_create.unwrap_or(false),
             broker_api_url,
-            api_key: SecretString::from(api_key),
+            api_key,
             auth_scheme: self.auth_scheme.unwrap_or(generation.default_auth_scheme()),
             platform_url,
             broker_id: self.broker_id.filter(|id| !id.is_empty()),
@@ -88,6 +95,20 @@ impl TenantOptions {
             one_time_token_max_validity,
         })
     }
+}
+
+/// The API key in `path`, checked as at start; read again when the file changes.
+pub fn read_api_key_file(path: &Path) -> Result<SecretString, String> {
+    let key = read_secret_file(path)?;
+    check_api_key(&key)?;
+    Ok(SecretString::from(key))
+}
+
+fn check_api_key(key: &str) -> Result<(), String> {
+    if key.trim().is_empty() || http::HeaderValue::from_str(key).is_err() {
+        return Err("is empty or not a valid header value".into());
+    }
+    Ok(())
 }
 
 /// A setting that only Broker-API v2 tenants take.
@@ -207,5 +228,27 @@ mod tests {
             let refused = options(generation, Some(V2AccountDetails::Names)).resolve("t").expect_err("v2 only");
             assert_eq!(refused.key, "v2_account_details");
         }
+    }
+
+    #[test]
+    fn lookup_before_create_is_off_unless_given_and_taken_by_every_generation() {
+        for generation in [Generation::V1, Generation::V2, Generation::Crm] {
+            assert!(!options(generation, None).resolve("t").expect("resolves").lookup_before_create);
+            let on = TenantOptions { lookup_before_create: Some(true), ..options(generation, None) };
+            assert!(on.resolve("t").expect("resolves").lookup_before_create, "{generation:?}");
+        }
+    }
+
+    #[test]
+    fn lookup_before_create_is_a_flag_with_an_optional_value() {
+        use clap::{Args as _, FromArgMatches as _};
+        let parse = |args: &[&str]| {
+            let command = TenantOptions::augment_args(clap::Command::new("t").no_binary_name(true));
+            let matches = command.try_get_matches_from(args).expect("parses");
+            TenantOptions::from_arg_matches(&matches).expect("options").lookup_before_create
+        };
+        assert_eq!(parse(&[]), None);
+        assert_eq!(parse(&["--lookup-before-create"]), Some(true));
+        assert_eq!(parse(&["--lookup-before-create=false"]), Some(false));
     }
 }

@@ -4,6 +4,7 @@
 //! gRPC layer can map. [`Upstreams::start`] builds every tenant's clients
 //! (starting the sandbox first with `--sandbox`); [`Tenants`] looks them up.
 
+pub(crate) mod authorization;
 pub(crate) mod broker_api;
 pub(crate) mod classify;
 pub(crate) mod cookies;
@@ -23,7 +24,10 @@ pub use crate::config::Proxies;
 pub use broker_api::{
     BrokerApi, CreatedAccount, FoundAccount, IssuedToken, Lookup,
     form::NewAccount,
-    v2::{AccountDetails, ListedTradingAccount, NewTradingAccount, OpenedTradingAccount, V2AddressDetails},
+    v2::{
+        AccountDetails, ListedTradingAccount, NewTradingAccount, OpenedTradingAccount, TradingAccountList,
+        V2AddressDetails,
+    },
 };
 pub use cookies::{SameSitePolicy, UpstreamCookie};
 pub use error::{Endpoint, UpstreamError, UpstreamFault};

@@ -13,12 +13,13 @@ use std::sync::Arc;
 use url::Url;
 
 use super::{
+    authorization::Authorization,
     error::{Endpoint, UpstreamError},
     exchange::exchange_any_status,
     gate::{GateContext, UpstreamGate},
     http_client::HttpClient,
     json::Problem,
-    outgoing::{Outgoing, authorization, endpoint_url},
+    outgoing::{Outgoing, endpoint_url},
 };
 use crate::{deadline::Deadline, tenant::TenantSettings};
 
@@ -28,7 +29,7 @@ pub struct Prober {
     http: HttpClient,
     broker_api_url: Url,
     platform_url: Url,
-    authorization: HeaderValue,
+    authorization: Authorization,
     broker_gate: UpstreamGate,
     platform_gate: UpstreamGate,
 }
@@ -70,7 +71,7 @@ impl Prober {
             http,
             broker_api_url: tenant.broker_api_url.clone(),
             platform_url: tenant.platform_url.clone(),
-            authorization: authorization(&tenant.api_key, tenant.auth_scheme)?,
+            authorization: Authorization::new(&tenant.api_key, tenant.auth_scheme)?,
             broker_gate: UpstreamGate::new(&tenant.name, "broker-api", gates.clone()),
             platform_gate: UpstreamGate::new(&tenant.name, "platform", gates),
         })
@@ -85,7 +86,7 @@ impl Prober {
         deadline: Deadline,
     ) -> Result<ProbeAnswer, UpstreamError> {
         let url = probe_url(endpoint, &self.broker_api_url, path, query)?;
-        let request = Outgoing::get(&url).header(AUTHORIZATION, self.authorization.clone());
+        let request = Outgoing::get(&url).header(AUTHORIZATION, self.authorization.current());
         self.read(endpoint, &self.broker_gate, request, deadline).await
     }
 

@@ -156,11 +156,14 @@ def test_every_metric_in_operations_md_is_exported_after_the_calls_that_make_it_
     finally:
         assert sandbox.stop() == 0
 
-    # A vendor that refuses connections: retries, then an open circuit.
+    # A vendor that refuses connections: retries, then an open circuit. Its key is read from a
+    # file, which is watched for rotation: the reload series are there from the start.
     port = closed_port()
+    key_file = tmp_path / "api-key"
+    key_file.write_text("key-of-a-vendor-that-is-down\n")
     broken = start_binary("--listen", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0",
                           "--broker-api-url", f"http://127.0.0.1:{port}", "--platform-url", f"http://127.0.0.1:{port}",
-                          "--api-key", "key-of-a-vendor-that-is-down", "--broker-id", "1")
+                          "--api-key-file", str(key_file), "--broker-id", "1")
     try:
         target = broken.events["grpc_addr"]
         for _ in range(7):

@@ -4,6 +4,7 @@
 
 mod common;
 mod redis_server;
+mod rotation;
 mod tls_vendor;
 
 mod callers;
@@ -16,6 +17,8 @@ mod properties;
 mod redis_cluster;
 mod redis_outage;
 mod redis_shared;
+mod rotation_secrets;
+mod rotation_tls;
 mod upstream_clients;
 mod upstream_tls;
 
@@ -37,6 +40,8 @@ mod cancellation;
 mod concurrent_sign_in;
 #[cfg(target_os = "linux")]
 mod connection_limits;
+#[cfg(feature = "sandbox")]
+mod create_account_round_trips;
 #[cfg(feature = "sandbox")]
 mod creation_lookup;
 #[cfg(feature = "sandbox")]
@@ -65,3 +70,5 @@ mod redis_settings;
 mod sandbox_flows;
 #[cfg(feature = "sandbox")]
 mod sandbox_http;
+#[cfg(feature = "sandbox")]
+mod v2_trading_account_once;

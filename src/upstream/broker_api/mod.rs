@@ -21,12 +21,13 @@ use time::{OffsetDateTime, format_description::well_known::Rfc2822};
 use url::Url;
 
 use super::{
+    authorization::Authorization,
     error::{Endpoint, UpstreamError, UpstreamFault},
     exchange::{Answer, exchange},
     gate::{GateContext, UpstreamGate},
     http_client::HttpClient,
     json,
-    outgoing::{Outgoing, authorization, endpoint_url, filled_url, json_body},
+    outgoing::{Outgoing, endpoint_url, filled_url, json_body},
 };
 use crate::{
     deadline::Deadline,
@@ -82,9 +83,8 @@ impl BrokerUrls {
 pub struct BrokerApi {
     pub(super) http: HttpClient,
     pub(super) urls: BrokerUrls,
-    /// The `Authorization` value, built once (marked sensitive, so it never
-    /// shows in debug output).
-    authorization: HeaderValue,
+    /// The `Authorization` value, built from the key at each call.
+    authorization: Authorization,
     pub(super) gate: Arc<UpstreamGate>,
 }
 
@@ -144,14 +144,14 @@ impl BrokerApi {
             http,
             gate: Arc::new(UpstreamGate::new(&tenant.name, "broker-api", gates)),
             urls: BrokerUrls::new(tenant)?,
-            authorization: authorization(&tenant.api_key, tenant.auth_scheme)?,
+            authorization: Authorization::new(&tenant.api_key, tenant.auth_scheme)?,
         })
     }
 
     /// A POST of `body` (JSON) to `url`, with the key.
     pub(super) fn post(&self, url: &Url, body: Vec<u8>) -> Outgoing {
         Outgoing::post(url, body)
-            .header(AUTHORIZATION, self.authorization.clone())
+            .header(AUTHORIZATION, self.authorization.current())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .header(ACCEPT, HeaderValue::from_static("application/json"))
     }
@@ -159,7 +159,7 @@ impl BrokerApi {
     /// A GET of `url`, with the key.
     pub(super) fn get(&self, url: &Url) -> Outgoing {
         Outgoing::get(url)
-            .header(AUTHORIZATION, self.authorization.clone())
+            .header(AUTHORIZATION, self.authorization.current())
             .header(ACCEPT, HeaderValue::from_static("application/json"))
     }
 
@@ -255,7 +255,7 @@ fn looked_up(email: &str, answer: &Answer) -> Lookup {
 }
 
 /// The `Date` header, as HTTP dates are written (RFC 2822's shape, `GMT`).
-fn http_date(headers: &http::HeaderMap) -> Option<OffsetDateTime> {
+pub(super) fn http_date(headers: &http::HeaderMap) -> Option<OffsetDateTime> {
     let value = headers.get(http::header::DATE)?.to_str().ok()?;
     OffsetDateTime::parse(value.trim(), &Rfc2822).ok()
 }

@@ -102,6 +102,14 @@ pub struct ListedTradingAccount {
     pub missing_in_trading_system: Option<bool>,
 }
 
+/// A user's trading accounts, with the vendor's clock when it listed them
+/// (the `Date` header), against which their `created` can be judged.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TradingAccountList {
+    pub accounts: Vec<ListedTradingAccount>,
+    pub vendor_time: Option<OffsetDateTime>,
+}
+
 impl BrokerApi {
     /// v2 `POST /v1/user-accounts` with exactly `{email, password}`. Sent
     /// once, never retried: older builds create a second user on a repeat.
@@ -158,13 +166,23 @@ impl BrokerApi {
         user_account_uuid: &str,
         deadline: Deadline,
     ) -> Result<Vec<ListedTradingAccount>, UpstreamError> {
+        self.trading_account_list(user_account_uuid, deadline).await.map(|list| list.accounts)
+    }
+
+    /// [`BrokerApi::trading_accounts`] with the vendor's clock of the answer.
+    pub async fn trading_account_list(
+        &self,
+        user_account_uuid: &str,
+        deadline: Deadline,
+    ) -> Result<TradingAccountList, UpstreamError> {
         let endpoint = Endpoint::TradingAccountsOfUser;
         let url = self.urls.trading_accounts(endpoint, user_account_uuid)?;
         let answer = exchange(endpoint, &self.gate, &self.http, self.get(&url), deadline).await?;
-        parse_trading_accounts(&answer.body).ok_or_else(|| {
+        let accounts = parse_trading_accounts(&answer.body).ok_or_else(|| {
             let problem = "the trading accounts answer is neither a list nor a page of them";
             UpstreamError::new(endpoint, Some(answer.status), UpstreamFault::Protocol { problem })
-        })
+        })?;
+        Ok(TradingAccountList { accounts, vendor_time: super::http_date(&answer.headers) })
     }
 }
 
