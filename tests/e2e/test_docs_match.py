@@ -25,8 +25,11 @@ NEVER_SENT = {
 # A reason beside its gRPC code: `(Code::NotFound, "ACCOUNT_NOT_FOUND")`,
 # `(upstream_code_and_reason(…).0, "ACCOUNT_CREATION_OUTCOME_UNKNOWN")`,
 # `refused(StatusCode::…, Code::Unimplemented, "METHOD_NOT_ALLOWED", …)`, or
-# `reason: "INVALID_JSON"` in a refusal.
-REASON_IN_CODE = re.compile(r'(?:(?:(?<![A-Za-z])Code::\w+|\)\.0)\s*,\s*|\breason:\s*)"([A-Z][A-Z0-9_]+)"')
+# `reason: "INVALID_JSON"` in a refusal, or a constant such as
+# `OUTCOME_UNKNOWN_REASON: &str = "TRADING_ACCOUNT_OUTCOME_UNKNOWN"`.
+REASON_IN_CODE = re.compile(
+    r'(?:(?:(?<![A-Za-z])Code::\w+|\)\.0)\s*,\s*|\breason:\s*|\b[A-Z_]*REASON:\s*&str\s*=\s*)"([A-Z][A-Z0-9_]+)"'
+)
 
 
 def reasons_in_code() -> dict[str, str]:
