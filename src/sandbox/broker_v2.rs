@@ -4,8 +4,9 @@
 //! trading accounts that need `group`, `leverageRatioPercent`, `accountType`
 //! and `accountDetails` (the names, optionally date of birth, phone and
 //! address; any other key is refused), 404 for an unknown user, and lookup
-//! by email. The reads (pages of user accounts, a user's trading accounts)
-//! are in `broker_v2_reads`. Served under its own prefix, as v2 has a host of
+//! by email. The reads (lookup by email, pages of user accounts, a user's
+//! trading accounts) and the user-account shape they answer with are in
+//! `broker_v2_reads`. Served under its own prefix, as v2 has a host of
 //! its own at the vendor.
 
 use axum::{
@@ -17,19 +18,18 @@ use axum::{
 };
 use serde_json::{Map, Value, json};
 use std::{sync::Arc, time::Duration};
-use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use time::OffsetDateTime;
 
 use super::{
-    broker_v2_reads,
+    broker_v2_reads::{self, not_found, user_json},
     email::vendor_accepts_email,
     faults::{MissingInTradingSystem, WithholdAnswer, WithholdRefusal, hang},
     gate::Door,
     state,
-    vendor::{DEMO_BROKER_ID, JsonObject, ProblemPath, Shared, lock, problem, problem_body},
+    vendor::{JsonObject, ProblemPath, Shared, lock, problem, problem_body},
 };
 
 const ALREADY_EXISTS: &str = "error://broker-api/user-account/already-exists";
-const NOT_FOUND: &str = "error://broker-api/user-account/not-found";
 const ACCOUNT_TYPES: [&str; 2] = ["DEMO", "REAL"];
 const ACCESS_RIGHTS: [&str; 5] =
     ["FULL", "CLOSE_ONLY", "TRADING_DISABLED", "TRADING_AND_LOGIN_DISABLED", "LOCKED_CLOSE_ONLY"];
@@ -47,7 +47,10 @@ pub(super) fn routes(shared: &Arc<Shared>) -> Router<Arc<Shared>> {
             door("create_user_account", post(create_user_account))
                 .merge(door("user_accounts_page", get(broker_v2_reads::user_accounts_page))),
         )
-        .route("/v1/user-accounts/email/{email}", door("user_account_by_email", get(user_account_by_email)))
+        .route(
+            "/v1/user-accounts/email/{email}",
+            door("user_account_by_email", get(broker_v2_reads::user_account_by_email)),
+        )
         .route(
             "/v1/user-accounts/{uuid}/trading-accounts",
             door("open_trading_account", post(open_trading_account))
@@ -60,21 +63,6 @@ pub(super) fn routes(shared: &Arc<Shared>) -> Router<Arc<Shared>> {
 fn password_passes(password: &str) -> bool {
     let has = |test: fn(&char) -> bool| password.chars().any(|c| test(&c));
     password.len() >= 8 && has(char::is_ascii_uppercase) && has(char::is_ascii_lowercase) && has(char::is_ascii_digit)
-}
-
-pub(super) fn user_json(account: &state::Account) -> Value {
-    json!({
-        "uuid": account.uuid,
-        "email": account.email,
-        "created": account.created.format(&Rfc3339).unwrap_or_default(),
-        "brokerId": DEMO_BROKER_ID,
-    })
-}
-
-pub(super) fn not_found(path: &str) -> Response {
-    problem_body(StatusCode::NOT_FOUND, "User account not found", path)
-        .typed(NOT_FOUND, "User account not found.")
-        .into_response()
 }
 
 async fn create_user_account(
@@ -115,17 +103,6 @@ async fn create_user_account(
         None => problem_body(StatusCode::CONFLICT, "A user account with this email exists", &path)
             .typed(ALREADY_EXISTS, "User account already exists.")
             .into_response(),
-    }
-}
-
-async fn user_account_by_email(
-    State(shared): State<Arc<Shared>>,
-    ProblemPath(path): ProblemPath,
-    Path(email): Path<String>,
-) -> Response {
-    match lock(&shared.state).account(&email) {
-        Some(account) => Json(user_json(account)).into_response(),
-        None => not_found(&path),
     }
 }
 

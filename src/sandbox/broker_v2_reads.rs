@@ -1,4 +1,4 @@
-//! The sandbox's Broker-API v2 reads: a page of user accounts (`GET
+//! The sandbox's Broker-API v2 reads: a user account by email, a page of user accounts (`GET
 //! /v1/user-accounts?page=&size=`, the cheap read the preflight proves a v2
 //! key with) and a user's trading accounts (`GET
 //! /v1/user-accounts/{uuid}/trading-accounts`, each as it was opened, with
@@ -13,14 +13,47 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
+use time::format_description::well_known::Rfc3339;
 
 use super::{
-    broker_v2::{not_found, user_json},
-    vendor::{ProblemPath, Shared, lock, problem},
+    state,
+    vendor::{DEMO_BROKER_ID, ProblemPath, Shared, lock, problem, problem_body},
 };
+
+/// The typed problem of an unknown user account.
+const NOT_FOUND: &str = "error://broker-api/user-account/not-found";
 
 /// Largest page the sandbox hands out, so a page size cannot make it build a huge answer.
 const MAX_PAGE_SIZE: usize = 100;
+
+/// A user account as v2 answers it.
+pub(super) fn user_json(account: &state::Account) -> Value {
+    json!({
+        "uuid": account.uuid,
+        "email": account.email,
+        "created": account.created.format(&Rfc3339).unwrap_or_default(),
+        "brokerId": DEMO_BROKER_ID,
+    })
+}
+
+/// v2's typed 404 for an unknown user account.
+pub(super) fn not_found(path: &str) -> Response {
+    problem_body(StatusCode::NOT_FOUND, "User account not found", path)
+        .typed(NOT_FOUND, "User account not found.")
+        .into_response()
+}
+
+/// `GET /v1/user-accounts/email/{email}`.
+pub(super) async fn user_account_by_email(
+    State(shared): State<Arc<Shared>>,
+    ProblemPath(path): ProblemPath,
+    Path(email): Path<String>,
+) -> Response {
+    match lock(&shared.state).account(&email) {
+        Some(account) => Json(user_json(account)).into_response(),
+        None => not_found(&path),
+    }
+}
 
 /// Paging as query parameters; both optional.
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use super::{
     arrivals::Arrival,
-    faults::Switches,
+    switches::Switches,
     vendor::{Shared, Stats, lock},
 };
 

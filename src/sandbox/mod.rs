@@ -20,16 +20,18 @@ mod email;
 mod expiry;
 mod faults;
 mod gate;
+mod locking;
 mod platform;
 mod rate_limit;
 mod request_log;
 mod session_token;
 pub mod state;
+mod switches;
 mod vendor;
 
 pub use arrivals::{Arrival, KEPT_PER_API};
-pub use faults::{BAD_REQUEST_TITLE, FaultKind, Switches};
 pub use request_log::{KEPT_REQUESTS, LoggedRequest};
+pub use switches::{BAD_REQUEST_TITLE, FaultKind, Switches};
 pub use vendor::{
     BROKER_API_V2_PREFIX, CRM_API_PREFIX, DEMO_BROKER_ID, DEMO_EMAIL, DEMO_EMAIL_LIMIT_PER_MINUTE, DEMO_GROUP,
     DEMO_PASSWORD, SANDBOX_API_KEY, SANDBOX_V2_API_KEY, Stats, V2_TENANT,

@@ -18,7 +18,7 @@ use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
 use super::{
     gate::Door,
-    state,
+    session_token, state,
     vendor::{DEMO_BROKER_ID, JsonObject, Shared, lock, problem},
 };
 
@@ -67,7 +67,7 @@ fn trading_account(email: &str) -> Value {
     json!({
         "tradingAccountId": id.to_string(),
         "uuid": uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, email.as_bytes()).to_string(),
-        "tradingApiToken": state::random_token(),
+        "tradingApiToken": session_token::random_token(),
         "offer": {
             "uuid": "00000000-0000-4000-8000-000000000001",
             "name": "Sandbox Standard",

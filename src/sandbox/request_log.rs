@@ -7,7 +7,7 @@
 use serde::Serialize;
 use std::{collections::VecDeque, time::Instant};
 
-use super::{Sandbox, vendor::lock};
+use super::{Sandbox, locking::lock};
 
 /// Requests kept: the oldest are forgotten beyond it.
 pub const KEPT_REQUESTS: usize = 10_000;

@@ -1,4 +1,5 @@
-//! The sandbox platform's session token (`co-auth`) in the vendor's shape: a
+//! The sandbox platform's tokens. Opaque ones (refresh tokens, one-time
+//! tokens) are random hex; the session token (`co-auth`) has the vendor's shape: a
 //! JWT (`header.payload.signature`, base64url) with the user and an `exp`
 //! claim. Nothing verifies the signature; the sandbox finds sessions by the
 //! whole token. The shape matters because callers' code meets it, and the
@@ -9,12 +10,18 @@ use time::OffsetDateTime;
 /// `{"alg":"HS256","typ":"JWT"}`, base64url.
 const HEADER: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9";
 
+/// A random, URL- and cookie-safe token.
+pub fn random_token() -> String {
+    let bytes: [u8; 24] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A new session token for `email`, expiring at `expires`.
 pub fn session_token(email: &str, expires: OffsetDateTime) -> String {
     let payload = serde_json::json!({
         "sub": email,
         "exp": expires.unix_timestamp(),
-        "jti": super::state::random_token(),
+        "jti": random_token(),
     });
     let signature: [u8; 32] = rand::random();
     format!("{HEADER}.{}.{}", base64url(payload.to_string().as_bytes()), base64url(&signature))

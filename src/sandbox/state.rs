@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 
 use super::expiry::ExpiryQueue;
 pub use super::expiry::{Lifetimes, TOKEN_MEMORY};
+use super::session_token::{random_token, session_token};
 
 /// Validity of the token that comes with a created account.
 pub const ACCOUNT_TOKEN_VALIDITY: Duration = Duration::from_secs(15 * 60);
@@ -101,12 +102,6 @@ pub struct State {
     trading_accounts: HashMap<String, Vec<serde_json::Value>>,
     /// The last trading account login handed out.
     last_login: u64,
-}
-
-/// A random, URL- and cookie-safe token.
-pub fn random_token() -> String {
-    let bytes: [u8; 24] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn key(email: &str) -> String {
@@ -259,7 +254,7 @@ impl State {
         let lifetimes = self.lifetimes;
         let grant = Grant {
             email: email.to_string(),
-            access_token: super::session_token::session_token(email, OffsetDateTime::now_utc() + lifetimes.session),
+            access_token: session_token(email, OffsetDateTime::now_utc() + lifetimes.session),
             refresh_token: random_token(),
             backend_refresh_token: random_token(),
             lifetimes,

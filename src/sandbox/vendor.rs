@@ -11,14 +11,11 @@ use axum::{
 };
 use bytes::Bytes;
 use serde_json::{Map, Value};
-use std::{
-    collections::BTreeMap,
-    convert::Infallible,
-    sync::{Mutex, MutexGuard},
-};
+use std::{collections::BTreeMap, convert::Infallible, sync::Mutex};
 use time::OffsetDateTime;
 
-use super::{arrivals, faults::Switches, rate_limit, request_log, state};
+pub(crate) use super::locking::lock;
+use super::{arrivals, rate_limit, request_log, state, switches::Switches};
 
 /// The sandbox's Broker-API key (raw, or as `Bearer <key>`).
 pub const SANDBOX_API_KEY: &str = "sandbox-api-key";
@@ -55,11 +52,6 @@ pub(crate) struct Shared {
     pub(crate) switches: Mutex<Switches>,
     pub(crate) stats: Mutex<Stats>,
     pub(crate) requests: Mutex<request_log::RequestLog>,
-}
-
-/// A lock that survives a panicked holder: the sandbox state stays usable.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Shared {
