@@ -234,13 +234,7 @@ async fn idle_after_handshake(addr: SocketAddr, ca_pem: &[u8], count: usize) -> 
     for cert in rustls_pemfile_certs(ca_pem) {
         roots.add(cert).expect("ca");
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    let config = common::h2_tls_client(roots);
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let mut held = Vec::new();
     for _ in 0..count {

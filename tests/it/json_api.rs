@@ -28,15 +28,6 @@ async fn post(addr: std::net::SocketAddr, path: &str, body: Value) -> (u16, Valu
     (status, response.json().await.expect("a JSON body"))
 }
 
-fn reason(body: &Value) -> &str {
-    body["details"]
-        .as_array()
-        .and_then(|details| {
-            details.iter().find(|d| d["@type"] == "type.googleapis.com/google.rpc.ErrorInfo")?["reason"].as_str()
-        })
-        .unwrap_or("")
-}
-
 fn demo_login() -> Value {
     json!({ "email": DEMO_EMAIL, "password": DEMO_PASSWORD })
 }
@@ -85,15 +76,15 @@ async fn service_errors_are_google_rpc_status_with_the_http_status_of_their_code
     let addr = gateway.addr;
 
     let (status, body) = post(addr, "/v1/sessions:login", json!({ "email": DEMO_EMAIL, "password": "wrong" })).await;
-    assert_eq!((status, reason(&body)), (401, "UPSTREAM_REJECTED_CREDENTIALS"), "{body}");
+    assert_eq!((status, common::json_reason(&body)), (401, "UPSTREAM_REJECTED_CREDENTIALS"), "{body}");
     assert_eq!(body["code"], 16);
     assert_eq!(body["details"][0]["domain"], "mtr-sso");
 
     let (status, body) = post(addr, "/v1/sessions:refresh", json!({ "refreshToken": "not-a-token" })).await;
-    assert_eq!((status, reason(&body)), (401, "REFRESH_TOKEN_INVALID"), "{body}");
+    assert_eq!((status, common::json_reason(&body)), (401, "REFRESH_TOKEN_INVALID"), "{body}");
 
     let (status, body) = post(addr, "/v1/oneTimeTokens:issue", json!({ "email": "nobody@example.com" })).await;
-    assert_eq!((status, reason(&body)), (404, "ACCOUNT_NOT_FOUND"), "{body}");
+    assert_eq!((status, common::json_reason(&body)), (404, "ACCOUNT_NOT_FOUND"), "{body}");
 
     let (status, body) = post(addr, "/v1/accounts", json!({ "email": "not-an-email", "password": "x" })).await;
     assert_eq!(status, 400, "{body}");
@@ -111,7 +102,7 @@ async fn refused_requests(addr: std::net::SocketAddr) {
     let check = |response: reqwest::Response, status: u16, expected_reason: &'static str| async move {
         assert_eq!(response.status().as_u16(), status);
         let body: Value = response.json().await.expect("a JSON body");
-        assert_eq!(reason(&body), expected_reason, "{body}");
+        assert_eq!(common::json_reason(&body), expected_reason, "{body}");
         body
     };
     let body_of = |text: &str| {
@@ -243,13 +234,13 @@ async fn json_callers_authenticate_and_are_authorized_as_grpc_callers_are() {
 
     let none = call("/v1/sessions:login", demo_login(), None).await.expect("answer");
     assert_eq!(none.status(), 401);
-    assert_eq!(reason(&none.json().await.expect("JSON")), "CALLER_UNAUTHENTICATED");
+    assert_eq!(common::json_reason(&none.json().await.expect("JSON")), "CALLER_UNAUTHENTICATED");
     let allowed = call("/v1/sessions:login", demo_login(), Some(token)).await.expect("answer");
     assert_eq!(allowed.status(), 200);
     let outside = call("/v1/sessions:refresh", json!({ "refreshToken": "x" }), Some(token)).await.expect("answer");
     assert_eq!(outside.status(), 403);
     let body: Value = outside.json().await.expect("JSON");
-    assert_eq!(reason(&body), "CALLER_NOT_PERMITTED");
+    assert_eq!(common::json_reason(&body), "CALLER_NOT_PERMITTED");
     assert_eq!(body["details"][0]["metadata"]["caller"], "crm");
 
     // The kubelet's plaintext health port answers HTTP too, without credentials.

@@ -13,15 +13,6 @@ use mtr_sso::{
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-fn reason(body: &Value) -> &str {
-    body["details"]
-        .as_array()
-        .and_then(|details| {
-            details.iter().find(|d| d["@type"] == "type.googleapis.com/google.rpc.ErrorInfo")?["reason"].as_str()
-        })
-        .unwrap_or("")
-}
-
 async fn post_with_timeout(
     addr: std::net::SocketAddr,
     path: &str,
@@ -71,7 +62,7 @@ async fn a_grpc_timeout_that_passes_gets_the_services_own_answer_with_its_log_li
     for timeout in ["250m", "1S"] {
         for (rpc, path, body) in &calls {
             let (status, body, took) = post_with_timeout(gateway.addr, path, body, timeout).await;
-            let reason = reason(&body).to_string();
+            let reason = common::json_reason(&body).to_string();
             // DEADLINE_EXCEEDED is the JSON side's last resort, raced ahead of the service.
             assert!(
                 status >= 400 && !reason.is_empty() && reason != "DEADLINE_EXCEEDED",
@@ -121,7 +112,7 @@ async fn a_malformed_grpc_timeout_is_refused_with_400_naming_the_header_and_its_
     let (sandbox, gateway) = spawn_sandbox_gateway(SandboxOptions::default()).await;
     for malformed in ["5s", "abc", "1000", "1.5S", "123456789m", "-1S"] {
         let (status, body, _) = login_with_timeout(gateway.addr, malformed).await;
-        assert_eq!((status, reason(&body)), (400, "INVALID_GRPC_TIMEOUT"), "{malformed}: {body}");
+        assert_eq!((status, common::json_reason(&body)), (400, "INVALID_GRPC_TIMEOUT"), "{malformed}: {body}");
         assert_eq!(body["code"], 3, "INVALID_ARGUMENT");
         let message = body["message"].as_str().expect("a message");
         assert!(

@@ -173,7 +173,7 @@ async fn a_create_retried_on_the_other_gateway_of_a_cluster_makes_one_account() 
 #[tokio::test]
 async fn two_gateways_on_a_tls_cluster_make_one_vendor_call_for_concurrent_refreshes_of_one_token() {
     use mtr_sso::{
-        proto::{LoginRequest, RefreshRequest},
+        proto::LoginRequest,
         sandbox::{DEMO_BROKER_ID, DEMO_EMAIL, DEMO_PASSWORD, SANDBOX_API_KEY, Sandbox, SandboxOptions},
     };
     let cluster = RedisCluster::start(Mode::TlsWithPassword);
@@ -188,18 +188,7 @@ async fn two_gateways_on_a_tls_cluster_make_one_vendor_call_for_concurrent_refre
     ];
     let login = LoginRequest { email: DEMO_EMAIL.into(), password: DEMO_PASSWORD.into(), ..Default::default() };
     let session = clients[0].clone().login(login).await.expect("login").into_inner().session.expect("session");
-    let calls: Vec<_> = (0..20)
-        .map(|n| {
-            let mut client = clients[n % 2].clone();
-            let request = RefreshRequest { refresh_token: session.refresh_token.clone(), ..Default::default() };
-            tokio::spawn(async move { client.refresh(request).await })
-        })
-        .collect();
-    let mut renewed = Vec::new();
-    for call in calls {
-        renewed
-            .push(call.await.expect("task").expect("every call is answered OK").into_inner().session.expect("session"));
-    }
+    let renewed = common::refresh_concurrently(&clients, &session.refresh_token, 20).await;
     assert_eq!(sandbox.stats().get("refresh").copied(), Some(1), "the vendor saw one refresh from both gateways");
     assert!(renewed.iter().all(|s| s.access_token == renewed[0].access_token), "one session for all twenty");
     let keys = cluster.keys();
@@ -210,21 +199,6 @@ async fn two_gateways_on_a_tls_cluster_make_one_vendor_call_for_concurrent_refre
     eprintln!(
         "figure: TLS cluster with a password, 2 gateways, 20 concurrent Refresh of one token: 20 OK, 1 vendor call"
     );
-}
-
-/// One OneTimeToken call on the default tenant: its reason ("" when OK) and how long it took.
-async fn token(mut client: SsoServiceClient<tonic::transport::Channel>, n: usize) -> (String, Duration) {
-    let request = IssueOneTimeTokenRequest { email: format!("user{n}@example.com"), ..Default::default() };
-    let sent = Instant::now();
-    let answer = client.issue_one_time_token(common::with_deadline(request, Duration::from_secs(5))).await;
-    let reason = match answer {
-        Ok(_) => String::new(),
-        Err(status) => {
-            assert_ne!(status.code(), Code::DeadlineExceeded, "no call waits for its deadline");
-            reason(&status)
-        }
-    };
-    (reason, sent.elapsed())
 }
 
 #[tokio::test]
@@ -257,7 +231,7 @@ async fn a_cluster_node_frozen_under_load_hangs_no_call_and_service_returns_once
         SsoServiceClient::new(common::channel(second.grpc_addr()).await),
     ];
     for n in 0..4 {
-        assert_eq!(token(clients[n % 2].clone(), n).await.0, "");
+        assert_eq!(common::timed_token(clients[n % 2].clone(), n).await.0, "");
     }
     // The cluster marks the frozen primary failed after its node timeout (2 s)
     // and, with no replica to promote, stops serving: CLUSTERDOWN.
@@ -266,7 +240,7 @@ async fn a_cluster_node_frozen_under_load_hangs_no_call_and_service_returns_once
     let mut slowest = Duration::ZERO;
     let mut n = 4;
     while frozen.elapsed() < Duration::from_secs(5) {
-        let (reason, took) = token(clients[n % 2].clone(), n).await;
+        let (reason, took) = common::timed_token(clients[n % 2].clone(), n).await;
         assert!(reason.is_empty() || reason == "UPSTREAM_QUOTA_EXHAUSTED", "{reason}");
         slowest = slowest.max(took);
         n += 1;

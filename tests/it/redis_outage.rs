@@ -10,7 +10,7 @@
 
 use crate::{common, redis_server};
 use common::reason;
-use mtr_sso::proto::{CreateAccountRequest, IssueOneTimeTokenRequest, sso_service_client::SsoServiceClient};
+use mtr_sso::proto::{CreateAccountRequest, sso_service_client::SsoServiceClient};
 use redis_server::{Mode, RedisServer, free_port};
 use std::{
     sync::{Arc, Mutex},
@@ -59,21 +59,6 @@ fn create(name: &str) -> tonic::Request<CreateAccountRequest> {
         ..common::new_account(&format!("{name}@example.com"))
     };
     common::with_deadline(request, DEADLINE)
-}
-
-/// One OneTimeToken call: its result's reason ("" when OK) and how long it took.
-async fn token(mut client: SsoServiceClient<Channel>, n: usize) -> (String, Duration) {
-    let request = IssueOneTimeTokenRequest { email: format!("user{n}@example.com"), ..Default::default() };
-    let sent = Instant::now();
-    let answer = client.issue_one_time_token(common::with_deadline(request, DEADLINE)).await;
-    let reason = match answer {
-        Ok(_) => String::new(),
-        Err(status) => {
-            assert_ne!(status.code(), Code::DeadlineExceeded, "no call waits for its deadline");
-            reason(&status)
-        }
-    };
-    (reason, sent.elapsed())
 }
 
 async fn metric(addr: &str, name: &str) -> String {
@@ -130,7 +115,7 @@ async fn redis_frozen_for_ten_seconds_under_a_burst_keeps_the_quota_and_creates_
         async move { client.create_account(create("midrun")).await }
     });
     for n in 0..6 {
-        assert_eq!(token(clients[n % 2].clone(), n).await.0, "", "within the quota");
+        assert_eq!(common::timed_token(clients[n % 2].clone(), n).await.0, "", "within the quota");
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -139,7 +124,7 @@ async fn redis_frozen_for_ten_seconds_under_a_burst_keeps_the_quota_and_creates_
     // Three times the quota over the outage, alternating gateways.
     let mut calls = Vec::new();
     for n in 6..6 + QUOTA * 3 {
-        calls.push(tokio::spawn(token(clients[n % 2].clone(), n)));
+        calls.push(tokio::spawn(common::timed_token(clients[n % 2].clone(), n)));
         tokio::time::sleep_until((frozen + OUTAGE / (QUOTA as u32 * 3) * (n as u32 - 5)).into()).await;
         if n == 10 {
             for (client, name) in [(&clients[1], "early"), (&clients[1], "during")] {
@@ -200,7 +185,7 @@ async fn redis_frozen_for_ten_seconds_under_a_burst_keeps_the_quota_and_creates_
     }
     // After the outage, within the same window, the quota still holds.
     for n in 100..110 {
-        let (reason, _) = token(clients[n % 2].clone(), n).await;
+        let (reason, _) = common::timed_token(clients[n % 2].clone(), n).await;
         assert_eq!(reason, "UPSTREAM_QUOTA_EXHAUSTED", "the window's quota was spent");
     }
     let sent = tokens.lock().expect("lock").len();
@@ -231,13 +216,13 @@ async fn redis_stopped_and_started_again_refuses_fast_and_service_returns_within
     let Fleet { upstream, tokens, metrics_addr, clients, first: _first, second: _second } = fleet(&redis, "stop").await;
     clients[0].clone().create_account(create("early")).await.expect("created");
     for n in 0..6 {
-        assert_eq!(token(clients[n % 2].clone(), n).await.0, "", "within the quota");
+        assert_eq!(common::timed_token(clients[n % 2].clone(), n).await.0, "", "within the quota");
     }
     redis.stop();
     let stopped = Instant::now();
     let (mut slowest, mut accepted) = (Duration::ZERO, 0);
     for n in 6..6 + QUOTA * 2 {
-        let (reason, took) = token(clients[n % 2].clone(), n).await;
+        let (reason, took) = common::timed_token(clients[n % 2].clone(), n).await;
         slowest = slowest.max(took);
         accepted += usize::from(reason.is_empty());
         tokio::time::sleep(Duration::from_millis(50)).await;

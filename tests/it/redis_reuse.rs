@@ -6,7 +6,7 @@
 
 use crate::{common, redis_server};
 use mtr_sso::{
-    proto::{LoginRequest, RefreshRequest, sso_service_client::SsoServiceClient},
+    proto::{LoginRequest, sso_service_client::SsoServiceClient},
     sandbox::{DEMO_EMAIL, DEMO_PASSWORD, Sandbox, SandboxOptions},
 };
 use redis_server::{Mode, RedisServer};
@@ -27,18 +27,7 @@ async fn two_gateways_sharing_redis_make_one_vendor_call_and_store_no_token_in_c
     let session = clients[0].clone().login(login).await.expect("login").into_inner().session.expect("session");
 
     let started = Instant::now();
-    let calls: Vec<_> = (0..50)
-        .map(|n| {
-            let mut client = clients[n % 2].clone();
-            let request = RefreshRequest { refresh_token: session.refresh_token.clone(), ..Default::default() };
-            tokio::spawn(async move { client.refresh(request).await })
-        })
-        .collect();
-    let mut renewed = Vec::new();
-    for call in calls {
-        renewed
-            .push(call.await.expect("task").expect("every call is answered OK").into_inner().session.expect("session"));
-    }
+    let renewed = common::refresh_concurrently(&clients, &session.refresh_token, 50).await;
     let elapsed = started.elapsed();
     assert_eq!(sandbox.stats().get("refresh").copied(), Some(1), "the vendor saw one refresh from both replicas");
     assert!(renewed.iter().all(|s| s.access_token == renewed[0].access_token), "one session for all fifty");

@@ -208,6 +208,69 @@ pub fn reason(status: &tonic::Status) -> String {
     status.get_error_details().error_info().map(|info| info.reason.clone()).unwrap_or_default()
 }
 
+/// The ErrorInfo reason of a JSON/HTTP error body (`google.rpc.Status`).
+pub fn json_reason(body: &serde_json::Value) -> &str {
+    body["details"]
+        .as_array()
+        .and_then(|details| {
+            details.iter().find(|d| d["@type"] == "type.googleapis.com/google.rpc.ErrorInfo")?["reason"].as_str()
+        })
+        .unwrap_or("")
+}
+
+/// One IssueOneTimeToken call for `user{n}@example.com` with a 5 s deadline,
+/// for tests of shared state under failure: its reason ("" when OK) and how
+/// long it took. It never waits for its deadline.
+pub async fn timed_token(mut client: SsoServiceClient<Channel>, n: usize) -> (String, Duration) {
+    let request =
+        mtr_sso::proto::IssueOneTimeTokenRequest { email: format!("user{n}@example.com"), ..Default::default() };
+    let sent = Instant::now();
+    let answer = client.issue_one_time_token(with_deadline(request, Duration::from_secs(5))).await;
+    let reason = match answer {
+        Ok(_) => String::new(),
+        Err(status) => {
+            assert_ne!(status.code(), tonic::Code::DeadlineExceeded, "no call waits for its deadline");
+            reason(&status)
+        }
+    };
+    (reason, sent.elapsed())
+}
+
+/// `count` concurrent Refresh calls of `refresh_token`, spread over `clients`
+/// in turn; the sessions they renewed, each call answered OK.
+pub async fn refresh_concurrently(
+    clients: &[SsoServiceClient<Channel>],
+    refresh_token: &str,
+    count: usize,
+) -> Vec<mtr_sso::proto::Session> {
+    let calls: Vec<_> = (0..count)
+        .map(|n| {
+            let mut client = clients[n % clients.len()].clone();
+            let request =
+                mtr_sso::proto::RefreshRequest { refresh_token: refresh_token.to_string(), ..Default::default() };
+            tokio::spawn(async move { client.refresh(request).await })
+        })
+        .collect();
+    let mut renewed = Vec::new();
+    for call in calls {
+        renewed
+            .push(call.await.expect("task").expect("every call is answered OK").into_inner().session.expect("session"));
+    }
+    renewed
+}
+
+/// A TLS client configuration that trusts `roots` and offers HTTP/2 only.
+pub fn h2_tls_client(roots: rustls::RootCertStore) -> rustls::ClientConfig {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    config
+}
+
 /// An ErrorInfo metadata entry of a status.
 pub fn error_metadata(status: &tonic::Status, key: &str) -> Option<String> {
     use tonic_types::StatusExt as _;
