@@ -8,7 +8,8 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use super::{
     ConfigError, ConnectionLimits, DEFAULT_MAX_IN_FLIGHT, HttpSettings, LogFormat, Mode, Proxies, ResilienceSettings,
-    SandboxOptions, Settings, Upstream, audit::AuditOptions, callers::CallerFiles, invalid, shared_state, tenants_file,
+    Settings, Upstream, audit::AuditOptions, callers::CallerFiles, invalid, sandbox_args::SandboxArgs, shared_state,
+    tenants_file,
 };
 use crate::{
     quota::Limits,
@@ -170,23 +171,9 @@ pub struct Cli {
     /// Run against the built-in sandbox of the vendor's APIs instead of a real upstream.
     #[arg(long, env = "MTR_SSO_SANDBOX")]
     pub sandbox: bool,
-    /// Address of the sandbox's HTTP server (the emulated Broker-API and platform).
-    #[arg(long, env = "MTR_SSO_SANDBOX_ADDR", default_value = "127.0.0.1:0")]
-    pub sandbox_addr: SocketAddr,
-    /// Requests per minute the sandbox allows per API key and per platform, like the vendor.
-    #[arg(long, env = "MTR_SSO_SANDBOX_RATE_LIMIT", default_value_t = SandboxOptions::default().rate_limit_per_minute)]
-    pub sandbox_rate_limit: u32,
-    /// Extra latency the sandbox adds to every answer (e.g. `5ms`).
-    #[arg(long, env = "MTR_SSO_SANDBOX_LATENCY", value_parser = parse_duration)]
-    pub sandbox_latency: Option<Duration>,
-    /// How long a sandbox platform session lives [default: 15m, as the vendor documents]; the
-    /// sandbox forgets sessions once they expire.
-    #[arg(long, env = "MTR_SSO_SANDBOX_SESSION_LIFETIME", value_parser = parse_duration)]
-    pub sandbox_session_lifetime: Option<Duration>,
-    /// How long an unused sandbox refresh token lives [default: 24h]; the sandbox forgets
-    /// refresh tokens once they expire.
-    #[arg(long, env = "MTR_SSO_SANDBOX_REFRESH_TOKEN_LIFETIME", value_parser = parse_duration)]
-    pub sandbox_refresh_token_lifetime: Option<Duration>,
+    /// The sandbox's own settings.
+    #[command(flatten)]
+    pub sandbox_settings: SandboxArgs,
 
     /// A TOML file describing one or more tenants (see README); excludes the single-tenant flags.
     #[arg(long, env = "MTR_SSO_TENANTS_FILE")]
@@ -372,15 +359,7 @@ impl Cli {
             if let Some(flag) = first_flag().or_else(|| self.tenants_file.as_ref().map(|_| "--tenants-file".into())) {
                 return Err(invalid(flag, "cannot be combined with --sandbox"));
             }
-            let defaults = SandboxOptions::default();
-            return Ok(Upstream::Sandbox(SandboxOptions {
-                addr: self.sandbox_addr,
-                rate_limit_per_minute: self.sandbox_rate_limit,
-                latency: self.sandbox_latency.unwrap_or_default(),
-                session_lifetime: self.sandbox_session_lifetime.unwrap_or(defaults.session_lifetime),
-                refresh_token_lifetime: self.sandbox_refresh_token_lifetime.unwrap_or(defaults.refresh_token_lifetime),
-                ..defaults
-            }));
+            return Ok(Upstream::Sandbox(self.sandbox_settings.options()));
         }
         if let Some(path) = &self.tenants_file {
             if let Some(flag) = first_flag() {

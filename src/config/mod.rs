@@ -9,6 +9,7 @@
 mod audit;
 mod callers;
 mod cli;
+mod sandbox_args;
 pub mod shared_state;
 mod tenants_file;
 
