@@ -91,7 +91,8 @@ impl CallerAuth {
                 .ok_or_else(|| format!("tokens file line {}: expected `<caller> <token>`", number + 1))?;
             if token.len() < MIN_TOKEN_LEN {
                 return Err(format!(
-                    "tokens file line {}: the token of `{caller}` is shorter than {MIN_TOKEN_LEN}",
+                    // Not the caller's name: with the columns swapped it would be the token.
+                    "tokens file line {}: the token is shorter than {MIN_TOKEN_LEN} characters (expected `<caller> <token>`)",
                     number + 1
                 ));
             }

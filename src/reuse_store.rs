@@ -150,7 +150,10 @@ impl ReuseStore {
                 let answer: Result<Option<Vec<u8>>, _> =
                     redis::cmd("GET").arg(result_key(keys)).query_async(&mut connection).await;
                 match answer {
-                    Ok(stored) => stored?,
+                    Ok(Some(stored)) => stored,
+                    // Not in Redis: a result this replica stored while Redis was
+                    // out (its SET failed) is still within the window here.
+                    Ok(None) => self.get_local(keys)?,
                     // Redis is out (the connection says so once): this replica's own results.
                     Err(_) => self.get_local(keys)?,
                 }

@@ -35,7 +35,9 @@ pub(super) async fn refuse_a_taken_email(tenant: &Tenant, email: &str, deadline:
         Ok(Lookup::NotFound) => Ok(()),
         // A v2 lookup may answer 400 for an address it dislikes: that says
         // nothing about an account, and the create checks the address itself.
-        Err(error) if error.fault == UpstreamFault::RequestRejected => Ok(()),
+        // Only a 400: any other refusal (410, 422, 408, …) cannot tell, and
+        // sending the create then is what this setting is there to avoid.
+        Err(error) if error.fault == UpstreamFault::RequestRejected && error.status == Some(400) => Ok(()),
         Ok(Lookup::Found(found)) => {
             let account_uuid = found.account.uuid.as_deref().unwrap_or("");
             tracing::info!(%account_uuid, "lookup before create: the email is taken, nothing is created");

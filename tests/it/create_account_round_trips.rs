@@ -134,7 +134,7 @@ async fn lookup_before_create_costs_a_fresh_email_one_more_round_trip() {
 }
 
 #[tokio::test]
-async fn lookup_before_create_sends_no_create_when_the_lookup_fails_and_goes_on_after_a_400() {
+async fn lookup_before_create_sends_no_create_when_the_lookup_fails_or_is_refused_and_goes_on_after_a_400() {
     use mtr_sso::sandbox::FaultKind;
     let (sandbox, mut gateway) = slow_vendor(|tenant| tenant.lookup_before_create = true).await;
     let on_lookup = |fault| Switches { fault, fault_path_contains: "/email/".into(), ..Switches::default() };
@@ -142,6 +142,11 @@ async fn lookup_before_create_sends_no_create_when_the_lookup_fails_and_goes_on_
     let failed = gateway.client.create_account(request("v2", "unsure@example.com", false)).await.expect_err("no check");
     assert_eq!(reason(&failed), "UPSTREAM_UNAVAILABLE", "{failed:?}");
     assert_eq!(sandbox.stats().get("create_user_account"), None, "a create without the check is never sent");
+    // Any other refusal of the lookup cannot tell either: no create is sent.
+    sandbox.set_switches(on_lookup(FaultKind::Unprocessable));
+    let refused = gateway.client.create_account(request("v2", "refused@example.com", false)).await.expect_err("422");
+    assert_ne!(refused.code(), tonic::Code::Ok);
+    assert_eq!(sandbox.stats().get("create_user_account"), None, "a 422 on the lookup sends no create");
     // A lookup that dislikes the address says nothing about an account: the create checks it itself.
     sandbox.set_switches(on_lookup(FaultKind::BadRequest));
     let created = gateway.client.create_account(request("v2", "disliked@example.com", false)).await.expect("OK");

@@ -52,3 +52,33 @@ async fn two_gateways_sharing_redis_make_one_vendor_call_and_store_no_token_in_c
         secrets.len()
     );
 }
+
+/// A Refresh made while Redis is out is kept by its replica alone; once
+/// Redis is back (and does not have it), a repeat on that replica within the
+/// window still gets the same session, not the vendor's refusal of the
+/// rotated token.
+#[tokio::test]
+async fn a_refresh_made_while_redis_was_out_is_handed_again_once_redis_is_back() {
+    use mtr_sso::proto::RefreshRequest;
+    let mut redis = RedisServer::start(Mode::Plain);
+    let sandbox = Sandbox::start(SandboxOptions::default()).await.expect("sandbox starts");
+    let tenants = common::sandbox_tenants_file(&sandbox, "reuse-outage");
+    let gateway = common::replica(&tenants, &redis.gateway_args(), &[]);
+    let mut client = SsoServiceClient::new(common::channel(gateway.grpc_addr()).await);
+    let login = LoginRequest { email: DEMO_EMAIL.into(), password: DEMO_PASSWORD.into(), ..Default::default() };
+    let session = client.login(login).await.expect("login").into_inner().session.expect("session");
+    let refresh = || RefreshRequest { refresh_token: session.refresh_token.clone(), ..Default::default() };
+
+    redis.stop();
+    let during = client.refresh(refresh()).await.expect("refreshed while Redis is out").into_inner();
+    redis.restart();
+    // The replica's probe finds Redis back within a fraction of a second.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let repeat = client.refresh(refresh()).await.expect("the repeat within the window").into_inner();
+    assert_eq!(
+        repeat.session.expect("session").access_token,
+        during.session.expect("session").access_token,
+        "the same session as the refresh made during the outage"
+    );
+    assert_eq!(sandbox.stats().get("refresh").copied(), Some(1), "one refresh reached the vendor");
+}
