@@ -158,7 +158,7 @@ impl RedisSettings {
         if let Some(username) = &self.username {
             redis_settings = redis_settings.set_username(username);
         }
-        Ok(info.set_redis_settings(redis_settings))
+        Ok(info.set_redis_settings(redis_settings).set_tcp_settings(tcp_settings()))
     }
 
     fn client(&self) -> Result<redis::Client, RedisSettingError> {
@@ -177,6 +177,7 @@ impl RedisSettings {
     /// CA and credentials for each, and the command timeout for each answer.
     fn cluster_client(&self) -> Result<redis::cluster::ClusterClient, RedisSettingError> {
         let mut builder = redis::cluster::ClusterClientBuilder::new([self.connection_info()?])
+            .tcp_settings(tcp_settings())
             .connection_timeout(self.command_timeout)
             .response_timeout(self.command_timeout)
             .retries(2)
@@ -187,6 +188,23 @@ impl RedisSettings {
         }
         builder.build().map_err(|e| describe(&e, self))
     }
+}
+
+/// How long sent data may stay unacknowledged before the kernel drops the
+/// connection. Without it, a connection whose peer vanished silently (a pod
+/// replaced behind the same name, a dropped NAT or load-balancer flow) would
+/// keep timing out each command, and never reconnect, until the kernel gave
+/// up retransmitting: about 15 minutes, with Redis reported out throughout.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+const DEAD_PEER_AFTER: Duration = Duration::from_secs(2);
+
+/// The sockets' settings: no Nagle delay for small commands, and a dead peer
+/// noticed within [`DEAD_PEER_AFTER`] (Linux; elsewhere the kernel's default).
+fn tcp_settings() -> redis::io::tcp::TcpSettings {
+    let settings = redis::io::tcp::TcpSettings::default().set_nodelay(true);
+    #[cfg(target_os = "linux")]
+    let settings = settings.set_user_timeout(DEAD_PEER_AFTER);
+    settings
 }
 
 /// Connects, checks that the server answers PING as the configured user, and
