@@ -19,14 +19,10 @@ fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
 
 #[test]
 fn each_bad_setting_exits_64_with_one_line_naming_it() {
-    let dir = std::env::temp_dir().join(format!("mtr-sso-bin-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let tenants = dir.join("tenants.toml");
-    std::fs::write(
-        &tenants,
+    let tenants = common::tenants_file(
+        "bin",
         "[tenants.acme]\nbroker_api_url = \"https://b.example.com\"\nplatform_url = \"https://p.example.com\"\n",
-    )
-    .expect("write");
+    );
     let tenants = tenants.to_str().expect("utf8");
     let cases: [(&[&str], &str); 8] = [
         (&[], "--broker-api-url"),

@@ -58,21 +58,17 @@ async fn against_the_sandbox_every_check_of_both_tenants_passes() {
 async fn a_mixed_up_key_or_broker_id_fails_its_row_and_the_run() {
     let sandbox = Sandbox::start(SandboxOptions::default()).await.expect("sandbox starts");
     let base = sandbox.base_url().as_str().trim_end_matches('/').to_string();
-    let dir = std::env::temp_dir().join(format!("mtr-sso-preflight-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("tenants.toml");
     // The v2 tenant was given the v1 key; the v1 tenant another broker's id.
-    std::fs::write(
-        &file,
-        format!(
+    let file = common::tenants_file(
+        &format!("preflight-{}", uuid::Uuid::new_v4()),
+        &format!(
             "default_tenant = \"old\"\n\
              [tenants.old]\nbroker_api_url = \"{base}\"\napi_key = \"{SANDBOX_API_KEY}\"\nplatform_url = \"{base}\"\n\
              broker_id = \"2\"\n\
              [tenants.new]\nbroker_api_generation = \"v2\"\nbroker_api_url = \"{base}/broker-api-v2\"\n\
              api_key = \"{SANDBOX_API_KEY}\"\nplatform_url = \"{base}\"\nbroker_id = \"1\"\n"
         ),
-    )
-    .expect("write");
+    );
     let args = vec!["--check-upstream".into(), "--tenants-file".into(), file.to_string_lossy().into_owned()];
     let (code, table, stderr) = run(args).await;
     assert_eq!(code, Some(1), "{table}{stderr}");
@@ -106,17 +102,13 @@ async fn a_v2_setting_on_a_v1_tenant_fails_check_config_with_one_line_naming_it(
 async fn one_tenant(generation: &str, broker_path: &str, key: &str) -> (Sandbox, Vec<String>) {
     let sandbox = Sandbox::start(SandboxOptions::default()).await.expect("sandbox starts");
     let base = sandbox.base_url().as_str().trim_end_matches('/').to_string();
-    let dir = std::env::temp_dir().join(format!("mtr-sso-preflight-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let file = dir.join("tenants.toml");
-    std::fs::write(
-        &file,
-        format!(
+    let file = common::tenants_file(
+        &format!("preflight-{}", uuid::Uuid::new_v4()),
+        &format!(
             "default_tenant = \"t\"\n[tenants.t]\nbroker_api_generation = \"{generation}\"\n\
              broker_api_url = \"{base}{broker_path}\"\napi_key = \"{key}\"\nplatform_url = \"{base}\"\nbroker_id = \"1\"\n"
         ),
-    )
-    .expect("write");
+    );
     (sandbox, vec!["--check-upstream".into(), "--tenants-file".into(), file.to_string_lossy().into_owned()])
 }
 

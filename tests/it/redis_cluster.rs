@@ -19,12 +19,8 @@ use tonic::Code;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers::path};
 
 fn tenants_file(name: &str, base: &str, extra: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mtr-sso-cluster-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let tenants = dir.join("tenants.toml");
     let body = format!("[tenants.default]\nbroker_api_url = \"{base}\"\nplatform_url = \"{base}\"\n{extra}");
-    std::fs::write(&tenants, body).expect("write");
-    tenants
+    common::tenants_file(&format!("cluster-{name}"), &body)
 }
 
 fn two_replicas(tenants: &Path, cluster: &RedisCluster, extra: &[&str]) -> (Running, Running) {

@@ -9,19 +9,11 @@ use crate::{common, redis_server};
 use mtr_sso::{
     idempotency::{Claim, Idempotency, Outcome, RequestIdentity, scoped_key},
     proto::{CreateAccountRequest, CreateAccountResponse, sso_service_client::SsoServiceClient},
-    sandbox::{DEMO_BROKER_ID, SANDBOX_API_KEY, Sandbox, SandboxOptions},
+    sandbox::{Sandbox, SandboxOptions},
 };
 use redis_server::{Mode, RedisServer};
 use std::time::Duration;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers::path};
-
-fn tenants_file(name: &str, body: String) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("mtr-sso-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let tenants = dir.join("tenants.toml");
-    std::fs::write(&tenants, body).expect("write");
-    tenants
-}
 
 /// Every secret an answer hands out: tokens, cookie values, and the link.
 fn secrets_of(response: &CreateAccountResponse) -> Vec<String> {
@@ -40,13 +32,7 @@ fn secrets_of(response: &CreateAccountResponse) -> Vec<String> {
 async fn a_redis_dump_inside_the_idempotency_window_holds_none_of_the_answers_secrets() {
     let redis = RedisServer::start(Mode::TlsWithPassword);
     let sandbox = Sandbox::start(SandboxOptions::default()).await.expect("sandbox starts");
-    let base = sandbox.base_url().as_str().trim_end_matches('/').to_string();
-    let tenants = tenants_file(
-        "idem-dump",
-        format!(
-            "[tenants.default]\nbroker_api_url = \"{base}\"\nplatform_url = \"{base}\"\napi_key = \"{SANDBOX_API_KEY}\"\nbroker_id = \"{DEMO_BROKER_ID}\"\n"
-        ),
-    );
+    let tenants = common::sandbox_tenants_file(&sandbox, "idem-dump");
     let (first, second) =
         (common::replica(&tenants, &redis.gateway_args(), &[]), common::replica(&tenants, &redis.gateway_args(), &[]));
     let clients = [
@@ -113,9 +99,9 @@ async fn a_claim_outlives_the_longest_run_the_settings_allow() {
         )
         .mount(&upstream)
         .await;
-    let tenants = tenants_file(
+    let tenants = common::tenants_file(
         "idem-ttl",
-        format!(
+        &format!(
             "[tenants.default]\nbroker_api_url = \"{0}\"\nplatform_url = \"{0}\"\napi_key = \"k\"\n",
             upstream.uri()
         ),

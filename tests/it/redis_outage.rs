@@ -79,15 +79,12 @@ struct Fleet {
 
 async fn fleet(redis: &RedisServer, name: &str) -> Fleet {
     let (upstream, tokens) = vendor().await;
-    let dir = std::env::temp_dir().join(format!("mtr-sso-outage-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let tenants = dir.join("tenants.toml");
     let uri = upstream.uri();
     let body = format!(
         "[tenants.default]\nbroker_api_url = \"{uri}\"\nplatform_url = \"{uri}\"\napi_key = \"k\"\n\n\
          [tenants.signup]\nbroker_api_url = \"{uri}\"\nplatform_url = \"{uri}\"\napi_key = \"k2\"\n"
     );
-    std::fs::write(&tenants, body).expect("write");
+    let tenants = common::tenants_file(&format!("outage-{name}"), &body);
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let quota = QUOTA.to_string();
     let flags = ["--upstream-quota-per-minute", &quota, "--email-limit-per-minute", "0", "--replicas", "2"];

@@ -18,15 +18,12 @@ use std::{
 use tonic::Code;
 use wiremock::{Mock, MockServer, ResponseTemplate, matchers::path};
 
-fn tenants_file(dir: &Path, upstream: &MockServer) -> std::path::PathBuf {
-    std::fs::create_dir_all(dir).expect("dir");
-    let tenants = dir.join("tenants.toml");
+fn tenants_file(tag: &str, upstream: &MockServer) -> std::path::PathBuf {
     let body = format!(
         "[tenants.default]\nbroker_api_url = \"{0}\"\nplatform_url = \"{0}\"\napi_key = \"k\"\n",
         upstream.uri()
     );
-    std::fs::write(&tenants, body).expect("write");
-    tenants
+    common::tenants_file(tag, &body)
 }
 
 /// `hex` with its last digit changed: the sealed value differs in one byte.
@@ -58,8 +55,7 @@ async fn two_gateways_sharing_redis_never_send_the_vendor_more_than_the_quota_on
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"token": "t"})))
         .mount(&upstream)
         .await;
-    let tenants =
-        tenants_file(&std::env::temp_dir().join(format!("mtr-sso-quota-{}-{mode:?}", std::process::id())), &upstream);
+    let tenants = tenants_file(&format!("quota-{mode:?}"), &upstream);
     let quota = QUOTA.to_string();
     let (first, second) =
         two_replicas(&tenants, &redis, &["--upstream-quota-per-minute", &quota, "--email-limit-per-minute", "0"]);
@@ -107,7 +103,7 @@ async fn calls_on_two_gateways_wait_for_slots_that_free_within_the_max_wait_and_
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"token": "t"})))
         .mount(&upstream)
         .await;
-    let tenants = tenants_file(&std::env::temp_dir().join(format!("mtr-sso-wait-{}", std::process::id())), &upstream);
+    let tenants = tenants_file("wait", &upstream);
     // A 1 s window (a slot is held for 2 s) shows in seconds what takes minutes.
     let flags = [
         "--upstream-quota-per-minute",
@@ -173,8 +169,7 @@ async fn a_create_retried_on_another_replica_after_a_timeout_gets_the_first_acco
         )
         .mount(&upstream)
         .await;
-    let tenants =
-        tenants_file(&std::env::temp_dir().join(format!("mtr-sso-idem-{}-{mode:?}", std::process::id())), &upstream);
+    let tenants = tenants_file(&format!("idem-{mode:?}"), &upstream);
     let (first, second) = two_replicas(&tenants, &redis, &[]);
     let mut on_first = SsoServiceClient::new(common::channel(first.grpc_addr()).await);
     let mut on_second = SsoServiceClient::new(common::channel(second.grpc_addr()).await);
@@ -219,8 +214,7 @@ async fn a_stored_outcome_damaged_in_redis_is_refused_and_not_replayed_or_run_ag
         )
         .mount(&upstream)
         .await;
-    let tenants =
-        tenants_file(&std::env::temp_dir().join(format!("mtr-sso-damage-{}-{mode:?}", std::process::id())), &upstream);
+    let tenants = tenants_file(&format!("damage-{mode:?}"), &upstream);
     let gateway = common::replica(&tenants, &redis.gateway_args(), &[]);
     let mut client = SsoServiceClient::new(common::channel(gateway.grpc_addr()).await);
     let request = || mtr_sso::proto::CreateAccountRequest {

@@ -184,17 +184,22 @@ pub async fn spawn_sandbox_gateway(options: mtr_sso::sandbox::SandboxOptions) ->
 #[cfg(feature = "sandbox")]
 pub fn sandbox_tenants_file(sandbox: &mtr_sso::sandbox::Sandbox, tag: &str) -> std::path::PathBuf {
     use mtr_sso::sandbox::{DEMO_BROKER_ID, SANDBOX_API_KEY};
-    let dir = std::env::temp_dir().join(format!("mtr-sso-{tag}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let tenants = dir.join("tenants.toml");
     let base = sandbox.base_url().as_str().trim_end_matches('/');
-    std::fs::write(
-        &tenants,
-        format!(
+    tenants_file(
+        tag,
+        &format!(
             "[tenants.default]\nbroker_api_url = \"{base}\"\nplatform_url = \"{base}\"\napi_key = \"{SANDBOX_API_KEY}\"\nbroker_id = \"{DEMO_BROKER_ID}\"\n"
         ),
     )
-    .expect("write");
+}
+
+/// A tenants file holding `body`, in a directory of this process's own named
+/// by `tag`.
+pub fn tenants_file(tag: &str, body: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("mtr-sso-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let tenants = dir.join("tenants.toml");
+    std::fs::write(&tenants, body).expect("write");
     tenants
 }
 
