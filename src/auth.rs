@@ -192,6 +192,10 @@ rpcs = ["*"]
         );
         let short = CallerAuth::parse(POLICY, Some("crm short")).expect_err("short");
         assert!(short.contains("line 1") && !short.contains(" short "), "{short}");
+        // Columns swapped: the first column is the token, and the refusal
+        // (logged at every reload) must not show it.
+        let swapped = CallerAuth::parse(POLICY, Some("Zq8-secret-token-value crm")).expect_err("swapped");
+        assert!(swapped.contains("line 1") && !swapped.contains("Zq8-secret-token-value"), "{swapped}");
         let twice = format!("a {0}\nb {0}\n", "t".repeat(30));
         assert!(CallerAuth::parse(POLICY, Some(&twice)).expect_err("reused").contains("line 2"));
     }
